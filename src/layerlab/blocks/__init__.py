@@ -1,0 +1,1 @@
+"""Built-in blocks; importing this package registers them."""

@@ -1,0 +1,236 @@
+"""What every task provides: seeded data, disjoint splits, a loss, an explicit metric, chance level.
+
+A task is a dataclass whose fields are its parameters (built strictly by ``build_task``).
+Inputs, targets and the loss mask come from the task's own ``torch.Generator``:
+- ``train_batch(batch_size, generator)`` draws a fresh training batch;
+- ``eval_set(split)`` returns the fixed, cached evaluation set of a split ("val", "test", and
+  extra splits such as "test@256" for length extrapolation); it depends only on the task's
+  parameters (``data_seed`` included), so every run of a suite is scored on the same examples.
+Train, validation and test examples never overlap (each task's test checks it).
+
+Sequence tasks ("tokens") give inputs (B, L) int64, targets (B, L) int64 and a bool mask (B, L)
+marking the positions that count in loss and metric. Vector tasks ("vector") give inputs (B, F)
+float32, targets (B,) int64 and no mask.
+"""
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..errors import ConfigError
+
+LN2 = math.log(2.0)
+
+
+@dataclass
+class Batch:
+    inputs: Tensor
+    targets: Tensor
+    mask: Tensor | None = None
+
+    def __len__(self) -> int:
+        return self.inputs.shape[0]
+
+    def to(self, device: torch.device | str) -> "Batch":
+        mask = None if self.mask is None else self.mask.to(device, non_blocking=True)
+        return Batch(self.inputs.to(device, non_blocking=True), self.targets.to(device, non_blocking=True), mask)
+
+    def slice(self, start: int, stop: int) -> "Batch":
+        mask = None if self.mask is None else self.mask[start:stop]
+        return Batch(self.inputs[start:stop], self.targets[start:stop], mask)
+
+
+class Task:
+    """Base of all tasks: classification over tokens or vectors, scored by cross-entropy."""
+
+    name: ClassVar[str] = "task"
+    input_kind: ClassVar[str] = "tokens"  # "tokens" or "vector"
+    metric: ClassVar[str] = "accuracy"  # the primary metric: the leaderboard's column
+    higher_is_better: ClassVar[bool] = True
+
+    # --- what a subclass provides -------------------------------------------------
+    @property
+    def vocab_size(self) -> int:
+        """Number of distinct input tokens (token tasks)."""
+        raise NotImplementedError
+
+    @property
+    def input_dim(self) -> int:
+        """Feature count (vector tasks)."""
+        raise NotImplementedError
+
+    @property
+    def n_outputs(self) -> int:
+        """Number of classes the model predicts at each scored position."""
+        raise NotImplementedError
+
+    @property
+    def max_length(self) -> int:
+        """Longest sequence any split uses (sizes learned positions)."""
+        raise NotImplementedError
+
+    @property
+    def chance(self) -> float:
+        """The primary metric of a uniform random guess."""
+        raise NotImplementedError
+
+    @property
+    def eval_splits(self) -> tuple[str, ...]:
+        return ("val", "test")
+
+    def train_batch(self, batch_size: int, generator: torch.Generator) -> Batch:
+        raise NotImplementedError
+
+    def _make_eval_set(self, split: str) -> Batch:
+        raise NotImplementedError
+
+    def oracle(self, batch: Batch) -> Tensor:
+        """The correct prediction at every position, computed from the inputs by the task's rule."""
+        raise NotImplementedError
+
+    # --- shared machinery ---------------------------------------------------------
+    def validate(self) -> None:
+        """Raise ConfigError if the parameters are impossible. Subclasses extend."""
+
+    def __post_init__(self) -> None:
+        self._eval_cache: dict[str, Batch] = {}
+        self.validate()
+
+    def eval_set(self, split: str) -> Batch:
+        if split not in self.eval_splits:
+            raise ConfigError(f"task {self.name!r} has no split {split!r}; splits: {', '.join(self.eval_splits)}")
+        if split not in self._eval_cache:
+            self._eval_cache[split] = self._make_eval_set(split)
+        return self._eval_cache[split]
+
+    def checksum(self) -> str:
+        """sha256 over the evaluation sets: identical data gives identical checksums."""
+        h = hashlib.sha256(self.name.encode())
+        for split in self.eval_splits:
+            b = self.eval_set(split)
+            for t in (b.inputs, b.targets, b.mask):
+                if t is not None:
+                    h.update(t.contiguous().cpu().numpy().tobytes())
+        return h.hexdigest()
+
+    def loss(self, logits: Tensor, batch: Batch) -> Tensor:
+        """Mean cross-entropy over scored positions (nats)."""
+        if batch.mask is None:
+            return F.cross_entropy(logits, batch.targets)
+        return F.cross_entropy(logits[batch.mask], batch.targets[batch.mask])
+
+    def _sums(self, logits: Tensor, batch: Batch) -> dict[str, float]:
+        """Additive statistics of one chunk; `summarize` turns their totals into metrics."""
+        if batch.mask is None:
+            ce = F.cross_entropy(logits.float(), batch.targets, reduction="sum")
+            correct = (logits.argmax(-1) == batch.targets)
+            return {"ce": ce.item(), "n": float(batch.targets.numel()), "correct": correct.sum().item(),
+                    "seqs": float(len(batch)), "exact": correct.sum().item()}
+        mask = batch.mask
+        ce = F.cross_entropy(logits[mask].float(), batch.targets[mask], reduction="sum")
+        hit = (logits.argmax(-1) == batch.targets) | ~mask
+        return {"ce": ce.item(), "n": mask.sum().item(), "correct": (hit & mask).sum().item(),
+                "seqs": float(len(batch)), "exact": hit.all(dim=-1).sum().item()}
+
+    def summarize(self, sums: dict[str, float]) -> dict[str, float]:
+        n = max(sums["n"], 1.0)
+        out = {"loss": sums["ce"] / n, "accuracy": sums["correct"] / n}
+        if self.input_kind == "tokens":
+            out["exact_match"] = sums["exact"] / max(sums["seqs"], 1.0)
+        return out
+
+    @torch.no_grad()
+    def evaluate(self, model: nn.Module, split: str, *, batch_size: int = 256,
+                 device: torch.device | str | None = None) -> dict[str, float]:
+        """Metrics of `model` on a fixed split. Restores the model's train/eval mode."""
+        data = self.eval_set(split)
+        device = device or next(model.parameters()).device
+        was_training = model.training
+        model.eval()
+        try:
+            totals: dict[str, float] = {}
+            for start in range(0, len(data), batch_size):
+                chunk = data.slice(start, start + batch_size).to(device)
+                for k, v in self._sums(model(chunk.inputs), chunk).items():
+                    totals[k] = totals.get(k, 0.0) + v
+        finally:
+            model.train(was_training)
+        return self.summarize(totals)
+
+    def better(self, a: float, b: float) -> bool:
+        """Is metric value `a` better than `b`?"""
+        return a > b if self.higher_is_better else a < b
+
+    def reached(self, value: float, target: float) -> bool:
+        return value >= target if self.higher_is_better else value <= target
+
+
+# ---- helpers for synthetic tasks: disjoint splits by content hash ------------------
+
+SPLIT_BUCKETS = 20  # bucket 0 -> test, 1 -> val, the rest -> train (5% / 5% / 90% of the space)
+_SPLIT_BUCKET = {"test": 0, "val": 1}
+
+
+def content_bucket(tokens: Tensor) -> Tensor:
+    """A deterministic hash bucket in [0, SPLIT_BUCKETS) of each row of an int tensor (N, L).
+
+    Splitting by a hash of the content makes train/val/test disjoint as sets of sequences,
+    whatever generator or seed drew them.
+    """
+    mod = 2_147_483_647  # 2^31 - 1
+    x = tokens.long().reshape(tokens.shape[0], -1) + 1
+    h = torch.full((x.shape[0],), x.shape[1], dtype=torch.long)
+    for j in range(x.shape[1]):
+        h = (h * 1_000_003 + x[:, j]) % mod
+    h = (h * 2_654_435_761) % mod  # scramble so buckets do not follow the first token
+    return h % SPLIT_BUCKETS
+
+
+def in_split(tokens: Tensor, split: str) -> Tensor:
+    """Bool (N,): which rows belong to `split` ("train", "val", "test", or "test@..."/"val@...")."""
+    base = split.split("@")[0]
+    bucket = content_bucket(tokens)
+    if base == "train":
+        return bucket >= 2
+    return bucket == _SPLIT_BUCKET[base]
+
+
+def sample_split(draw, split: str, n: int, generator: torch.Generator) -> Batch:
+    """Draw `n` examples of `split` by rejection: `draw(m, generator) -> Batch` makes m candidates.
+
+    The hash is taken over the inputs, so equal inputs always land in the same split.
+    """
+    keep: list[Batch] = []
+    have = 0
+    ratio = 1.0 if split == "train" else 1.0 / SPLIT_BUCKETS
+    tries = 0
+    while have < n:
+        tries += 1
+        if tries > 200:
+            raise ConfigError(
+                f"could not draw {n} distinct-split examples for {split!r}: the task's input space "
+                "is too small; increase its length or vocabulary, or lower n_eval"
+            )
+        m = max(16, int((n - have) / ratio * 1.3) + 8)
+        cand = draw(m, generator)
+        sel = in_split(cand.inputs, split)
+        if sel.any():
+            mask = None if cand.mask is None else cand.mask[sel]
+            keep.append(Batch(cand.inputs[sel], cand.targets[sel], mask))
+            have += int(sel.sum())
+    inputs = torch.cat([b.inputs for b in keep])[:n]
+    targets = torch.cat([b.targets for b in keep])[:n]
+    mask = None if keep[0].mask is None else torch.cat([b.mask for b in keep])[:n]
+    return Batch(inputs, targets, mask)
+
+
+def iter_chunks(batch: Batch, size: int) -> Iterator[Batch]:
+    for start in range(0, len(batch), size):
+        yield batch.slice(start, start + size)
