@@ -1,1 +1,4 @@
 """Built-in blocks; importing this package registers them."""
+from . import activations, channels, mixers, norms  # noqa: F401
+
+__all__ = ["activations", "channels", "mixers", "norms"]

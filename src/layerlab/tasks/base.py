@@ -127,14 +127,18 @@ class Task:
         return F.cross_entropy(logits[batch.mask], batch.targets[batch.mask])
 
     def _sums(self, logits: Tensor, batch: Batch) -> dict[str, float]:
-        """Additive statistics of one chunk; `summarize` turns their totals into metrics."""
+        """Additive statistics of one chunk; `summarize` turns their totals into metrics.
+
+        Per-position cross-entropies are summed in float64, so a metric does not depend on the
+        evaluation batch size beyond float64 rounding.
+        """
         if batch.mask is None:
-            ce = F.cross_entropy(logits.float(), batch.targets, reduction="sum")
+            ce = F.cross_entropy(logits.float(), batch.targets, reduction="none").double().sum()
             correct = (logits.argmax(-1) == batch.targets)
             return {"ce": ce.item(), "n": float(batch.targets.numel()), "correct": correct.sum().item(),
                     "seqs": float(len(batch)), "exact": correct.sum().item()}
         mask = batch.mask
-        ce = F.cross_entropy(logits[mask].float(), batch.targets[mask], reduction="sum")
+        ce = F.cross_entropy(logits[mask].float(), batch.targets[mask], reduction="none").double().sum()
         hit = (logits.argmax(-1) == batch.targets) | ~mask
         return {"ce": ce.item(), "n": mask.sum().item(), "correct": (hit & mask).sum().item(),
                 "seqs": float(len(batch)), "exact": hit.all(dim=-1).sum().item()}
@@ -151,14 +155,16 @@ class Task:
                  device: torch.device | str | None = None) -> dict[str, float]:
         """Metrics of `model` on a fixed split. Restores the model's train/eval mode."""
         data = self.eval_set(split)
-        device = device or next(model.parameters()).device
+        param = next(model.parameters())
+        device = device or param.device
         was_training = model.training
         model.eval()
         try:
             totals: dict[str, float] = {}
             for start in range(0, len(data), batch_size):
                 chunk = data.slice(start, start + batch_size).to(device)
-                for k, v in self._sums(model(chunk.inputs), chunk).items():
+                inputs = chunk.inputs.to(param.dtype) if chunk.inputs.is_floating_point() else chunk.inputs
+                for k, v in self._sums(model(inputs), chunk).items():
                     totals[k] = totals.get(k, 0.0) + v
         finally:
             model.train(was_training)
@@ -176,6 +182,28 @@ class Task:
 
 SPLIT_BUCKETS = 20  # bucket 0 -> test, 1 -> val, the rest -> train (5% / 5% / 90% of the space)
 _SPLIT_BUCKET = {"test": 0, "val": 1}
+
+
+def split_generator(task_name: str, split: str, data_seed: int) -> torch.Generator:
+    """The generator that draws the fixed evaluation set `split` of a task.
+
+    Seeded from the task's name, the split's name and ``data_seed`` (through sha256, so the
+    seed does not depend on Python's hash randomisation): every split gets its own stream.
+    """
+    digest = hashlib.sha256(f"{task_name}/{split}/{data_seed}".encode()).digest()
+    return torch.Generator().manual_seed(int.from_bytes(digest[:8], "little") & (2**63 - 1))
+
+
+def random_subsets(n: int, high: int, k: int, generator: torch.Generator) -> Tensor:
+    """(n, k) int64: in each row, k distinct integers of ``[0, high)`` in random order.
+
+    Each row is the top k of `high` uniform draws, taken in chunks of rows so that memory
+    stays bounded for large `high` (a vocabulary of thousands, say).
+    """
+    chunk = max(1, (1 << 22) // max(high, 1))
+    parts = [torch.rand(min(chunk, n - s), high, generator=generator).topk(k, dim=1).indices
+             for s in range(0, n, chunk)]
+    return torch.cat(parts) if parts else torch.empty(0, k, dtype=torch.long)
 
 
 def content_bucket(tokens: Tensor) -> Tensor:

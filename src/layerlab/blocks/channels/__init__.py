@@ -1,1 +1,5 @@
-"""blocks/channels"""
+"""Channel mixers (MLP replacements): (..., D) -> (..., D). Importing this package registers them."""
+from . import mlp  # noqa: F401
+from .mlp import MLP, SwiGLU
+
+__all__ = ["MLP", "SwiGLU"]

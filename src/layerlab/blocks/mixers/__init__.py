@@ -1,1 +1,6 @@
-"""blocks/mixers"""
+"""Sequence mixers: (B, L, D) -> (B, L, D), causal. Importing this package registers them."""
+from . import attention  # noqa: F401
+from .attention import CausalSelfAttention
+from .base import Mixer
+
+__all__ = ["CausalSelfAttention", "Mixer"]

@@ -1,0 +1,137 @@
+"""The leaderboard: learning rate chosen on validation, test metric over seeds with a 95% CI.
+
+For each (task, model) the learning rate with the best mean validation metric over seeds is
+selected (a diverged or failed seed counts as chance level); the test split of the selected runs
+is the only test number reported.
+"""
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+from rich.table import Table
+
+from .stats import mean_ci
+from .store import Store
+
+
+@dataclass
+class Entry:
+    task: str
+    model: str
+    metric: str
+    higher_is_better: bool
+    chance: float | None
+    lr: float
+    seeds: int  # seeds finished at the selected lr
+    seeds_planned: int
+    test: tuple[float, float]  # mean, 95% CI half-width
+    val: float
+    extra: dict[str, tuple[float, float]] = field(default_factory=dict)  # other test splits
+    n_params: int | None = None
+    ms_per_step: float | None = None
+    diverged: int = 0
+    failed: int = 0
+    pending: int = 0
+
+
+def _val_score(res: dict[str, dict[str, float]], metric: str, status: str, chance: float | None) -> float:
+    if status == "done" and metric in res.get("val", {}):
+        v = res["val"][metric]
+        if math.isfinite(v):
+            return v
+    return chance if chance is not None else math.nan
+
+
+def board(store: Store, suite: str) -> dict[str, list[Entry]]:
+    """task label -> entries, best first."""
+    rows = store.suite_rows(suite)
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+    for r in rows:
+        groups[(r["task"], r["model"])].append(r)
+    out: dict[str, list[Entry]] = defaultdict(list)
+    for (task, model), runs in groups.items():
+        metric, hib, chance = runs[0]["metric"], bool(runs[0]["higher_is_better"]), runs[0]["chance"]
+        by_lr: dict[float, list[dict[str, Any]]] = defaultdict(list)
+        for r in runs:
+            r["res"] = store.results(r["run_id"])
+            by_lr[r["lr"]].append(r)
+
+        def lr_score(lr: float) -> float:
+            finished = [r for r in by_lr[lr] if r["status"] in ("done", "diverged", "failed")]
+            if not any(r["status"] == "done" for r in finished):
+                return -math.inf
+            vals = [_val_score(r["res"], metric, r["status"], chance) for r in finished]
+            m = sum(vals) / len(vals)
+            return m if hib else -m
+
+        lr = max(sorted(by_lr), key=lr_score)
+        chosen = by_lr[lr]
+        done = [r for r in chosen if r["status"] == "done"]
+        test = mean_ci([r["res"]["test"][metric] for r in done if metric in r["res"].get("test", {})])
+        val = mean_ci([r["res"]["val"][metric] for r in done if metric in r["res"].get("val", {})])[0]
+        extra_splits = sorted({s for r in done for s in r["res"] if s.startswith("test@")})
+        extra = {s: mean_ci([r["res"][s][metric] for r in done if metric in r["res"].get(s, {})]) for s in extra_splits}
+        times = [r["res"]["train"]["time_per_step_ms"] for r in done if "train" in r["res"]]
+        out[task].append(Entry(
+            task=task, model=model, metric=metric, higher_is_better=hib, chance=chance, lr=lr,
+            seeds=len(done), seeds_planned=len(chosen), test=test, val=val, extra=extra,
+            n_params=next((r["n_params"] for r in runs if r["n_params"]), None),
+            ms_per_step=sum(times) / len(times) if times else None,
+            diverged=sum(r["status"] == "diverged" for r in runs),
+            failed=sum(r["status"] == "failed" for r in runs),
+            pending=sum(r["status"] not in ("done", "diverged", "failed") for r in runs),
+        ))
+    for task, entries in out.items():
+        entries.sort(key=lambda e: (math.isnan(e.test[0]), -e.test[0] if e.higher_is_better else e.test[0]))
+    return dict(sorted(out.items()))
+
+
+def _fmt(mean: float, half: float, pct: bool) -> str:
+    if math.isnan(mean):
+        return "—"
+    if pct:
+        s = f"{100 * mean:.1f}%"
+        return s if math.isnan(half) else f"{s} ± {100 * half:.1f}"
+    s = f"{mean:.3f}"
+    return s if math.isnan(half) else f"{s} ± {half:.3f}"
+
+
+def render(boards: dict[str, list[Entry]], suite: str) -> list[Table]:
+    tables = []
+    for task, entries in boards.items():
+        e0 = entries[0]
+        pct = e0.metric in ("accuracy", "exact_match")
+        arrow = "↑" if e0.higher_is_better else "↓"
+        chance = "" if e0.chance is None else f", chance {_fmt(e0.chance, math.nan, pct)}"
+        t = Table(title=f"[b]{suite}[/b] · {task} · test {e0.metric} {arrow} (mean ± 95% CI over seeds{chance})",
+                  title_justify="left")
+        t.add_column("#", justify="right")
+        t.add_column("model")
+        t.add_column(f"test {e0.metric}", justify="right")
+        for s in sorted({s for e in entries for s in e.extra}):
+            t.add_column(s, justify="right")
+        t.add_column(f"val {e0.metric}", justify="right")
+        t.add_column("lr", justify="right")
+        t.add_column("seeds", justify="right")
+        t.add_column("params", justify="right")
+        t.add_column("ms/step", justify="right")
+        t.add_column("notes")
+        for i, e in enumerate(entries, 1):
+            notes = []
+            if e.diverged:
+                notes.append(f"{e.diverged} diverged")
+            if e.failed:
+                notes.append(f"{e.failed} failed")
+            if e.pending:
+                notes.append(f"{e.pending} unfinished")
+            cells = [str(i), e.model, _fmt(*e.test, pct)]
+            cells += [_fmt(*e.extra.get(s, (math.nan, math.nan)), pct) for s in sorted({s for x in entries for s in x.extra})]
+            cells += [_fmt(e.val, math.nan, pct), f"{e.lr:g}", f"{e.seeds}/{e.seeds_planned}",
+                      f"{e.n_params:,}" if e.n_params else "—",
+                      f"{e.ms_per_step:.1f}" if e.ms_per_step else "—", ", ".join(notes)]
+            t.add_row(*cells)
+        tables.append(t)
+    return tables

@@ -1,0 +1,265 @@
+"""The embedded store: SQLite in WAL mode under ``./layerlab-runs/`` (checkpoints beside it).
+
+Everything a run produced is here; the views (leaderboard, export, plots) only read it.
+Every process opens its own connection; SQLite's WAL and a busy timeout let several worker
+processes write safely. Metric rows are keyed by (run, step, split, name), so a resumed run
+that logs a step again replaces the row instead of duplicating it.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from ..spec import RunSpec
+
+DEFAULT_ROOT = "layerlab-runs"
+FINISHED = ("done", "diverged")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+    run_id TEXT PRIMARY KEY,
+    spec_json TEXT NOT NULL,
+    status TEXT NOT NULL DEFAULT 'pending',   -- pending, running, done, diverged, interrupted, failed
+    step INTEGER NOT NULL DEFAULT 0,          -- last step recorded (progress)
+    total_steps INTEGER NOT NULL,
+    created REAL NOT NULL,
+    started REAL,
+    finished REAL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    git_revision TEXT,
+    versions_json TEXT,
+    device TEXT,
+    data_checksum TEXT,
+    n_params INTEGER,
+    train_time_s REAL,
+    wall_time_s REAL,
+    stop_reason TEXT,
+    diverged_step INTEGER,
+    error TEXT,
+    worker_pid INTEGER
+);
+CREATE TABLE IF NOT EXISTS metrics (
+    run_id TEXT NOT NULL, step INTEGER NOT NULL, split TEXT NOT NULL, name TEXT NOT NULL,
+    value REAL,
+    PRIMARY KEY (run_id, step, split, name)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS results (
+    run_id TEXT NOT NULL, split TEXT NOT NULL, name TEXT NOT NULL, value REAL,
+    PRIMARY KEY (run_id, split, name)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS suite_runs (
+    suite TEXT NOT NULL, run_id TEXT NOT NULL,
+    task TEXT NOT NULL, model TEXT NOT NULL, lr REAL NOT NULL, seed INTEGER NOT NULL,
+    metric TEXT NOT NULL, higher_is_better INTEGER NOT NULL, chance REAL,
+    PRIMARY KEY (suite, run_id)
+);
+CREATE TABLE IF NOT EXISTS events (
+    run_id TEXT NOT NULL, time REAL NOT NULL, message TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS artifacts (
+    run_id TEXT NOT NULL, step INTEGER NOT NULL, name TEXT NOT NULL, path TEXT NOT NULL,
+    PRIMARY KEY (run_id, step, name)
+);
+"""
+
+
+class Store:
+    """A directory holding ``store.sqlite``, ``checkpoints/`` and ``artifacts/``."""
+
+    def __init__(self, root: str | Path = DEFAULT_ROOT) -> None:
+        self.root = Path(root)
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.path = self.root / "store.sqlite"
+        self._conn: sqlite3.Connection | None = None
+        self._pid = -1
+        self.conn.executescript(_SCHEMA)  # idempotent; executescript manages its own transaction
+
+    # --- connection ----------------------------------------------------------------
+    @property
+    def conn(self) -> sqlite3.Connection:
+        if self._conn is None or self._pid != os.getpid():  # never share a connection across fork
+            self._conn = sqlite3.connect(self.path, timeout=120.0, isolation_level=None)
+            self._conn.row_factory = sqlite3.Row
+            self._conn.execute("PRAGMA journal_mode=WAL")
+            self._conn.execute("PRAGMA synchronous=NORMAL")
+            self._conn.execute("PRAGMA busy_timeout=120000")
+            self._pid = os.getpid()
+        return self._conn
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        c = self.conn
+        c.execute("BEGIN IMMEDIATE")
+        try:
+            yield c
+        except BaseException:
+            c.execute("ROLLBACK")
+            raise
+        c.execute("COMMIT")
+
+    def close(self) -> None:
+        if self._conn is not None and self._pid == os.getpid():
+            self._conn.close()
+        self._conn = None
+
+    def checkpoint_path(self, run_id: str) -> Path:
+        return self.root / "checkpoints" / f"{run_id}.pt"
+
+    def artifact_dir(self, run_id: str) -> Path:
+        return self.root / "artifacts" / run_id
+
+    # --- runs ----------------------------------------------------------------------
+    def add_run(self, spec: RunSpec, *, suite: str | None = None, labels: dict[str, Any] | None = None) -> str:
+        """Register a run (idempotent: the same spec is the same run) and its suite membership."""
+        run_id = spec.run_id
+        with self._tx() as c:
+            c.execute("INSERT OR IGNORE INTO runs (run_id, spec_json, total_steps, created) VALUES (?, ?, ?, ?)",
+                      (run_id, spec.to_json(), spec.train.steps, time.time()))
+            if suite is not None:
+                lab = labels or {}
+                c.execute(
+                    "INSERT OR REPLACE INTO suite_runs (suite, run_id, task, model, lr, seed, metric, "
+                    "higher_is_better, chance) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (suite, run_id, lab.get("task", spec.task.name), lab.get("model", spec.model.label()),
+                     spec.optim.lr, spec.seed, lab.get("metric", ""), int(lab.get("higher_is_better", True)),
+                     lab.get("chance")))
+        return run_id
+
+    def spec(self, run_id: str) -> RunSpec:
+        return RunSpec.from_dict(json.loads(self.run(run_id)["spec_json"]))
+
+    def run(self, run_id: str) -> dict[str, Any]:
+        row = self.conn.execute("SELECT * FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+        if row is None:
+            prefix = self.conn.execute("SELECT * FROM runs WHERE run_id LIKE ?", (run_id + "%",)).fetchall()
+            if len(prefix) == 1:
+                return dict(prefix[0])
+            raise KeyError(f"no run {run_id!r} in {self.path}" +
+                           (f" ({len(prefix)} runs start with it; give more characters)" if prefix else ""))
+        return dict(row)
+
+    def runs(self, *, suite: str | None = None, status: str | None = None) -> list[dict[str, Any]]:
+        q = "SELECT r.* FROM runs r"
+        args: list[Any] = []
+        where = []
+        if suite is not None:
+            q += " JOIN suite_runs s ON s.run_id = r.run_id"
+            where.append("s.suite = ?")
+            args.append(suite)
+        if status is not None:
+            where.append("r.status = ?")
+            args.append(status)
+        if where:
+            q += " WHERE " + " AND ".join(where)
+        return [dict(r) for r in self.conn.execute(q + " ORDER BY r.created, r.run_id", args)]
+
+    def suite_rows(self, suite: str) -> list[dict[str, Any]]:
+        q = ("SELECT s.*, r.status, r.n_params, r.train_time_s, r.step, r.total_steps, r.diverged_step "
+             "FROM suite_runs s JOIN runs r ON r.run_id = s.run_id WHERE s.suite = ? ORDER BY s.task, s.model, s.lr, s.seed")
+        return [dict(r) for r in self.conn.execute(q, (suite,))]
+
+    def suites(self) -> list[str]:
+        return [r[0] for r in self.conn.execute("SELECT DISTINCT suite FROM suite_runs ORDER BY suite")]
+
+    def mark_running(self, run_id: str, provenance: dict[str, Any]) -> None:
+        with self._tx() as c:
+            c.execute("UPDATE runs SET status='running', started=COALESCE(started, ?), attempts=attempts+1, "
+                      "git_revision=?, versions_json=?, device=?, data_checksum=?, worker_pid=?, error=NULL "
+                      "WHERE run_id=?",
+                      (time.time(), provenance.get("git_revision"), json.dumps(provenance.get("versions", {})),
+                       provenance.get("device"), provenance.get("data_checksum"), os.getpid(), run_id))
+
+    def finish(self, run_id: str, *, status: str, results: dict[str, dict[str, float]] | None = None,
+               **fields: Any) -> None:
+        allowed = {"n_params", "train_time_s", "wall_time_s", "stop_reason", "diverged_step", "error", "step"}
+        bad = set(fields) - allowed
+        if bad:
+            raise ValueError(f"unknown run fields {sorted(bad)}")
+        sets = ", ".join(f"{k}=?" for k in fields)
+        with self._tx() as c:
+            c.execute(f"UPDATE runs SET status=?, finished=?{', ' + sets if sets else ''} WHERE run_id=?",
+                      (status, time.time(), *fields.values(), run_id))
+            if results:
+                c.execute("DELETE FROM results WHERE run_id=?", (run_id,))
+                c.executemany("INSERT INTO results VALUES (?, ?, ?, ?)",
+                              [(run_id, split, k, float(v)) for split, m in results.items() for k, v in m.items()])
+
+    def results(self, run_id: str) -> dict[str, dict[str, float]]:
+        out: dict[str, dict[str, float]] = {}
+        for r in self.conn.execute("SELECT split, name, value FROM results WHERE run_id=?", (run_id,)):
+            out.setdefault(r["split"], {})[r["name"]] = r["value"]
+        return out
+
+    # --- metrics -------------------------------------------------------------------
+    def write_metrics(self, run_id: str, rows: list[tuple[int, str, str, float]], step: int | None = None) -> None:
+        with self._tx() as c:
+            c.executemany("INSERT OR REPLACE INTO metrics VALUES (?, ?, ?, ?, ?)",
+                          [(run_id, s, sp, n, v) for s, sp, n, v in rows])
+            if step is not None:
+                c.execute("UPDATE runs SET step=? WHERE run_id=?", (step, run_id))
+
+    def truncate_metrics(self, run_id: str, after_step: int) -> None:
+        with self._tx() as c:
+            c.execute("DELETE FROM metrics WHERE run_id=? AND step>?", (run_id, after_step))
+            c.execute("UPDATE runs SET step=? WHERE run_id=?", (after_step, run_id))
+
+    def metrics(self, run_id: str, split: str | None = None, name: str | None = None) -> list[dict[str, Any]]:
+        q, args = "SELECT step, split, name, value FROM metrics WHERE run_id=?", [run_id]
+        if split is not None:
+            q += " AND split=?"
+            args.append(split)
+        if name is not None:
+            q += " AND name=?"
+            args.append(name)
+        return [dict(r) for r in self.conn.execute(q + " ORDER BY step, split, name", args)]
+
+    def add_event(self, run_id: str, message: str) -> None:
+        with self._tx() as c:
+            c.execute("INSERT INTO events VALUES (?, ?, ?)", (run_id, time.time(), message))
+
+    def events(self, run_id: str) -> list[str]:
+        return [r[0] for r in self.conn.execute("SELECT message FROM events WHERE run_id=? ORDER BY time", (run_id,))]
+
+    def progress(self, run_ids: list[str]) -> dict[str, tuple[str, int, int]]:
+        """run_id -> (status, step, total_steps), for progress bars polling from another process."""
+        if not run_ids:
+            return {}
+        marks = ",".join("?" * len(run_ids))
+        rows = self.conn.execute(f"SELECT run_id, status, step, total_steps FROM runs WHERE run_id IN ({marks})", run_ids)
+        return {r[0]: (r[1], r[2], r[3]) for r in rows}
+
+
+class StoreRecorder:
+    """The trainer's Recorder, writing into the store; buffers rows and flushes every few seconds."""
+
+    def __init__(self, store: Store, run_id: str, flush_every_s: float = 5.0) -> None:
+        self.store, self.run_id, self.flush_every_s = store, run_id, flush_every_s
+        self._rows: list[tuple[int, str, str, float]] = []
+        self._last_step = 0
+        self._last_flush = time.monotonic()
+
+    def log(self, step: int, split: str, metrics: dict[str, float]) -> None:
+        self._rows.extend((step, split, k, float(v)) for k, v in metrics.items())
+        self._last_step = max(self._last_step, step)
+        if time.monotonic() - self._last_flush >= self.flush_every_s:
+            self.flush()
+
+    def flush(self) -> None:
+        if self._rows:
+            self.store.write_metrics(self.run_id, self._rows, step=self._last_step)
+            self._rows = []
+        self._last_flush = time.monotonic()
+
+    def truncate(self, after_step: int) -> None:
+        self._rows = [r for r in self._rows if r[0] <= after_step]
+        self._last_step = after_step
+        self.store.truncate_metrics(self.run_id, after_step)
+
+    def event(self, message: str) -> None:
+        self.store.add_event(self.run_id, message)

@@ -1,0 +1,237 @@
+"""Suites: a TOML file of tasks x models x seeds x a learning-rate grid, with parameter budgets.
+
+    name = "my_suite"
+    seeds = [0, 1]
+    lr = [1e-3, 3e-3]
+    [train]                    # defaults for every run (TrainSpec keys)
+    steps = 500
+    [optim]                    # defaults for every run (OptimSpec keys except lr)
+    weight_decay = 0.1
+    [[tasks]]
+    name = "mqar"              # a registered task
+    params = { vocab = 128, length = 64, pairs = 8 }
+    budget = 100_000           # parameter budget: each model's width is sized to it
+    train = { steps = 800 }    # per-task overrides; also optim, lr, seeds, models (labels)
+    [[models]]
+    label = "attention"
+    backbone = "sequence"      # ModelSpec keys
+    mixer = "attention"
+    mixer_options = { n_heads = 4 }
+
+Every model runs on every task whose input kind its backbone accepts (sequence backbone on token
+tasks; classifier and deep_linear on vector tasks), unless the task lists `models`.
+Everything is checked when the suite is expanded, before any training starts.
+"""
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..config import check_keys, from_dict, merge, to_dict
+from ..errors import ConfigError, unknown_name
+from ..models import ModelSpec, build_model, count_parameters
+from ..spec import OptimSpec, RunSpec, TaskSpec, TrainSpec
+from ..tasks import Task, build_task
+
+SEQUENCE_BACKBONES = ("sequence",)
+MAX_WIDTH = 4096
+
+
+@dataclass(frozen=True)
+class TaskEntry:
+    name: str
+    params: dict[str, Any] = field(default_factory=dict)
+    label: str | None = None
+    budget: int | None = None
+    models: tuple[str, ...] = ()
+    seeds: tuple[int, ...] = ()
+    lr: tuple[float, ...] = ()
+    train: dict[str, Any] = field(default_factory=dict)
+    optim: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    label: str
+    spec: ModelSpec
+    train: dict[str, Any] = field(default_factory=dict)
+    optim: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Suite:
+    name: str
+    tasks: tuple[TaskEntry, ...]
+    models: tuple[ModelEntry, ...]
+    seeds: tuple[int, ...] = (0,)
+    lr: tuple[float, ...] = (1e-3,)
+    train: dict[str, Any] = field(default_factory=dict)
+    optim: dict[str, Any] = field(default_factory=dict)
+    budget_tolerance: float = 0.10
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class PlannedRun:
+    spec: RunSpec
+    task_label: str
+    model_label: str
+    task: Task
+
+    @property
+    def labels(self) -> dict[str, Any]:
+        return {"task": self.task_label, "model": self.model_label, "metric": self.task.metric,
+                "higher_is_better": self.task.higher_is_better, "chance": self.task.chance}
+
+
+# ---- loading ------------------------------------------------------------------------
+_SUITE_KEYS = ("name", "description", "seeds", "lr", "train", "optim", "tasks", "models", "budget_tolerance")
+_MODEL_EXTRA = ("label", "train", "optim")
+
+
+def builtin_suites() -> list[str]:
+    folder = resources.files("layerlab.arena") / "suites"
+    return sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".toml"))
+
+
+def load_suite(name_or_path: str | Path) -> Suite:
+    """A built-in suite by name (``quick``), or a TOML file by path."""
+    path = Path(name_or_path)
+    if path.suffix == ".toml" or path.exists():
+        if not path.exists():
+            raise ConfigError(f"suite file {str(path)!r} does not exist")
+        text = path.read_text()
+        default_name = path.stem
+    else:
+        if str(name_or_path) not in builtin_suites():
+            raise unknown_name("suite", str(name_or_path), builtin_suites())
+        text = (resources.files("layerlab.arena") / "suites" / f"{name_or_path}.toml").read_text()
+        default_name = str(name_or_path)
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"suite {name_or_path}: invalid TOML: {e}") from None
+    return parse_suite(data, default_name=default_name)
+
+
+def parse_suite(data: dict[str, Any], default_name: str = "suite") -> Suite:
+    check_keys(data, _SUITE_KEYS, "suite")
+    name = data.get("name", default_name)
+    if not data.get("tasks"):
+        raise ConfigError(f"suite {name!r} has no [[tasks]]")
+    if not data.get("models"):
+        raise ConfigError(f"suite {name!r} has no [[models]]")
+    tasks = tuple(from_dict(TaskEntry, t, where=f"suite {name!r} tasks[{i}]") for i, t in enumerate(data["tasks"]))
+    models = []
+    model_keys = [f.name for f in dataclasses.fields(ModelSpec)] + list(_MODEL_EXTRA)
+    for i, m in enumerate(data["models"]):
+        where = f"suite {name!r} models[{i}]"
+        check_keys(m, model_keys, where)
+        rest = {k: v for k, v in m.items() if k not in _MODEL_EXTRA}
+        spec = from_dict(ModelSpec, rest, where=where)
+        models.append(ModelEntry(label=m.get("label", spec.label()), spec=spec,
+                                 train=m.get("train", {}), optim=m.get("optim", {})))
+    labels = [m.label for m in models]
+    dup = {x for x in labels if labels.count(x) > 1}
+    if dup:
+        raise ConfigError(f"suite {name!r}: model labels must be unique, repeated: {sorted(dup)}")
+    for t in tasks:
+        for lab in t.models:
+            if lab not in labels:
+                raise unknown_name(f"model label (in task {t.label or t.name!r})", lab, labels)
+    top = {k: data[k] for k in ("seeds", "lr", "train", "optim", "budget_tolerance", "description") if k in data}
+    if "seeds" in top:
+        top["seeds"] = tuple(top["seeds"])
+    if "lr" in top:
+        top["lr"] = tuple(float(x) for x in top["lr"])
+    for key in ("train", "optim"):  # check keys now, so a typo fails before any training
+        check_keys(top.get(key, {}), [f.name for f in dataclasses.fields(TrainSpec if key == "train" else OptimSpec)],
+                   f"suite {name!r} [{key}]")
+    return Suite(name=name, tasks=tasks, models=tuple(models), **top)
+
+
+# ---- sizing -------------------------------------------------------------------------
+def count_for(spec: ModelSpec, task: Task) -> int:
+    """Parameter count of `spec` on `task`, built without allocating memory where possible."""
+    try:
+        with torch.device("meta"):
+            return count_parameters(build_model(spec, task))
+    except (NotImplementedError, RuntimeError):
+        return count_parameters(build_model(spec, task))
+
+
+def size_to_budget(spec: ModelSpec, task: Task, budget: int, tolerance: float = 0.10) -> tuple[ModelSpec, int]:
+    """The width (a multiple of the head count) whose parameter count is closest to `budget`.
+
+    Raises ConfigError if even the closest misses the budget by more than `tolerance`.
+    """
+    step = max(spec.width_multiple, 1)
+    best: tuple[int, int] | None = None  # (|miss|, width)
+    counts: dict[int, int] = {}
+    width = step
+    while width <= MAX_WIDTH:
+        n = count_for(dataclasses.replace(spec, d_model=width), task)
+        counts[width] = n
+        if best is None or abs(n - budget) < best[0]:
+            best = (abs(n - budget), width)
+        if n > budget:
+            break
+        width += step
+    assert best is not None
+    width = best[1]
+    achieved = counts[width]
+    if abs(achieved - budget) > tolerance * budget:
+        raise ConfigError(
+            f"model {spec.label()!r} cannot meet the parameter budget {budget:,} on task {task.name!r}: the "
+            f"closest width {width} gives {achieved:,} parameters ({100 * (achieved - budget) / budget:+.1f}%, "
+            f"allowed ±{100 * tolerance:.0f}%). Change n_layers or the block options, or the budget."
+        )
+    return dataclasses.replace(spec, d_model=width), achieved
+
+
+# ---- expansion ----------------------------------------------------------------------
+def _accepts(backbone: str, task: Task) -> bool:
+    return (backbone in SEQUENCE_BACKBONES) == (task.input_kind == "tokens")
+
+
+def expand(suite: Suite) -> list[PlannedRun]:
+    """Every run of the suite, validated: tasks built, models sized and built once, specs strict."""
+    planned: list[PlannedRun] = []
+    for entry in suite.tasks:
+        task_label = entry.label or entry.name
+        task = build_task(entry.name, **entry.params)
+        models = [m for m in suite.models if (m.label in entry.models if entry.models else _accepts(m.spec.backbone, task))]
+        if not models:
+            raise ConfigError(f"suite {suite.name!r}: no model fits task {task_label!r} ({task.input_kind} inputs)")
+        for m in models:
+            if not _accepts(m.spec.backbone, task):
+                raise ConfigError(f"model {m.label!r} (backbone {m.spec.backbone!r}) cannot run task "
+                                  f"{task_label!r} ({task.input_kind} inputs)")
+            where = f"model {m.label!r} on task {task_label!r}"
+            if entry.budget is not None:
+                model_spec, _ = size_to_budget(m.spec, task, entry.budget, suite.budget_tolerance)
+            else:
+                model_spec = m.spec
+            try:
+                count_for(model_spec, task)  # builds it: bad widths/heads/options fail here, before training
+            except ConfigError as e:
+                raise ConfigError(f"{where}: {e}") from None
+            train = from_dict(TrainSpec, merge(merge(suite.train, entry.train), m.train), where=f"{where} train")
+            optim_base = merge(merge(suite.optim, entry.optim), m.optim)
+            for lr in entry.lr or suite.lr:
+                optim = from_dict(OptimSpec, {**optim_base, "lr": lr}, where=f"{where} optim")
+                for seed in entry.seeds or suite.seeds:
+                    spec = RunSpec(task=TaskSpec(entry.name, dict(entry.params)), model=model_spec,
+                                   optim=optim, train=train, seed=seed)
+                    planned.append(PlannedRun(spec, task_label, m.label, task))
+    return planned
+
+
+def describe(suite: Suite) -> dict[str, Any]:
+    return to_dict(suite)

@@ -1,0 +1,160 @@
+"""Position-wise feed-forward blocks: the GELU MLP and the SwiGLU gated MLP."""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ...errors import ConfigError, ShapeError
+from ...registry import Paper, register
+
+_INIT_STD = 0.02
+
+
+def _check_options(name: str, hidden: int | None, expansion: float, dropout: float) -> None:
+    if hidden is not None and int(hidden) < 1:
+        raise ConfigError(f"{name}: hidden must be >= 1 (or None to use expansion), got {hidden}")
+    if hidden is None and not expansion > 0:
+        raise ConfigError(f"{name}: expansion must be > 0, got {expansion}")
+    if not 0.0 <= dropout < 1.0:
+        raise ConfigError(f"{name}: dropout must be in [0, 1), got {dropout}")
+
+
+def _check_input(block: nn.Module, x: Tensor) -> None:
+    if x.dim() < 1 or x.shape[-1] != block.d_model:
+        raise ShapeError(
+            f"{type(block).__name__} expects input of shape (..., D) with D = d_model = "
+            f"{block.d_model}; got {tuple(x.shape)}"
+        )
+
+
+def _init_linear(linear: nn.Linear) -> None:
+    nn.init.normal_(linear.weight, mean=0.0, std=_INIT_STD)
+    if linear.bias is not None:
+        nn.init.zeros_(linear.bias)
+
+
+@register("channel", "mlp", paper=Paper("Gaussian Error Linear Units (GELUs)", 2016, "1606.08415"))
+class MLP(nn.Module):
+    r"""Two-layer perceptron with a GELU nonlinearity: the Transformer's feed-forward sub-layer.
+
+    Paper: Hendrycks & Gimpel, "Gaussian Error Linear Units (GELUs)", 2016, arXiv:1606.08415
+    (the nonlinearity); the position-wise FFN is Vaswani et al. 2017, arXiv:1706.03762, Eq. 2.
+
+    Equation::
+
+        MLP(x) = W_2 GELU(W_1 x + b_1) + b_2,   GELU(z) = z Phi(z)  (exact, erf form)
+
+    with ``W_1: d_model -> hidden`` (``fc1``) and ``W_2: hidden -> d_model`` (``fc2``);
+    ``hidden = round(expansion * d_model)`` unless ``hidden`` is given (then ``expansion`` is
+    ignored).
+
+    Shape: ``(..., D) -> (..., D)``, applied to each position independently.
+
+    Initialization: weights i.i.d. normal with std 0.02, biases zero (GPT-2 convention; same as
+    the attention block, so the residual branches start at comparable scale).
+
+    Options: ``hidden``, ``expansion`` (default 4), ``bias``, ``dropout`` (on the block's output,
+    the Transformer's residual dropout), ``device``, ``dtype``.
+    """
+
+    def __init__(
+        self,
+        d_model: int,
+        *,
+        hidden: int | None = None,
+        expansion: float = 4.0,
+        bias: bool = True,
+        dropout: float = 0.0,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> None:
+        super().__init__()
+        _check_options("mlp", hidden, expansion, dropout)
+        factory = {"device": device, "dtype": dtype}
+        self.d_model = int(d_model)
+        self.hidden = int(hidden) if hidden is not None else max(1, round(expansion * d_model))
+        self.fc1 = nn.Linear(d_model, self.hidden, bias=bias, **factory)
+        self.fc2 = nn.Linear(self.hidden, d_model, bias=bias, **factory)
+        self.dropout = nn.Dropout(dropout)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        _init_linear(self.fc1)
+        _init_linear(self.fc2)
+
+    def forward(self, x: Tensor) -> Tensor:
+        _check_input(self, x)
+        return self.dropout(self.fc2(F.gelu(self.fc1(x))))
+
+    def extra_repr(self) -> str:
+        return f"d_model={self.d_model}, hidden={self.hidden}"
+
+
+def swiglu_hidden(d_model: int, expansion: float = 8 / 3, multiple_of: int = 8) -> int:
+    """round(expansion * d_model), rounded up to a multiple of `multiple_of`."""
+    return multiple_of * math.ceil(max(1, round(expansion * d_model)) / multiple_of)
+
+
+@register("channel", "swiglu", paper=Paper("GLU Variants Improve Transformer", 2020, "2002.05202"))
+class SwiGLU(nn.Module):
+    r"""Gated feed-forward block with a Swish (SiLU) gate.
+
+    Paper: Shazeer, "GLU Variants Improve Transformer", 2020, arXiv:2002.05202 (Eq. 6).
+
+    Equation, in the paper's notation (row vectors, no biases)::
+
+        FFN_SwiGLU(x, W, V, W_2) = (Swish_1(x W) ⊗ x V) W_2,   Swish_1(z) = z sigmoid(z) = SiLU(z)
+
+    ``W`` is ``w`` (d_model -> hidden, the gate), ``V`` is ``v`` (d_model -> hidden, the value),
+    ``W_2`` is ``w2`` (hidden -> d_model). In the LLaMA naming ``W_2(SiLU(W_1 x) ⊙ W_3 x)``,
+    ``W_1 = W`` and ``W_3 = V``.
+
+    Shape: ``(..., D) -> (..., D)``, applied to each position independently.
+
+    Width: with three matrices instead of two, the paper shrinks the hidden width by 2/3 to keep
+    the parameter count of the expansion-4 MLP. Here ``hidden = round(expansion * d_model)``
+    rounded up to a multiple of 8 (default ``expansion = 8/3``), unless ``hidden`` is given.
+    The count ``3 d h`` is within 5% of the MLP's ``8 d^2`` for ``d_model >= 32``; the rounding
+    to 8 costs more at tiny widths (``d_model = 16``: +12.5%).
+
+    Initialization: weights i.i.d. normal with std 0.02, biases zero.
+
+    Options: ``hidden``, ``expansion``, ``bias`` (default False, as in the paper),
+    ``dropout`` (on the block's output), ``device``, ``dtype``.
+    """
+
+    def __init__(
+        self,
+        d_model: int,
+        *,
+        hidden: int | None = None,
+        expansion: float = 8 / 3,
+        bias: bool = False,
+        dropout: float = 0.0,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> None:
+        super().__init__()
+        _check_options("swiglu", hidden, expansion, dropout)
+        factory = {"device": device, "dtype": dtype}
+        self.d_model = int(d_model)
+        self.hidden = int(hidden) if hidden is not None else swiglu_hidden(d_model, expansion)
+        self.w = nn.Linear(d_model, self.hidden, bias=bias, **factory)
+        self.v = nn.Linear(d_model, self.hidden, bias=bias, **factory)
+        self.w2 = nn.Linear(self.hidden, d_model, bias=bias, **factory)
+        self.dropout = nn.Dropout(dropout)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        for linear in (self.w, self.v, self.w2):
+            _init_linear(linear)
+
+    def forward(self, x: Tensor) -> Tensor:
+        _check_input(self, x)
+        return self.dropout(self.w2(F.silu(self.w(x)) * self.v(x)))
+
+    def extra_repr(self) -> str:
+        return f"d_model={self.d_model}, hidden={self.hidden}"

@@ -1,0 +1,142 @@
+"""Causal multi-head softmax self-attention."""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ...errors import ConfigError
+from ...registry import Paper, register
+from .base import Mixer
+
+
+@register("mixer", "attention", paper=Paper("Attention Is All You Need", 2017, "1706.03762"))
+class CausalSelfAttention(Mixer):
+    r"""Causal multi-head scaled dot-product self-attention.
+
+    Paper: Vaswani et al., "Attention Is All You Need", 2017, arXiv:1706.03762 (Sec. 3.2).
+
+    Equation, per head ``i`` with ``d_h = d_model / h``::
+
+        Q_i = X W_i^Q,   K_i = X W_i^K,   V_i = X W_i^V
+        head_i = softmax(Q_i K_i^T / sqrt(d_h) + M) V_i,   M[t, s] = -inf if s > t else 0
+        MultiHead(X) = Concat(head_1, ..., head_h) W^O
+
+    ``W^Q, W^K, W^V`` for all heads are one fused ``Linear(d_model, 3 d_model)`` (``w_qkv``);
+    ``W^O`` is ``w_o``. The mask ``M`` (the decoder's masking, Sec. 3.2.3) makes the mixer causal.
+
+    Shape: ``(B, L, D) -> (B, L, D)`` with ``D = d_model``; output ``t`` depends on inputs ``<= t``.
+
+    Modes:
+        ``"sdpa"`` (default): ``torch.nn.functional.scaled_dot_product_attention(is_causal=True)``.
+        ``"reference"``: the softmax above written out, with an explicit ``-inf`` mask; the
+        softmax runs in float32 or wider, as the fused kernels accumulate.
+
+    Initialization: ``W^Q, W^K, W^V, W^O`` i.i.d. normal with std 0.02, biases zero (GPT-2
+    convention). The GPT-2 depth scaling of ``W^O`` (std 0.02 / sqrt(2 n_layers)) is not applied:
+    it depends on the backbone's depth, and the block owns its init.
+
+    Options: ``n_heads`` (h), ``bias`` (biases on the projections; the paper's equations have
+    none), ``dropout`` (applied to the block's output, the paper's residual dropout, Sec. 5.4),
+    ``device``, ``dtype``.
+
+    Rotary positions (``rope=True``; Su et al., "RoFormer: Enhanced Transformer with Rotary
+    Position Embedding", 2021, arXiv:2104.09864, Eq. 34): each head's query and key at position
+    ``m`` are rotated, ``q_m <- R_m q_m``, ``k_n <- R_n k_n``, where ``R_m`` rotates coordinate
+    pair ``(j, j + d_h/2)`` by the angle ``m * base^(-2j/d_h)``; then ``q_m^T k_n`` depends on
+    ``m - n`` only. (The paper pairs adjacent coordinates ``(2j, 2j+1)``; pairing the two halves
+    is the same rotation up to a fixed permutation of coordinates, which the learned ``W^Q, W^K``
+    absorb.) With rotary positions the backbone needs no learned positions (``positions = "none"``).
+
+    Deviations: no dropout on the attention probabilities (the paper does not specify one; with
+    output-only dropout both modes draw the same random mask, so they agree in training too);
+    no positional information inside the block (the backbone adds positions).
+    """
+
+    modes = ("sdpa", "reference")
+
+    def __init__(
+        self,
+        d_model: int,
+        *,
+        n_heads: int = 4,
+        bias: bool = False,
+        dropout: float = 0.0,
+        rope: bool = False,
+        rope_base: float = 10000.0,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> None:
+        super().__init__(d_model)
+        if int(n_heads) < 1:
+            raise ConfigError(f"attention: n_heads must be >= 1, got {n_heads}")
+        if d_model % n_heads != 0:
+            divisors = [h for h in range(1, min(d_model, 16) + 1) if d_model % h == 0]
+            raise ConfigError(
+                f"attention: d_model={d_model} is not divisible by n_heads={n_heads}; choose "
+                f"d_model a multiple of {n_heads} (e.g. {math.ceil(d_model / n_heads) * n_heads}) "
+                f"or n_heads among the divisors of {d_model} ({', '.join(map(str, divisors))})"
+            )
+        if not 0.0 <= dropout < 1.0:
+            raise ConfigError(f"attention: dropout must be in [0, 1), got {dropout}")
+        if rope and (d_model // n_heads) % 2:
+            raise ConfigError(f"attention: rope needs an even head dimension, got d_model/n_heads = {d_model // n_heads}")
+        factory = {"device": device, "dtype": dtype}
+        self.rope, self.rope_base = bool(rope), float(rope_base)
+        self.n_heads = int(n_heads)
+        self.d_head = d_model // n_heads
+        self.w_qkv = nn.Linear(d_model, 3 * d_model, bias=bias, **factory)
+        self.w_o = nn.Linear(d_model, d_model, bias=bias, **factory)
+        self.dropout = nn.Dropout(dropout)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        for linear in (self.w_qkv, self.w_o):
+            nn.init.normal_(linear.weight, mean=0.0, std=0.02)
+            if linear.bias is not None:
+                nn.init.zeros_(linear.bias)
+
+    def _heads(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """(B, L, D) -> Q, K, V each (B, h, L, d_h)."""
+        B, L, _ = x.shape
+        qkv = self.w_qkv(x).view(B, L, 3, self.n_heads, self.d_head)
+        q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)
+        if self.rope:
+            q, k = self.rotate(q, self.rope_base), self.rotate(k, self.rope_base)
+        return q, k, v
+
+    @staticmethod
+    def rotate(x: Tensor, base: float) -> Tensor:
+        """R_m x_m for x of shape (..., L, d_h): pair (j, j + d_h/2) turned by m * base^(-2j/d_h)."""
+        L, d = x.shape[-2], x.shape[-1]
+        inv_freq = base ** (-torch.arange(0, d // 2, device=x.device, dtype=torch.float64) * 2 / d)
+        angle = torch.arange(L, device=x.device, dtype=torch.float64)[:, None] * inv_freq[None, :]
+        cos, sin = angle.cos().to(x.dtype), angle.sin().to(x.dtype)
+        x1, x2 = x[..., : d // 2], x[..., d // 2:]
+        return torch.cat((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1)
+
+    def _forward(self, x: Tensor, mode: str) -> Tensor:
+        B, L, D = x.shape
+        q, k, v = self._heads(x)
+        if mode == "sdpa":
+            heads = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        else:
+            heads = self.reference_attention(q, k, v)
+        concat = heads.transpose(1, 2).reshape(B, L, D)
+        return self.dropout(self.w_o(concat))
+
+    @staticmethod
+    def reference_attention(q: Tensor, k: Tensor, v: Tensor) -> Tensor:
+        """softmax(Q K^T / sqrt(d_h) + M) V over (B, h, L, d_h) tensors, M the causal mask."""
+        L, d_h = q.shape[-2], q.shape[-1]
+        scores = q @ k.transpose(-2, -1) / math.sqrt(d_h)
+        future = torch.ones(L, L, dtype=torch.bool, device=q.device).triu(diagonal=1)
+        scores = scores.masked_fill(future, float("-inf"))
+        wide = torch.promote_types(scores.dtype, torch.float32)
+        weights = torch.softmax(scores, dim=-1, dtype=wide).to(v.dtype)
+        return weights @ v
+
+    def extra_repr(self) -> str:
+        return f"d_model={self.d_model}, n_heads={self.n_heads}, rope={self.rope}, modes={self.modes}"

@@ -1,0 +1,216 @@
+"""`layerlab ...`: list blocks, run suites, show leaderboards, export and plot results."""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from .errors import LayerlabError
+
+DEFAULT_STORE = "layerlab-runs"
+
+
+def _store(args: argparse.Namespace):
+    from .arena.store import Store
+
+    return Store(args.store)
+
+
+def cmd_blocks(args: argparse.Namespace, console: Console) -> int:
+    from .models import count_parameters
+    from .registry import build, entries
+
+    t = Table(title="registered blocks (params at d_model = 64)", title_justify="left")
+    for col in ("kind", "name", "paper", "params"):
+        t.add_column(col, justify="right" if col == "params" else "left")
+    for e in entries():
+        if args.kind and e.kind != args.kind:
+            continue
+        try:
+            params = f"{count_parameters(build(e.kind, e.name, 64)):,}"
+        except LayerlabError as err:
+            params = f"({err})"
+        t.add_row(e.kind, e.name, e.paper.cite() if e.paper else "—", params)
+    console.print(t)
+    return 0
+
+
+def cmd_suites(args: argparse.Namespace, console: Console) -> int:
+    from .arena.suite import builtin_suites, load_suite
+
+    for name in builtin_suites():
+        s = load_suite(name)
+        console.print(f"[b]{name}[/b]: {s.description}")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace, console: Console) -> int:
+    from .arena.executor import LocalExecutor
+    from .arena.runner import run_suite
+    from .arena.suite import load_suite
+
+    suite = load_suite(args.suite)
+    counts = run_suite(suite, _store(args), executor=LocalExecutor(args.workers), device=args.device,
+                       console=console)
+    return 0 if counts.get("failed", 0) == 0 else 1
+
+
+def cmd_board(args: argparse.Namespace, console: Console) -> int:
+    from .arena.leaderboard import board, render
+
+    store = _store(args)
+    suites = [args.suite] if args.suite else store.suites()
+    if not suites:
+        console.print(f"the store {store.root} has no suite runs yet: try `layerlab run quick`")
+        return 1
+    for s in suites:
+        if s not in store.suites():
+            from .errors import unknown_name
+
+            raise unknown_name("suite in the store", s, store.suites())
+        for table in render(board(store, s), s):
+            console.print(table)
+    return 0
+
+
+def _export_rows(store) -> list[dict]:
+    rows = []
+    for r in store.runs():
+        row = {k: r[k] for k in ("run_id", "status", "step", "total_steps", "git_revision", "device",
+                                 "data_checksum", "n_params", "train_time_s", "wall_time_s", "stop_reason",
+                                 "diverged_step", "created", "started", "finished")}
+        row["spec"] = json.loads(r["spec_json"])
+        row["versions"] = json.loads(r["versions_json"]) if r["versions_json"] else {}
+        row["results"] = store.results(r["run_id"])
+        row["suites"] = [s for s in store.suites() if any(x["run_id"] == r["run_id"] for x in store.suite_rows(s))]
+        rows.append(row)
+    return rows
+
+
+def _flatten(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(_flatten(v, key + "."))
+        elif isinstance(v, list):
+            out[key] = json.dumps(v)
+        else:
+            out[key] = v
+    return out
+
+
+def cmd_export(args: argparse.Namespace, console: Console) -> int:
+    rows = _export_rows(_store(args))
+    out = open(args.output, "w", newline="") if args.output else sys.stdout
+    try:
+        if args.format == "json":
+            json.dump(rows, out, indent=2)
+            out.write("\n")
+        else:
+            flat = [_flatten(r) for r in rows]
+            fields = sorted({k for r in flat for k in r})
+            w = csv.DictWriter(out, fieldnames=fields)
+            w.writeheader()
+            w.writerows(flat)
+    finally:
+        if args.output:
+            out.close()
+    return 0
+
+
+def cmd_runs(args: argparse.Namespace, console: Console) -> int:
+    store = _store(args)
+    t = Table(title=f"runs in {store.root}", title_justify="left")
+    for col in ("run", "task", "model", "lr", "seed", "status", "step", "params"):
+        t.add_column(col)
+    for r in store.runs(suite=args.suite, status=args.status):
+        spec = json.loads(r["spec_json"])
+        t.add_row(r["run_id"], spec["task"]["name"], f"{spec['model']['backbone']}:{spec['model']['mixer']}+"
+                  f"{spec['model']['channel']} d={spec['model']['d_model']}", f"{spec['optim']['lr']:g}",
+                  str(spec["seed"]), r["status"], f"{r['step']}/{r['total_steps']}", f"{r['n_params'] or '—'}")
+    console.print(t)
+    return 0
+
+
+def cmd_show(args: argparse.Namespace, console: Console) -> int:
+    store = _store(args)
+    r = store.run(args.run_id)
+    console.print_json(json.dumps({**{k: v for k, v in r.items() if k not in ("spec_json", "versions_json")},
+                                   "spec": json.loads(r["spec_json"]),
+                                   "versions": json.loads(r["versions_json"] or "{}"),
+                                   "results": store.results(r["run_id"]),
+                                   "events": store.events(r["run_id"])}))
+    return 0
+
+
+def cmd_plot(args: argparse.Namespace, console: Console) -> int:
+    from .arena.plots import plot_run
+
+    store = _store(args)
+    path = plot_run(store, store.run(args.run_id)["run_id"], args.output)
+    console.print(f"wrote {path}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="layerlab", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def with_store(sp: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        sp.add_argument("--store", default=DEFAULT_STORE, help=f"store directory (default ./{DEFAULT_STORE})")
+        return sp
+
+    b = sub.add_parser("blocks", help="every registered block: kind, name, paper, params at d=64")
+    b.add_argument("--kind", choices=("mixer", "channel", "norm", "activation"))
+    b.set_defaults(fn=cmd_blocks)
+    sub.add_parser("suites", help="the built-in suites").set_defaults(fn=cmd_suites)
+    r = with_store(sub.add_parser("run", help="run a suite (built-in name or TOML path); skips finished runs"))
+    r.add_argument("suite")
+    r.add_argument("--workers", type=int, default=1, help="worker processes (default 1: in this process)")
+    r.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 or auto (default cpu)")
+    r.set_defaults(fn=cmd_run)
+    bd = with_store(sub.add_parser("board", help="leaderboard: test metric, mean ± 95%% CI over seeds"))
+    bd.add_argument("--suite")
+    bd.set_defaults(fn=cmd_board)
+    e = with_store(sub.add_parser("export", help="every run: spec, provenance, final metrics"))
+    e.add_argument("--format", choices=("csv", "json"), default="json")
+    e.add_argument("--output", "-o", help="file to write (default: standard output)")
+    e.set_defaults(fn=cmd_export)
+    ru = with_store(sub.add_parser("runs", help="list runs"))
+    ru.add_argument("--suite")
+    ru.add_argument("--status")
+    ru.set_defaults(fn=cmd_runs)
+    s = with_store(sub.add_parser("show", help="one run: spec, provenance, results, events"))
+    s.add_argument("run_id", help="a run id or a unique prefix of one")
+    s.set_defaults(fn=cmd_show)
+    pl = with_store(sub.add_parser("plot", help="learning curves of a run (PNG or SVG)"))
+    pl.add_argument("run_id")
+    pl.add_argument("--output", "-o", help="file (.png or .svg; default RUN_ID.png)")
+    pl.set_defaults(fn=cmd_plot)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    console = Console()
+    try:
+        return args.fn(args, console)
+    except LayerlabError as e:
+        console.print(f"[red]error:[/red] {e}", highlight=False)
+        return 2
+    except KeyError as e:  # unknown run ids
+        console.print(f"[red]error:[/red] {e.args[0] if e.args else e}", highlight=False)
+        return 2
+    except KeyboardInterrupt:
+        console.print("interrupted: run the same command again to resume where it stopped")
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,89 @@
+"""RunSpec: everything that defines one training run. Its hash is the run's identity."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from .config import canonical_json, config_hash, from_dict
+from .errors import ConfigError, unknown_name
+from .models import ModelSpec
+
+OPTIMIZERS = ("adamw", "sgd")
+SCHEDULES = ("cosine", "constant")
+DTYPES = ("float32", "float64")
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    name: str
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class OptimSpec:
+    """Optimizer and learning-rate schedule (linear warmup, then cosine decay or constant)."""
+
+    name: str = "adamw"
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    betas: tuple[float, ...] = (0.9, 0.999)
+    eps: float = 1e-8
+    momentum: float = 0.9  # sgd only
+    nesterov: bool = False  # sgd only
+    warmup_steps: int = 0
+    schedule: str = "cosine"
+    min_lr_ratio: float = 0.1  # cosine decays from lr to lr * min_lr_ratio
+    grad_clip: float | None = 1.0  # max global gradient norm; None disables clipping
+
+    def __post_init__(self) -> None:
+        if self.name not in OPTIMIZERS:
+            raise unknown_name("optimizer", self.name, OPTIMIZERS)
+        if self.schedule not in SCHEDULES:
+            raise unknown_name("schedule", self.schedule, SCHEDULES)
+        if not self.lr > 0:
+            raise ConfigError(f"optim.lr must be > 0, got {self.lr}")
+        if len(self.betas) != 2:
+            raise ConfigError(f"optim.betas needs two values, got {list(self.betas)}")
+
+
+@dataclass(frozen=True)
+class TrainSpec:
+    """The training budget and bookkeeping of a run."""
+
+    steps: int = 1000
+    batch_size: int = 64  # <= 0: the whole training set (tasks that have a finite one)
+    eval_every: int = 100  # validation every this many steps (0: only at the end)
+    eval_batch_size: int = 256
+    log_every: int = 10  # training loss is recorded as the mean over each window of this many steps
+    target: float | None = None  # stop once the validation primary metric reaches this value
+    time_budget_s: float | None = None  # stop once training time exceeds this (not deterministic)
+    checkpoint_every: int = 0  # 0: at every evaluation
+    dtype: str = "float32"
+
+    def __post_init__(self) -> None:
+        if self.steps < 1:
+            raise ConfigError(f"train.steps must be >= 1, got {self.steps}")
+        if self.log_every < 1:
+            raise ConfigError(f"train.log_every must be >= 1, got {self.log_every}")
+        if self.dtype not in DTYPES:
+            raise unknown_name("dtype", self.dtype, DTYPES)
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    task: TaskSpec
+    model: ModelSpec = field(default_factory=ModelSpec)
+    optim: OptimSpec = field(default_factory=OptimSpec)
+    train: TrainSpec = field(default_factory=TrainSpec)
+    seed: int = 0
+
+    @property
+    def run_id(self) -> str:
+        return config_hash(self)
+
+    def to_json(self) -> str:
+        return canonical_json(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "RunSpec":
+        return from_dict(cls, data, where="run spec")

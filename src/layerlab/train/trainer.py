@@ -1,0 +1,210 @@
+"""The one training loop: every task, every model, every arena run goes through `Trainer.fit`."""
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..models import build_model, count_parameters
+from ..spec import RunSpec
+from ..tasks import Task, build_task
+from .checkpoint import CorruptCheckpoint, load_checkpoint, save_checkpoint
+from .optim import build_optimizer, lr_at
+from .recorder import MemoryRecorder, Recorder
+
+DATA_SEED_SALT = 0x5DEECE66D  # the data stream's seed differs from the init seed, reproducibly
+
+
+@dataclass
+class RunResult:
+    status: str  # "done", "diverged" or "interrupted"
+    steps: int  # optimizer steps taken
+    results: dict[str, dict[str, float]] = field(default_factory=dict)  # split -> metric -> value
+    diverged_step: int | None = None
+    stop_reason: str = ""  # "steps", "target", "time budget", "diverged", "interrupted"
+    n_params: int = 0
+    train_time_s: float = 0.0
+
+
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    if device is None or device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+class Trainer:
+    """Train `spec.model` on `spec.task`, evaluating on validation, checkpointing, resuming.
+
+    Determinism: the model is initialised from ``spec.seed`` and the data stream from its own
+    generator, inside a forked RNG scope (the caller's global RNG is left untouched); on the CPU
+    the same spec gives the same loss curve, also across a kill and resume.
+    """
+
+    def __init__(
+        self,
+        spec: RunSpec,
+        *,
+        task: Task | None = None,
+        device: str | torch.device | None = "cpu",
+        recorder: Recorder | None = None,
+        checkpoint_path: str | Path | None = None,
+        on_progress: Callable[[int, int], None] | None = None,
+        should_stop: Callable[[], bool] | None = None,
+    ) -> None:
+        self.spec = spec
+        self.task = task if task is not None else build_task(spec.task.name, **spec.task.params)
+        self.device = resolve_device(device)
+        self.dtype = getattr(torch, spec.train.dtype)
+        self.recorder: Recorder = recorder if recorder is not None else MemoryRecorder()
+        self.checkpoint_path = Path(checkpoint_path) if checkpoint_path else None
+        self.on_progress = on_progress
+        self.should_stop = should_stop
+        self.model: nn.Module | None = None
+
+    # ------------------------------------------------------------------------------------
+    def fit(self) -> RunResult:
+        fork_devices = [self.device.index or 0] if self.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=fork_devices):
+            return self._fit()
+
+    def _fit(self) -> RunResult:
+        spec, task, tr = self.spec, self.task, self.spec.train
+        torch.manual_seed(spec.seed)
+        model = build_model(spec.model, task).to(device=self.device, dtype=self.dtype)
+        self.model = model
+        optimizer = build_optimizer(model, spec.optim)
+        data_gen = torch.Generator().manual_seed(spec.seed ^ DATA_SEED_SALT)
+        result = RunResult(status="done", steps=0, n_params=count_parameters(model))
+
+        start, prior_time, finished = self._resume(model, optimizer, data_gen)
+        total = tr.steps
+        model.train()
+        window: list[torch.Tensor] = []
+        step = start
+        stop_reason = "steps"
+        clip = spec.optim.grad_clip
+        ckpt_every = tr.checkpoint_every or tr.eval_every
+        t_start, side_time = time.perf_counter(), 0.0
+
+        def train_time() -> float:  # wall time of this run's training steps, excluding evaluation
+            return prior_time + time.perf_counter() - t_start - side_time
+
+        while step < total and not finished:
+            if self.should_stop is not None and self.should_stop():
+                stop_reason = "interrupted"
+                break
+            lr = lr_at(step, total, spec.optim)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            batch = task.train_batch(tr.batch_size, data_gen).to(self.device)
+            inputs = batch.inputs.to(self.dtype) if batch.inputs.is_floating_point() else batch.inputs
+            loss = task.loss(model(inputs), batch)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if clip is not None:
+                nn.utils.clip_grad_norm_(model.parameters(), clip)
+            optimizer.step()
+            window.append(loss.detach())
+            step += 1
+
+            if step % tr.log_every == 0 or step == total:
+                values = torch.stack(window).float().cpu().tolist()
+                window.clear()
+                bad = next((i for i, v in enumerate(values) if not math.isfinite(v)), None)
+                if bad is not None:
+                    result.diverged_step = step - len(values) + bad + 1
+                    stop_reason = "diverged"
+                    break
+                self.recorder.log(step, "train", {"loss": sum(values) / len(values), "lr": lr})
+                if self.on_progress is not None:
+                    self.on_progress(step, total)
+
+            evaluate = (tr.eval_every and step % tr.eval_every == 0) or step == total
+            checkpoint = step < total and ckpt_every and step % ckpt_every == 0
+            if evaluate or checkpoint:
+                t_side = time.perf_counter()
+                if evaluate:
+                    val = task.evaluate(model, "val", batch_size=tr.eval_batch_size)
+                    self.recorder.log(step, "val", val)
+                    if tr.target is not None and task.reached(val[task.metric], tr.target):
+                        stop_reason = "target"
+                if tr.time_budget_s is not None and train_time() >= tr.time_budget_s:
+                    stop_reason = "time budget"
+                if checkpoint and stop_reason == "steps":
+                    self._checkpoint(model, optimizer, data_gen, step, train_time())
+                side_time += time.perf_counter() - t_side
+                if stop_reason != "steps":
+                    break
+        result.steps = step
+        result.stop_reason = stop_reason
+        result.train_time_s = elapsed = train_time()
+        if stop_reason == "diverged":
+            result.status = "diverged"
+            self.recorder.event(f"diverged: non-finite training loss at step {result.diverged_step}")
+        elif stop_reason == "interrupted":
+            result.status = "interrupted"
+            self._checkpoint(model, optimizer, data_gen, step, elapsed)
+        else:
+            result.results = self._final_evaluation(model)
+            result.results["train"] = {"steps": float(step), "n_params": float(result.n_params),
+                                       "time_per_step_ms": 1000.0 * elapsed / max(step, 1)}
+            self._checkpoint(model, optimizer, data_gen, step, elapsed, final=True)
+        self.recorder.flush()
+        return result
+
+    # ------------------------------------------------------------------------------------
+    def _final_evaluation(self, model: nn.Module) -> dict[str, dict[str, float]]:
+        bs = self.spec.train.eval_batch_size
+        return {split: self.task.evaluate(model, split, batch_size=bs) for split in self.task.eval_splits}
+
+    def _checkpoint(self, model: nn.Module, optimizer: torch.optim.Optimizer, data_gen: torch.Generator,
+                    step: int, train_time: float, final: bool = False) -> None:
+        if self.checkpoint_path is None:
+            return
+        self.recorder.flush()  # metrics up to `step` are durable before the checkpoint says so
+        state: dict[str, Any] = {
+            "run_id": self.spec.run_id,
+            "step": step,
+            "final": final,
+            "train_time": train_time,
+            "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "data_rng": data_gen.get_state(),
+            "torch_rng": torch.get_rng_state(),
+        }
+        if self.device.type == "cuda":
+            state["cuda_rng"] = torch.cuda.get_rng_state(self.device)
+        save_checkpoint(state, self.checkpoint_path)
+
+    def _resume(self, model: nn.Module, optimizer: torch.optim.Optimizer,
+                data_gen: torch.Generator) -> tuple[int, float, bool]:
+        """Load the checkpoint if there is one: (start step, training time so far, finished)."""
+        if self.checkpoint_path is None:
+            return 0, 0.0, False
+        try:
+            state = load_checkpoint(self.checkpoint_path)
+            if state is not None and state.get("run_id") != self.spec.run_id:
+                raise CorruptCheckpoint(f"checkpoint {self.checkpoint_path} belongs to run "
+                                        f"{state.get('run_id')}, not {self.spec.run_id}")
+        except CorruptCheckpoint as e:
+            self.recorder.event(f"{e}; restarting the run from scratch")
+            self.checkpoint_path.unlink(missing_ok=True)
+            state = None
+        if state is None:
+            self.recorder.truncate(0)
+            return 0, 0.0, False
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        data_gen.set_state(state["data_rng"])
+        torch.set_rng_state(state["torch_rng"])
+        if "cuda_rng" in state and self.device.type == "cuda":
+            torch.cuda.set_rng_state(state["cuda_rng"], self.device)
+        self.recorder.truncate(state["step"])
+        self.recorder.event(f"resumed from checkpoint at step {state['step']}")
+        return int(state["step"]), float(state["train_time"]), bool(state.get("final"))

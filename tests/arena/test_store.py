@@ -1,0 +1,81 @@
+import multiprocessing as mp
+
+import pytest
+
+from layerlab.arena.store import Store, StoreRecorder
+from layerlab.spec import RunSpec, TaskSpec, TrainSpec
+
+
+def spec(seed=0) -> RunSpec:
+    return RunSpec(task=TaskSpec("digits"), train=TrainSpec(steps=5), seed=seed)
+
+
+def test_add_run_is_idempotent_and_keeps_spec(tmp_path):
+    st = Store(tmp_path)
+    rid = st.add_run(spec(), suite="s", labels={"task": "digits", "model": "m"})
+    assert st.add_run(spec(), suite="s", labels={"task": "digits", "model": "m"}) == rid
+    assert len(st.runs()) == 1 and len(st.suite_rows("s")) == 1
+    assert st.spec(rid) == spec()
+    assert st.run(rid)["status"] == "pending"
+    assert st.run(rid[:6])["run_id"] == rid  # unique prefix works
+
+
+def test_unknown_run_id_says_so(tmp_path):
+    with pytest.raises(KeyError, match="no run 'nope'"):
+        Store(tmp_path).run("nope")
+
+
+def test_metrics_replace_not_duplicate_and_truncate(tmp_path):
+    st = Store(tmp_path)
+    rid = st.add_run(spec())
+    st.write_metrics(rid, [(1, "train", "loss", 2.0), (2, "train", "loss", 1.5)], step=2)
+    st.write_metrics(rid, [(2, "train", "loss", 1.5), (3, "train", "loss", 1.0)], step=3)
+    assert [(m["step"], m["value"]) for m in st.metrics(rid)] == [(1, 2.0), (2, 1.5), (3, 1.0)]
+    st.truncate_metrics(rid, 1)
+    assert [m["step"] for m in st.metrics(rid)] == [1]
+    assert st.run(rid)["step"] == 1
+
+
+def test_finish_records_results_and_status(tmp_path):
+    st = Store(tmp_path)
+    rid = st.add_run(spec())
+    st.mark_running(rid, {"git_revision": "abc", "versions": {"torch": "x"}, "device": "cpu", "data_checksum": "d"})
+    assert st.run(rid)["status"] == "running" and st.run(rid)["attempts"] == 1
+    st.finish(rid, status="done", results={"test": {"accuracy": 0.5}}, n_params=10)
+    r = st.run(rid)
+    assert (r["status"], r["n_params"], r["git_revision"], r["data_checksum"]) == ("done", 10, "abc", "d")
+    assert st.results(rid) == {"test": {"accuracy": 0.5}}
+    with pytest.raises(ValueError, match="unknown run fields"):
+        st.finish(rid, status="done", colour="red")
+
+
+def test_recorder_buffers_then_flushes(tmp_path):
+    st = Store(tmp_path)
+    rid = st.add_run(spec())
+    rec = StoreRecorder(st, rid, flush_every_s=3600)
+    rec.log(1, "train", {"loss": 1.0})
+    assert st.metrics(rid) == []
+    rec.flush()
+    assert st.metrics(rid)[0]["value"] == 1.0
+
+
+def _writer(root: str, run_id: str, worker: int, n: int) -> None:
+    st = Store(root)
+    for i in range(n):
+        st.write_metrics(run_id, [(i, f"w{worker}", "loss", float(i))], step=i)
+        st.add_event(run_id, f"{worker}:{i}")
+
+
+def test_several_processes_write_safely(tmp_path):
+    st = Store(tmp_path)
+    rid = st.add_run(spec())
+    ctx = mp.get_context("spawn")
+    procs = [ctx.Process(target=_writer, args=(str(tmp_path), rid, w, 150)) for w in range(3)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(120)
+    assert [p.exitcode for p in procs] == [0, 0, 0]
+    assert len(st.metrics(rid)) == 450
+    assert len(st.events(rid)) == 450
+    assert st.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"

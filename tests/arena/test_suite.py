@@ -1,0 +1,164 @@
+import tomllib
+
+import pytest
+from rich.console import Console
+
+from layerlab.arena.leaderboard import board
+from layerlab.arena.runner import run_suite
+from layerlab.arena.store import Store
+from layerlab.arena.suite import builtin_suites, expand, load_suite, parse_suite
+from layerlab.errors import ConfigError
+
+from .conftest import TINY_SUITE
+
+
+def tiny(**changes):
+    data = tomllib.loads(TINY_SUITE)
+    data.update(changes)
+    return data
+
+
+def quiet() -> Console:
+    return Console(quiet=True)
+
+
+def test_expand_plans_every_combination(tiny_suite_path):
+    planned = expand(load_suite(tiny_suite_path))
+    # digits: 2 classifier models x 2 lr x 2 seeds; parity: attention x 1 lr x 2 seeds
+    assert len(planned) == 8 + 2
+    assert len({p.spec.run_id for p in planned}) == 10
+    for p in planned:
+        n = p.spec.model.d_model
+        assert n % p.spec.model.width_multiple == 0
+
+
+def test_sizing_meets_budget_within_tolerance(tiny_suite_path):
+    from layerlab.arena.suite import count_for
+
+    for p in expand(load_suite(tiny_suite_path)):
+        achieved = count_for(p.spec.model, p.task)
+        assert abs(achieved - 6000) <= 0.10 * 6000, (p.model_label, achieved)
+
+
+def test_unknown_top_level_key_names_valid_keys():
+    with pytest.raises(ConfigError, match=r"unknown key 'sedes'.*did you mean 'seeds'.*valid keys: name"):
+        parse_suite(tiny(sedes=[0]))
+
+
+def test_unknown_model_key_and_block_name():
+    data = tiny()
+    data["models"][0]["chanel"] = "mlp"
+    with pytest.raises(ConfigError, match="'chanel'.*did you mean 'channel'"):
+        parse_suite(data)
+    data = tiny()
+    data["models"][2]["mixer"] = "atention"
+    with pytest.raises(ConfigError, match="did you mean 'attention'"):
+        expand(parse_suite(data))
+
+
+def test_unknown_train_key_fails_before_training():
+    data = tiny()
+    data["train"]["step"] = 3
+    with pytest.raises(ConfigError, match="'step'.*did you mean 'steps'"):
+        parse_suite(data)
+
+
+def test_width_not_divisible_by_heads_is_rejected():
+    data = tiny()
+    del data["tasks"][1]["budget"]
+    data["models"][2]["d_model"] = 30
+    data["models"][2]["mixer_options"] = {"n_heads": 4}
+    with pytest.raises(ConfigError, match="30.*4|4.*30"):
+        expand(parse_suite(data))
+
+
+def test_impossible_task_params_are_rejected():
+    data = tiny()
+    data["tasks"][1] = {"name": "mqar", "params": {"length": 16, "pairs": 8}, "budget": 6000}
+    with pytest.raises(ConfigError, match="pairs"):
+        expand(parse_suite(data))
+
+
+def test_budget_that_cannot_be_met_is_refused():
+    data = tiny()
+    data["tasks"][0]["budget"] = 50  # the input and output layers alone exceed this
+    with pytest.raises(ConfigError, match="cannot meet the parameter budget 50"):
+        expand(parse_suite(data))
+
+
+def test_unknown_builtin_suite_suggests():
+    with pytest.raises(ConfigError, match="did you mean 'quick'"):
+        load_suite("quik")
+
+
+def test_builtin_suites_parse_and_expand():
+    assert "quick" in builtin_suites()
+    for name in builtin_suites():
+        assert expand(load_suite(name))
+
+
+def test_run_suite_then_rerun_skips_everything(tiny_suite_path, tmp_path):
+    store = Store(tmp_path / "store")
+    suite = load_suite(tiny_suite_path)
+    counts = run_suite(suite, store, console=quiet())
+    assert counts == {"done": 10}
+    finished = {r["run_id"]: r["finished"] for r in store.runs()}
+    counts = run_suite(suite, store, console=quiet())
+    assert counts == {"done": 10}
+    assert {r["run_id"]: r["finished"] for r in store.runs()} == finished
+    assert all(r["attempts"] == 1 for r in store.runs())
+    for r in store.runs():
+        assert r["git_revision"] and r["versions_json"] and r["device"] and r["data_checksum"]
+    b = board(store, "tiny")
+    assert set(b) == {"digits", "parity"}
+    assert {e.model for e in b["digits"]} == {"mlp", "swiglu"}
+    assert all(e.seeds == 2 for e in b["digits"])
+
+
+def test_diverged_run_is_recorded_and_suite_goes_on(tmp_path):
+    data = tiny(lr=[100.0, 3e-3], seeds=[0])
+    data["optim"] = {"name": "sgd", "grad_clip": None, "momentum": 0.0}
+    data["tasks"] = data["tasks"][:1]
+    data["tasks"][0].pop("budget")
+    data["models"] = [{"label": "dln", "backbone": "deep_linear", "d_model": 32, "n_layers": 3}]
+    store = Store(tmp_path)
+    counts = run_suite(parse_suite(data), store, console=quiet())
+    assert counts == {"diverged": 1, "done": 1}
+    div = store.runs(status="diverged")[0]
+    assert div["diverged_step"] >= 1
+    (entry,) = board(store, "tiny")["digits"]
+    assert entry.lr == 3e-3 and entry.diverged == 1
+
+
+def test_lr_is_selected_on_validation_not_test(tmp_path):
+    """Plant results where the best validation lr is not the best test lr."""
+    data = tiny(seeds=[0, 1])
+    data["tasks"] = data["tasks"][:1]
+    data["models"] = data["models"][:1]
+    suite = parse_suite(data)
+    store = Store(tmp_path)
+    for p in expand(suite):
+        rid = store.add_run(p.spec, suite="tiny", labels=p.labels)
+        good_val = p.spec.optim.lr == 1e-2
+        store.finish(rid, status="done", results={"val": {"accuracy": 0.9 if good_val else 0.8},
+                                                  "test": {"accuracy": 0.7 + 0.01 * p.spec.seed if good_val else 0.95}})
+    (e,) = board(store, "tiny")["digits"]
+    assert e.lr == 1e-2
+    assert e.test[0] == pytest.approx(0.705)
+    assert e.test[1] == pytest.approx(12.706 * 0.01 / 2 ** 0.5 / 2 ** 0.5, rel=1e-3)  # t * sd / sqrt(n)
+
+
+def test_corrupt_checkpoint_in_suite_restarts_run(tmp_path, tiny_suite_path):
+    data = tiny(seeds=[0], lr=[3e-3])
+    data["tasks"] = data["tasks"][:1]
+    data["models"] = data["models"][:1]
+    suite = parse_suite(data)
+    store = Store(tmp_path)
+    (p,) = expand(suite)
+    rid = store.add_run(p.spec, suite="tiny", labels=p.labels)
+    store.mark_running(rid, {})
+    path = store.checkpoint_path(rid)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"\x00garbage")
+    assert run_suite(suite, store, console=quiet()) == {"done": 1}
+    assert any("corrupt" in e for e in store.events(rid))

@@ -1,0 +1,128 @@
+"""Channel mixers: MLP (GELU) and SwiGLU — equations, (*, d) shapes, dtypes, sizes, init."""
+import math
+
+import pytest
+import torch
+
+import layerlab
+from layerlab.blocks.channels import MLP, SwiGLU
+from layerlab.blocks.channels.mlp import swiglu_hidden
+from layerlab.errors import ConfigError, ShapeError
+
+NAMES = ["mlp", "swiglu"]
+LEADING = [(), (5,), (2, 3, 1, 4)]  # inputs (d,), (n, d), (a, b, c, e, d)
+
+
+def gelu_paper(z):
+    return z * 0.5 * (1 + torch.erf(z / math.sqrt(2)))
+
+
+def test_mlp_equation():
+    torch.manual_seed(0)
+    block = MLP(6, hidden=10, dtype=torch.float64)
+    x = torch.randn(4, 6, dtype=torch.float64)
+    W1, b1, W2, b2 = block.fc1.weight, block.fc1.bias, block.fc2.weight, block.fc2.bias
+    expected = gelu_paper(x @ W1.T + b1) @ W2.T + b2
+    torch.testing.assert_close(block(x), expected, rtol=1e-12, atol=1e-14)
+
+
+def test_swiglu_equation():
+    torch.manual_seed(1)
+    block = SwiGLU(6, hidden=10, dtype=torch.float64)
+    x = torch.randn(4, 6, dtype=torch.float64)
+    W, V, W2 = block.w.weight.T, block.v.weight.T, block.w2.weight.T  # row-vector convention
+    xW = x @ W
+    expected = (xW * torch.sigmoid(xW) * (x @ V)) @ W2
+    torch.testing.assert_close(block(x), expected, rtol=1e-12, atol=1e-14)
+    assert block.w.bias is None, "the paper's SwiGLU has no biases by default"
+
+
+@pytest.mark.parametrize("lead", LEADING, ids=str)
+@pytest.mark.parametrize("name", NAMES)
+def test_shape_over_leading_dims(name, lead):
+    torch.manual_seed(2)
+    block = layerlab.build("channel", name, 8)
+    x = torch.randn(*lead, 8)
+    y = block(x)
+    assert y.shape == x.shape
+    if lead:  # position-wise: the same map on every position
+        flat = block(x.reshape(-1, 8)).reshape(x.shape)
+        torch.testing.assert_close(y, flat)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.bfloat16])
+@pytest.mark.parametrize("name", NAMES)
+def test_dtype_preserved(name, dtype):
+    block = layerlab.build("channel", name, 8, dtype=dtype)
+    assert block(torch.randn(3, 8, dtype=dtype)).dtype == dtype
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_gradcheck(name):
+    torch.manual_seed(3)
+    block = layerlab.build("channel", name, 3, hidden=5, bias=True, dtype=torch.float64)
+    for p in block.parameters():
+        torch.nn.init.normal_(p)  # O(1) weights: exercise the nonlinearity, not its linear part
+    x = torch.randn(2, 3, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(block, (x,))
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_state_dict_round_trip(name):
+    torch.manual_seed(4)
+    a, b = layerlab.build("channel", name, 8), layerlab.build("channel", name, 8)
+    x = torch.randn(3, 8)
+    assert not torch.equal(a(x), b(x))
+    b.load_state_dict(a.state_dict())
+    assert torch.equal(a(x), b(x))
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_wrong_width_is_a_shape_error(name):
+    block = layerlab.build("channel", name, 8)
+    with pytest.raises(ShapeError, match="D = d_model = 8"):
+        block(torch.randn(3, 7))
+
+
+def test_hidden_widths():
+    assert MLP(64).hidden == 256
+    assert MLP(10, expansion=2.5).hidden == 25
+    assert MLP(64, hidden=100).hidden == 100
+    assert SwiGLU(64).hidden == 176  # round(170.67) = 171 -> 176
+    assert SwiGLU(48).hidden == 128  # 8/3 * 48 = 128 exactly
+    assert SwiGLU(64, hidden=100).hidden == 100
+    assert all(swiglu_hidden(d) % 8 == 0 and swiglu_hidden(d) >= 8 * d / 3 for d in range(1, 300))
+    with pytest.raises(ConfigError):
+        MLP(8, hidden=0)
+    with pytest.raises(ConfigError):
+        SwiGLU(8, dropout=1.0)
+
+
+@pytest.mark.parametrize("d", [32, 64, 128, 256, 512])
+def test_swiglu_parameter_count_matches_mlp(d):
+    """Bias-free count: SwiGLU's 3 d h (default h) vs the expansion-4 MLP's 2 d (4d) = 8 d^2."""
+    n_swiglu = sum(p.numel() for p in SwiGLU(d, bias=False).parameters())
+    n_mlp = sum(p.numel() for p in MLP(d, expansion=4.0, bias=False).parameters())
+    assert n_mlp == 8 * d * d
+    assert abs(n_swiglu / n_mlp - 1) <= 0.05
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_init_statistics(name):
+    torch.manual_seed(5)
+    block = layerlab.build("channel", name, 128, bias=True)
+    for p_name, p in block.named_parameters():
+        if p_name.endswith("bias"):
+            assert torch.count_nonzero(p) == 0
+        else:  # n >= 32768: the sample std is within ~0.4% of 0.02
+            assert abs(p.std().item() / 0.02 - 1) < 0.02
+
+
+def test_dropout_on_output():
+    block = MLP(16, dropout=0.5).train()
+    torch.manual_seed(6)
+    y = block(torch.randn(64, 16))
+    assert 0.3 < (y == 0).float().mean() < 0.7
+    block.eval()
+    x = torch.randn(4, 16)
+    assert torch.equal(block(x), block(x))

@@ -1,0 +1,20 @@
+"""Fixtures shared by the whole test suite."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+SHAKESPEARE = Path(__file__).resolve().parents[2] / "shared" / "data" / "tinyshakespeare.txt"
+
+
+@pytest.fixture(scope="session")
+def shakespeare_path() -> Path:
+    """The tinyshakespeare corpus that lies beside the project (no network in tests)."""
+    if not SHAKESPEARE.is_file():
+        pytest.fail(
+            f"test corpus missing: expected tinyshakespeare at {SHAKESPEARE} "
+            "(the shared data directory beside the repository)",
+            pytrace=False,
+        )
+    return SHAKESPEARE

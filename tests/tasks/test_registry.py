@@ -1,0 +1,149 @@
+"""The task registry: strict building, helpful errors, and the contract every task keeps."""
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import ClassVar
+
+import pytest
+import torch
+
+import layerlab.tasks as tasks_module
+from layerlab.errors import ConfigError, UnknownNameError
+from layerlab.tasks import Batch, Task, build_task, register_task, task_names
+
+ALL = ["digits", "mod_count", "modular", "mqar", "parity", "selective_copy", "text"]
+
+
+def small_params(name: str, shakespeare: Path) -> dict:
+    return {
+        "mqar": dict(vocab=32, length=24, pairs=4, n_eval=32),
+        "selective_copy": dict(vocab=8, length=16, n_tokens=4, n_eval=32),
+        "parity": dict(length=12, eval_length=20, n_eval=32),
+        "mod_count": dict(length=12, n_eval=32),
+        "modular": dict(p=11),
+        "digits": {},
+        "text": dict(path=str(shakespeare), length=32, eval_tokens=256),
+    }[name]
+
+
+def test_names() -> None:
+    assert task_names() == ALL
+
+
+def test_unknown_task_suggests_close_match() -> None:
+    with pytest.raises(UnknownNameError) as info:
+        build_task("mqr")
+    msg = str(info.value)
+    assert "'mqar'" in msg and "did you mean" in msg
+    assert isinstance(info.value, ConfigError)
+    for name in ALL:
+        assert name in msg  # lists the valid names
+
+
+def test_unknown_param_names_key_and_valid_keys() -> None:
+    with pytest.raises(ConfigError) as info:
+        build_task("mqar", pair=4)
+    msg = str(info.value)
+    assert "'pair'" in msg and "did you mean 'pairs'" in msg
+    assert "task 'mqar'" in msg
+    for key in ("vocab", "length", "pairs", "n_eval", "data_seed"):
+        assert key in msg
+
+
+def test_param_types_are_checked() -> None:
+    with pytest.raises(ConfigError, match="expected int"):
+        build_task("mqar", pairs="8")
+    with pytest.raises(ConfigError, match="expected str"):
+        build_task("modular", op=1)
+    assert build_task("parity", length=8, eval_length=None).eval_length is None
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_class_contract(name: str) -> None:
+    cls = tasks_module.get_task_class(name)
+    assert issubclass(cls, Task) and dataclasses.is_dataclass(cls)
+    assert cls.name == name
+    assert cls.input_kind in ("tokens", "vector")
+    assert cls.metric in ("accuracy", "bpc")
+    assert isinstance(cls.higher_is_better, bool)
+    assert cls.__doc__ and "chance" in cls.__doc__.lower()
+    fields = dataclasses.fields(cls)
+    assert all(f.default is not dataclasses.MISSING for f in fields)  # every parameter has a default
+    assert "data_seed" in {f.name for f in fields}
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_data_contract(name: str, shakespeare_path: Path) -> None:
+    task = build_task(name, **small_params(name, shakespeare_path))
+    batch = task.train_batch(8, torch.Generator().manual_seed(0))
+    for b in [batch] + [task.eval_set(s) for s in task.eval_splits]:
+        assert isinstance(b, Batch) and len(b) > 0
+        if task.input_kind == "tokens":
+            assert b.inputs.dtype == b.targets.dtype == torch.int64
+            assert b.mask is not None and b.mask.dtype == torch.bool and b.mask.shape == b.inputs.shape
+            assert b.mask.any(dim=1).all()  # every row has a scored position
+            assert 0 <= int(b.inputs.min()) and int(b.inputs.max()) < task.vocab_size
+            assert 0 <= int(b.targets[b.mask].min()) and int(b.targets[b.mask].max()) < task.n_outputs
+            assert b.inputs.shape[1] <= task.max_length
+        else:
+            assert b.inputs.dtype == torch.float32 and b.inputs.shape[1] == task.input_dim
+            assert b.targets.shape == (len(b),) and b.mask is None
+    assert task.eval_splits[:2] == ("val", "test")
+    with pytest.raises(ConfigError, match="no split"):
+        task.eval_set("train")
+    if task.higher_is_better:
+        assert 0.0 < task.chance < 1.0
+    else:
+        assert task.chance > 1.0
+    # the loss works on model-shaped logits and equals log(C) for equal logits
+    shape = (len(batch), task.n_outputs) if task.input_kind == "vector" else (*batch.inputs.shape, task.n_outputs)
+    loss = task.loss(torch.zeros(shape), batch)
+    assert loss.item() == pytest.approx(torch.log(torch.tensor(float(task.n_outputs))).item(), rel=1e-6)
+    metrics = task.summarize({"ce": 2.0, "n": 4.0, "correct": 1.0, "seqs": 2.0, "exact": 0.0})
+    assert task.metric in metrics
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_checksum_is_stable(name: str, shakespeare_path: Path) -> None:
+    params = small_params(name, shakespeare_path)
+    a, b = build_task(name, **params), build_task(name, **params)
+    assert a.checksum() == b.checksum() and len(a.checksum()) == 64
+
+
+def test_register_rejects_duplicates_and_non_tasks(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(tasks_module, "_TASKS", dict(tasks_module._TASKS))
+
+    @dataclasses.dataclass
+    class Other(Task):
+        name: ClassVar[str] = "mqar"
+
+    with pytest.raises(ConfigError, match="registered twice"):
+        register_task("mqar")(Other)
+
+    class NotADataclass(Task):
+        pass
+
+    with pytest.raises(ConfigError, match="dataclass"):
+        register_task("plain")(NotADataclass)
+
+    @dataclasses.dataclass
+    class Fresh(Task):
+        size: int = 3
+
+    register_task("fresh")(Fresh)
+    assert Fresh.name == "fresh" and "fresh" in task_names()
+    assert build_task("fresh", size=4).size == 4
+    with pytest.raises(ConfigError, match="'width'"):
+        build_task("fresh", width=4)
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_full_batch_only_for_finite_training_sets(name: str, shakespeare_path: Path) -> None:
+    task = build_task(name, **small_params(name, shakespeare_path))
+    if name in ("modular", "digits"):  # a fixed training table: batch_size <= 0 is all of it
+        full = task.train_batch(0, torch.Generator())
+        assert len(full) == len(task.train_batch(-1, torch.Generator())) > 8
+    else:  # fresh draws: there is no "whole training set"
+        with pytest.raises(ConfigError, match="batch_size must be >= 1"):
+            task.train_batch(0, torch.Generator())

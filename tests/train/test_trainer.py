@@ -1,0 +1,146 @@
+import math
+
+import pytest
+import torch
+
+from layerlab.models import ModelSpec
+from layerlab.spec import OptimSpec, RunSpec, TaskSpec, TrainSpec
+from layerlab.train import MemoryRecorder, Trainer
+from layerlab.train.optim import lr_at
+
+
+def digits_spec(**train) -> RunSpec:
+    return RunSpec(task=TaskSpec("digits"),
+                   model=ModelSpec(backbone="classifier", channel="mlp", d_model=32, n_layers=1),
+                   optim=OptimSpec(lr=3e-3, warmup_steps=5),
+                   train=TrainSpec(**{"steps": 60, "batch_size": 32, "eval_every": 20, "log_every": 1, **train}),
+                   seed=3)
+
+
+def seq_spec(**train) -> RunSpec:
+    return RunSpec(task=TaskSpec("modular", {"p": 11, "train_fraction": 0.6}),
+                   model=ModelSpec(d_model=16, n_layers=1, mixer_options={"n_heads": 2}),
+                   optim=OptimSpec(lr=3e-3), train=TrainSpec(**{"steps": 30, "batch_size": 16, "eval_every": 10,
+                                                                "log_every": 1, **train}), seed=1)
+
+
+def losses(rec: MemoryRecorder) -> list[float]:
+    return [v for _, v in rec.series("train", "loss")]
+
+
+@pytest.mark.parametrize("make", [digits_spec, seq_spec])
+def test_same_spec_same_loss_curve(make):
+    curves = []
+    for _ in range(2):
+        rec = MemoryRecorder()
+        Trainer(make(), recorder=rec).fit()
+        curves.append(losses(rec))
+    assert len(curves[0]) == make().train.steps
+    assert curves[0] == curves[1]  # bit-identical on the CPU
+
+
+def test_training_learns_digits():
+    rec = MemoryRecorder()
+    res = Trainer(digits_spec(steps=150), recorder=rec).fit()
+    assert res.status == "done" and res.steps == 150
+    assert res.results["test"]["accuracy"] > 0.85
+    assert losses(rec)[-1] < losses(rec)[0] / 3
+    assert set(res.results) >= {"val", "test", "train"}
+
+
+def test_caller_rng_untouched():
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    Trainer(digits_spec(steps=5)).fit()
+    assert torch.equal(torch.rand(3), expected)
+
+
+def test_resume_after_interrupt_gives_identical_curve(tmp_path):
+    ref = MemoryRecorder()
+    Trainer(digits_spec(), recorder=ref).fit()
+
+    ckpt = tmp_path / "run.pt"
+    rec = MemoryRecorder()
+    calls = {"n": 0}
+
+    def stop_after_25() -> bool:
+        calls["n"] += 1
+        return calls["n"] > 25
+
+    first = Trainer(digits_spec(), recorder=rec, checkpoint_path=ckpt, should_stop=stop_after_25).fit()
+    assert first.status == "interrupted" and first.steps == 25
+    second = Trainer(digits_spec(), recorder=rec, checkpoint_path=ckpt).fit()
+    assert second.status == "done"
+    assert losses(rec) == losses(ref)
+    assert [s for s, _ in rec.series("train", "loss")] == list(range(1, 61))  # no duplicated step
+    assert any("resumed from checkpoint at step 25" in e for e in rec.events)
+
+
+def test_resume_from_periodic_checkpoint_after_kill(tmp_path):
+    """A process killed between checkpoints resumes from the last one and logs each step once."""
+    ref = MemoryRecorder()
+    Trainer(digits_spec(), recorder=ref).fit()
+    ckpt = tmp_path / "run.pt"
+    rec = MemoryRecorder()
+
+    class Killed(Exception):
+        pass
+
+    def die_at_47(step, total):
+        if step == 47:
+            raise Killed
+
+    with pytest.raises(Killed):
+        Trainer(digits_spec(), recorder=rec, checkpoint_path=ckpt, on_progress=die_at_47).fit()
+    assert torch.load(ckpt, weights_only=False)["step"] == 40  # eval_every = 20 -> checkpoints at 20, 40
+    Trainer(digits_spec(), recorder=rec, checkpoint_path=ckpt).fit()
+    assert losses(rec) == losses(ref)
+
+
+def test_corrupt_checkpoint_restarts_from_scratch(tmp_path):
+    ckpt = tmp_path / "run.pt"
+    ckpt.write_bytes(b"this is not a checkpoint")
+    rec = MemoryRecorder()
+    res = Trainer(digits_spec(steps=10), recorder=rec, checkpoint_path=ckpt).fit()
+    assert res.status == "done" and res.steps == 10
+    assert any("corrupt" in e and "from scratch" in e for e in rec.events)
+    ref = MemoryRecorder()
+    Trainer(digits_spec(steps=10), recorder=ref).fit()
+    assert losses(rec) == losses(ref)
+
+
+def test_divergence_is_detected_with_its_step():
+    # a deep linear network has no normalization to stop SGD with a large step from blowing up
+    spec = RunSpec(task=TaskSpec("digits"), model=ModelSpec(backbone="deep_linear", d_model=32, n_layers=3),
+                   optim=OptimSpec(name="sgd", lr=100.0, grad_clip=None, momentum=0.0),
+                   train=TrainSpec(steps=50, batch_size=32, log_every=10, eval_every=0))
+    rec = MemoryRecorder()
+    res = Trainer(spec, recorder=rec).fit()
+    assert res.status == "diverged"
+    assert res.diverged_step is not None and 1 <= res.diverged_step <= 10
+    assert res.results == {}
+
+
+def test_target_stops_early():
+    res = Trainer(digits_spec(steps=400, eval_every=10, target=0.5)).fit()
+    assert res.stop_reason == "target" and res.steps < 400
+    assert res.results["val"]["accuracy"] >= 0.5
+
+
+def test_lr_schedule_warmup_then_cosine():
+    spec = OptimSpec(lr=1.0, warmup_steps=10, min_lr_ratio=0.1)
+    assert lr_at(0, 100, spec) == pytest.approx(0.1)
+    assert lr_at(9, 100, spec) == pytest.approx(1.0)
+    assert lr_at(10, 100, spec) == pytest.approx(1.0)
+    assert lr_at(55, 100, spec) == pytest.approx(0.1 + 0.9 * 0.5)  # halfway through the cosine
+    assert lr_at(100, 100, spec) == pytest.approx(0.1)
+    assert lr_at(50, 100, OptimSpec(lr=0.5, schedule="constant")) == 0.5
+
+
+def test_float64_training_runs_in_float64():
+    t = Trainer(digits_spec(steps=3, dtype="float64"))
+    res = t.fit()
+    assert res.status == "done"
+    assert all(p.dtype == torch.float64 for p in t.model.parameters())
+    assert math.isfinite(res.results["test"]["loss"])
