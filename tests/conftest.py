@@ -1,11 +1,16 @@
 """Fixtures shared by the whole test suite."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
 SHAKESPEARE = Path(__file__).resolve().parents[2] / "shared" / "data" / "tinyshakespeare.txt"
+
+# Tests have no network: suites that use the text task find the corpus beside the project.
+# (Tests of the loader's own search order set or clear this variable themselves.)
+os.environ.setdefault("LAYERLAB_DATA_DIR", str(SHAKESPEARE.parent))
 
 
 @pytest.fixture(scope="session")

@@ -50,9 +50,17 @@ def test_run_board_export(tmp_path, suite_file, capsys):
     assert rid in capsys.readouterr().out
 
 
+def said(capsys) -> str:
+    """What the command printed, with rich's line wrapping undone."""
+    return " ".join(capsys.readouterr().out.split())
+
+
 def test_bad_input_exits_2_with_message(tmp_path, capsys):
     assert main(["run", "quik", "--store", str(tmp_path)]) == 2
-    assert "did you mean 'quick'" in capsys.readouterr().out
-    assert main(["board", "--suite", "nothing", "--store", str(tmp_path)]) == 1
+    assert "did you mean 'quick'" in said(capsys)
+    assert main(["board", "--store", str(tmp_path)]) == 1
+    assert "no suite runs yet" in said(capsys)
+    assert main(["board", "--suite", "nothing", "--store", str(tmp_path)]) == 2
+    assert "unknown suite in the store 'nothing'" in said(capsys)
     assert main(["show", "deadbeef", "--store", str(tmp_path)]) == 2
-    assert "no run 'deadbeef'" in capsys.readouterr().out
+    assert "no run 'deadbeef'" in said(capsys)

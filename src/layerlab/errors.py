@@ -39,5 +39,5 @@ def unknown_name(what: str, name: str, valid: Iterable[str]) -> UnknownNameError
     msg = f"unknown {what} {name!r}"
     if hint:
         msg += f"; did you mean {' or '.join(repr(h) for h in hint)}?"
-    msg += f" Valid: {', '.join(valid) if valid else '(none registered)'}."
+    msg += f" Valid: {', '.join(valid) if valid else '(none)'}."
     return UnknownNameError(msg)

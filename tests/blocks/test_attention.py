@@ -133,7 +133,7 @@ def test_init_statistics():
     torch.manual_seed(5)
     block = CausalSelfAttention(256, n_heads=4, bias=True)
     for lin in (block.w_qkv, block.w_o):
-        assert abs(lin.weight.std().item() - 0.02) < 0.02 * 0.02  # n >= 65536: SE ~ 0.3%
+        assert abs(lin.weight.std().item() * 16 - 1) < 0.02  # std 256^-1/2; n >= 65536: SE ~ 0.3%
         assert abs(lin.weight.mean().item()) < 1e-3
         assert torch.count_nonzero(lin.bias) == 0
 
@@ -151,3 +151,39 @@ def test_output_dropout_same_mask_in_both_modes():
     assert rel_err(y_f, y_r) <= 1e-4
     block.eval()
     assert torch.equal(block(x), block(x))
+
+
+def test_rope_scores_depend_on_relative_position_only():
+    """RoFormer's property: <R_m q, R_n k> = <q, R_{n-m} k>, so scores are shift-invariant."""
+    g = torch.Generator().manual_seed(0)
+    q = torch.randn(1, 1, 1, 16, generator=g, dtype=torch.float64).expand(1, 1, 40, 16)
+    k = torch.randn(1, 1, 1, 16, generator=g, dtype=torch.float64).expand(1, 1, 40, 16)
+    rq, rk = CausalSelfAttention.rotate(q, 10000.0), CausalSelfAttention.rotate(k, 10000.0)
+    scores = (rq @ rk.transpose(-2, -1))[0, 0]
+    for offset in (0, 1, 5):
+        diag = torch.diagonal(scores, offset=-offset)
+        assert torch.allclose(diag, diag[0].expand_as(diag), rtol=0, atol=1e-12)
+    assert not torch.allclose(scores[10, 10], scores[10, 5])  # and it does depend on the offset
+    # the rotation keeps norms
+    assert torch.allclose(rq.norm(dim=-1), q.norm(dim=-1), atol=1e-12)
+
+
+@pytest.mark.parametrize("shape", [(2, 1, 16, 2), (2, 9, 32, 4)], ids=str)
+def test_rope_sdpa_matches_reference(shape):
+    B, L, D, H = shape
+    torch.manual_seed(1)
+    block = layerlab.build("mixer", "attention", D, n_heads=H, rope=True, dtype=torch.float64)
+    x = torch.randn(B, L, D, dtype=torch.float64)
+    cot = torch.randn(B, L, D, dtype=torch.float64)
+    ya, gxa, _ = run(block, x, cot, "sdpa")
+    yb, gxb, _ = run(block, x, cot, "reference")
+    assert rel_err(ya, yb) <= 1e-10 and rel_err(gxa, gxb) <= 1e-10
+    no_rope = layerlab.build("mixer", "attention", D, n_heads=H, dtype=torch.float64)
+    no_rope.load_state_dict(block.state_dict())
+    if L > 1:
+        assert rel_err(no_rope(x), ya) > 1e-3  # rotation changes the function
+
+
+def test_rope_needs_even_head_dim():
+    with pytest.raises(ConfigError, match="even head dimension"):
+        layerlab.build("mixer", "attention", 12, n_heads=4, rope=True)

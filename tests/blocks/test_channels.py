@@ -109,13 +109,17 @@ def test_swiglu_parameter_count_matches_mlp(d):
 
 @pytest.mark.parametrize("name", NAMES)
 def test_init_statistics(name):
+    """Each linear map: weights and biases ~ U(-1/sqrt(fan_in), 1/sqrt(fan_in)), weight std 1/sqrt(3 fan_in)."""
     torch.manual_seed(5)
     block = layerlab.build("channel", name, 128, bias=True)
-    for p_name, p in block.named_parameters():
-        if p_name.endswith("bias"):
-            assert torch.count_nonzero(p) == 0
-        else:  # n >= 32768: the sample std is within ~0.4% of 0.02
-            assert abs(p.std().item() / 0.02 - 1) < 0.02
+    linears = [m for m in block.modules() if isinstance(m, torch.nn.Linear)]
+    assert linears
+    for lin in linears:
+        bound = lin.in_features ** -0.5
+        w = lin.weight
+        assert abs(w.std().item() * (3 * lin.in_features) ** 0.5 - 1) < 0.02  # n >= 32768: SE < 0.4%
+        assert w.abs().max() <= bound
+        assert lin.bias.abs().max() <= bound and torch.count_nonzero(lin.bias) == lin.bias.numel()
 
 
 def test_dropout_on_output():

@@ -14,7 +14,8 @@ from ..errors import ConfigError, ShapeError, unknown_name
 from ..registry import build
 from . import NORM_PLACES, ModelSpec
 
-EMBED_STD = 0.02
+EMBED_STD = 1.0  # nn.Embedding's default; with GPT-2's 0.02 MQAR's recall transition came much later
+HEAD_STD = 0.02
 
 
 class Residual(nn.Module):
@@ -82,8 +83,8 @@ class SequenceModel(nn.Module):
     r"""Token sequence model: logits = head(final_norm(blocks(E[tokens] + P[positions]))).
 
     Parts:
-        - token embedding ``E`` (vocab_size x d_model), normal std 0.02;
-        - learned positions ``P`` (max_length x d_model), normal std 0.02, if
+        - token embedding ``E`` (vocab_size x d_model), normal std 1 (PyTorch's default);
+        - learned positions ``P`` (max_length x d_model), normal std 1, if
           ``spec.positions == "learned"`` (``"none"``: no positional input; the mixer must supply
           order, and inputs longer than ``max_length`` are then allowed);
         - ``spec.n_layers`` ``Block`` s, each ``Residual(mixer)`` then ``Residual(channel)`` with
@@ -122,7 +123,7 @@ class SequenceModel(nn.Module):
         nn.init.normal_(self.embed.weight, std=EMBED_STD)
         if self.pos is not None:
             nn.init.normal_(self.pos.weight, std=EMBED_STD)
-        nn.init.normal_(self.head.weight, std=EMBED_STD)
+        nn.init.normal_(self.head.weight, std=HEAD_STD)
         nn.init.zeros_(self.head.bias)
 
     def forward(self, tokens: Tensor, mode: str | None = None) -> Tensor:

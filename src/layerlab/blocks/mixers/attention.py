@@ -34,9 +34,11 @@ class CausalSelfAttention(Mixer):
         ``"reference"``: the softmax above written out, with an explicit ``-inf`` mask; the
         softmax runs in float32 or wider, as the fused kernels accumulate.
 
-    Initialization: ``W^Q, W^K, W^V, W^O`` i.i.d. normal with std 0.02, biases zero (GPT-2
-    convention). The GPT-2 depth scaling of ``W^O`` (std 0.02 / sqrt(2 n_layers)) is not applied:
-    it depends on the backbone's depth, and the block owns its init.
+    Initialization: ``W^Q, W^K, W^V, W^O`` i.i.d. normal with std ``d_model^(-1/2)`` (fan-in
+    scaling, close to the Glorot init of the reference implementation), biases zero. GPT-2's
+    fixed std 0.02 is tuned for d = 768; at the arena's widths it leaves attention uniform for
+    long and delays the induction-head transition MQAR needs (measured: no recall after 4,000
+    steps at d = 64, against recall within ~700 steps with fan-in scaling).
 
     Options: ``n_heads`` (h), ``bias`` (biases on the projections; the paper's equations have
     none), ``dropout`` (applied to the block's output, the paper's residual dropout, Sec. 5.4),
@@ -94,7 +96,7 @@ class CausalSelfAttention(Mixer):
 
     def reset_parameters(self) -> None:
         for linear in (self.w_qkv, self.w_o):
-            nn.init.normal_(linear.weight, mean=0.0, std=0.02)
+            nn.init.normal_(linear.weight, mean=0.0, std=self.d_model ** -0.5)
             if linear.bias is not None:
                 nn.init.zeros_(linear.bias)
 

@@ -1,0 +1,89 @@
+"""Trainer overhead: its time per step divided by a bare PyTorch loop's, same model and data.
+
+Both loops do the same math on the same batches: draw a batch from the task, forward, loss,
+backward, gradient clipping, AdamW step with the warmup + cosine learning rate. The trainer adds
+its bookkeeping (loss window, NaN check, logging into a SQLite store). Runs alternate, and the
+median of the repeats is compared, so both see the same machine conditions.
+
+    python benchmarks/overhead.py [--steps 200] [--repeats 5]
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+
+import torch
+from torch import nn
+
+from layerlab.arena.store import Store, StoreRecorder
+from layerlab.models import ModelSpec, build_model
+from layerlab.spec import OptimSpec, RunSpec, TaskSpec, TrainSpec
+from layerlab.tasks import build_task
+from layerlab.train import Trainer
+from layerlab.train.optim import build_optimizer, lr_at
+from layerlab.train.trainer import DATA_SEED_SALT
+
+
+def make_spec(steps: int) -> RunSpec:
+    return RunSpec(task=TaskSpec("mqar"), model=ModelSpec(d_model=64, n_layers=2, mixer_options={"n_heads": 4}),
+                   optim=OptimSpec(lr=1e-3, warmup_steps=10),
+                   train=TrainSpec(steps=steps, batch_size=32, eval_every=0, log_every=10))
+
+
+def bare_loop(spec: RunSpec, task) -> float:
+    """Seconds per step of the plainest loop that does the trainer's math."""
+    torch.manual_seed(spec.seed)
+    model = build_model(spec.model, task)
+    opt = build_optimizer(model, spec.optim)
+    gen = torch.Generator().manual_seed(spec.seed ^ DATA_SEED_SALT)
+    model.train()
+    t0 = time.perf_counter()
+    for step in range(spec.train.steps):
+        for g in opt.param_groups:
+            g["lr"] = lr_at(step, spec.train.steps, spec.optim)
+        batch = task.train_batch(spec.train.batch_size, gen)
+        loss = task.loss(model(batch.inputs), batch)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        nn.utils.clip_grad_norm_(model.parameters(), spec.optim.grad_clip)
+        opt.step()
+    return (time.perf_counter() - t0) / spec.train.steps
+
+
+def trainer_loop(spec: RunSpec, task, store: Store) -> tuple[float, list[float]]:
+    rid = store.add_run(spec)
+    result = Trainer(spec, task=task, recorder=StoreRecorder(store, rid)).fit()
+    assert result.status == "done"
+    return result.train_time_s / result.steps, [m["value"] for m in store.metrics(rid, "train", "loss")]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--steps", type=int, default=200)
+    ap.add_argument("--repeats", type=int, default=5)
+    args = ap.parse_args()
+    spec = make_spec(args.steps)
+    task = build_task(spec.task.name, **spec.task.params)
+    task.eval_set("val")  # build evaluation data outside the timed region
+    bare, trainer = [], []
+    with tempfile.TemporaryDirectory() as tmp:
+        store = Store(tmp)
+        bare_loop(make_spec(10), task)  # warm up
+        for _ in range(args.repeats):
+            bare.append(bare_loop(spec, task))
+            t, _ = trainer_loop(spec, task, store)
+            trainer.append(t)
+            store.conn.execute("DELETE FROM runs")
+    b, t = statistics.median(bare), statistics.median(trainer)
+    print(f"model: {spec.model.label()} d={spec.model.d_model} layers={spec.model.n_layers}, task mqar, "
+          f"batch {spec.train.batch_size}, {args.steps} steps x {args.repeats} repeats, "
+          f"{torch.get_num_threads()} threads")
+    print(f"bare loop   : {1000 * b:.2f} ms/step (median; all: {', '.join(f'{1000 * x:.2f}' for x in bare)})")
+    print(f"trainer     : {1000 * t:.2f} ms/step (median; all: {', '.join(f'{1000 * x:.2f}' for x in trainer)})")
+    print(f"overhead ratio trainer / bare = {t / b:.3f}  (target <= 1.03)")
+
+
+if __name__ == "__main__":
+    main()
