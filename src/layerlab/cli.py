@@ -5,7 +5,6 @@ import argparse
 import csv
 import json
 import sys
-from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table

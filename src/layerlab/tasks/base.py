@@ -178,6 +178,31 @@ class Task:
         return value >= target if self.higher_is_better else value <= target
 
 
+
+class GeneratedTask(Task):
+    """A task that draws fresh examples: an endless training stream, hash-disjoint splits.
+
+    Subclasses implement ``draw(n, generator, split)`` (``n`` candidate examples for ``split``;
+    the split lets a task draw longer sequences for an extrapolation split such as "test@256")
+    and have an ``n_eval`` and a ``data_seed`` parameter.
+    """
+
+    n_eval: int
+    data_seed: int
+
+    def draw(self, n: int, generator: torch.Generator, split: str) -> Batch:
+        raise NotImplementedError
+
+    def train_batch(self, batch_size: int, generator: torch.Generator) -> Batch:
+        if batch_size <= 0:
+            raise ConfigError(f"task {self.name!r} draws fresh examples and has no finite training set: "
+                              f"batch_size must be >= 1, got {batch_size}")
+        return sample_split(lambda n, g: self.draw(n, g, "train"), "train", batch_size, generator)
+
+    def _make_eval_set(self, split: str) -> Batch:
+        gen = split_generator(self.name, split, self.data_seed)
+        return sample_split(lambda n, g: self.draw(n, g, split), split, self.n_eval, gen)
+
 # ---- helpers for synthetic tasks: disjoint splits by content hash ------------------
 
 SPLIT_BUCKETS = 20  # bucket 0 -> test, 1 -> val, the rest -> train (5% / 5% / 90% of the space)

@@ -9,12 +9,12 @@ from torch import Tensor
 
 from ..errors import ConfigError
 from . import register_task
-from .base import Batch, Task, random_subsets, sample_split, split_generator
+from .base import Batch, GeneratedTask, random_subsets
 
 
 @register_task("selective_copy")
 @dataclass
-class SelectiveCopy(Task):
+class SelectiveCopy(GeneratedTask):
     """Selective copying, from Gu & Dao 2023, "Mamba: Linear-Time Sequence Modeling with
     Selective State Spaces" (arXiv:2312.00752).
 
@@ -81,7 +81,7 @@ class SelectiveCopy(Task):
         if self.n_eval < 1:
             raise ConfigError(f"{where}: n_eval must be >= 1, got {self.n_eval}")
 
-    def _draw(self, n: int, generator: torch.Generator) -> Batch:
+    def draw(self, n: int, generator: torch.Generator, split: str = "train") -> Batch:
         k, L = self.n_tokens, self.length
         tokens = torch.randint(0, self.vocab, (n, k), generator=generator)
         pos = random_subsets(n, L - k, k, generator).sort(dim=1).values
@@ -93,15 +93,6 @@ class SelectiveCopy(Task):
         mask = torch.zeros(n, L, dtype=torch.bool)
         mask[:, L - k:] = True
         return Batch(inputs, targets, mask)
-
-    def train_batch(self, batch_size: int, generator: torch.Generator) -> Batch:
-        if batch_size <= 0:
-            raise ConfigError(f"task {self.name!r} draws fresh examples and has no finite training set: "
-                              f"batch_size must be >= 1, got {batch_size}")
-        return sample_split(self._draw, "train", batch_size, generator)
-
-    def _make_eval_set(self, split: str) -> Batch:
-        return sample_split(self._draw, split, self.n_eval, split_generator(self.name, split, self.data_seed))
 
     def oracle(self, batch: Batch) -> Tensor:
         """The data tokens, in order, at the marker positions (0 elsewhere)."""

@@ -9,14 +9,14 @@ from torch import Tensor
 
 from ..errors import ConfigError
 from . import register_task
-from .base import Batch, Task, random_subsets, sample_split, split_generator
+from .base import Batch, GeneratedTask, random_subsets
 
 BLANK = 0
 
 
 @register_task("mqar")
 @dataclass
-class MQAR(Task):
+class MQAR(GeneratedTask):
     """Multi-query associative recall (MQAR), from Arora et al. 2023, "Zoology: Measuring and
     Improving Recall in Efficient Language Models" (arXiv:2312.04927).
 
@@ -93,7 +93,7 @@ class MQAR(Task):
             raise ConfigError(f"{where}: n_eval must be >= 1, got {self.n_eval}")
 
     # --- data -----------------------------------------------------------------------
-    def _draw(self, n: int, generator: torch.Generator) -> Batch:
+    def draw(self, n: int, generator: torch.Generator, split: str = "train") -> Batch:
         P, L = self.pairs, self.length
         keys = random_subsets(n, self.n_keys, P, generator) + 1
         values = torch.randint(self.vocab // 2, self.vocab, (n, P), generator=generator)
@@ -106,15 +106,6 @@ class MQAR(Task):
         targets = torch.zeros(n, L, dtype=torch.long).scatter_(1, qpos, values)
         mask = torch.zeros(n, L, dtype=torch.bool).scatter_(1, qpos, True)
         return Batch(inputs, targets, mask)
-
-    def train_batch(self, batch_size: int, generator: torch.Generator) -> Batch:
-        if batch_size <= 0:
-            raise ConfigError(f"task {self.name!r} draws fresh examples and has no finite training set: "
-                              f"batch_size must be >= 1, got {batch_size}")
-        return sample_split(self._draw, "train", batch_size, generator)
-
-    def _make_eval_set(self, split: str) -> Batch:
-        return sample_split(self._draw, split, self.n_eval, split_generator(self.name, split, self.data_seed))
 
     def oracle(self, batch: Batch) -> Tensor:
         """The value bound to each query key (0 at the pair and blank positions)."""

@@ -1,7 +1,6 @@
 """State tracking: running parity and running counts modulo m, with length extrapolation."""
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -10,11 +9,11 @@ from torch import Tensor
 
 from ..errors import ConfigError
 from . import register_task
-from .base import Batch, Task, sample_split, split_generator
+from .base import Batch, GeneratedTask
 
 
 @dataclass
-class _RunningSum(Task):
+class _RunningSum(GeneratedTask):
     """Shared machinery of the running-sum tasks: the target at every position t is
     ``(x_1 + ... + x_t) mod m`` for inputs ``x_i`` in ``0 .. m-1``."""
 
@@ -65,26 +64,11 @@ class _RunningSum(Task):
         if self.n_eval < 1:
             raise ConfigError(f"{where}: n_eval must be >= 1, got {self.n_eval}")
 
-    def _drawer(self, length: int) -> Callable[[int, torch.Generator], Batch]:
-        m = self.modulus
-
-        def draw(n: int, generator: torch.Generator) -> Batch:
-            inputs = torch.randint(0, m, (n, length), generator=generator)
-            targets = inputs.cumsum(dim=1) % m
-            return Batch(inputs, targets, torch.ones(n, length, dtype=torch.bool))
-
-        return draw
-
-    def train_batch(self, batch_size: int, generator: torch.Generator) -> Batch:
-        if batch_size <= 0:
-            raise ConfigError(f"task {self.name!r} draws fresh examples and has no finite training set: "
-                              f"batch_size must be >= 1, got {batch_size}")
-        return sample_split(self._drawer(self.length), "train", batch_size, generator)
-
-    def _make_eval_set(self, split: str) -> Batch:
+    def draw(self, n: int, generator: torch.Generator, split: str = "train") -> Batch:
         length = self.eval_length if "@" in split else self.length
-        gen = split_generator(self.name, split, self.data_seed)
-        return sample_split(self._drawer(length), split, self.n_eval, gen)
+        inputs = torch.randint(0, self.modulus, (n, length), generator=generator)
+        targets = inputs.cumsum(dim=1) % self.modulus
+        return Batch(inputs, targets, torch.ones(n, length, dtype=torch.bool))
 
     def oracle(self, batch: Batch) -> Tensor:
         """The running sum of the inputs modulo m."""
