@@ -187,3 +187,21 @@ def test_rope_sdpa_matches_reference(shape):
 def test_rope_needs_even_head_dim():
     with pytest.raises(ConfigError, match="even head dimension"):
         layerlab.build("mixer", "attention", 12, n_heads=4, rope=True)
+
+
+def test_partial_rope_rotates_only_its_fraction():
+    torch.manual_seed(2)
+    full = layerlab.build("mixer", "attention", 32, n_heads=2, rope=True, rope_fraction=0.5, dtype=torch.float64)
+    plain = layerlab.build("mixer", "attention", 32, n_heads=2, dtype=torch.float64)
+    plain.load_state_dict(full.state_dict())
+    x = torch.randn(2, 9, 32, dtype=torch.float64)
+    (q1, k1, v1), (q0, k0, v0) = full._heads(x), plain._heads(x)
+    assert full.rope_dims == 8
+    assert torch.equal(q1[..., 8:], q0[..., 8:]) and torch.equal(k1[..., 8:], k0[..., 8:])
+    assert not torch.allclose(q1[..., 1:, :8], q0[..., 1:, :8])
+    assert torch.equal(q1[..., 0, :], q0[..., 0, :])  # position 0 is not rotated
+    assert torch.equal(v1, v0)
+    y_sdpa, y_ref = full(x), full(x, mode="reference")
+    assert rel_err(y_sdpa, y_ref) <= 1e-10
+    with pytest.raises(ConfigError, match="rope_fraction"):
+        layerlab.build("mixer", "attention", 32, n_heads=2, rope=True, rope_fraction=0.0)

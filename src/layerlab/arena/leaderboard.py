@@ -89,47 +89,46 @@ def board(store: Store, suite: str) -> dict[str, list[Entry]]:
     return dict(sorted(out.items()))
 
 
-def _fmt(mean: float, half: float, pct: bool) -> str:
-    if math.isnan(mean):
+SHORT = {"accuracy": "acc", "exact_match": "exact", "bpc": "bpc", "loss": "loss"}
+
+
+def _fmt(value: float, pct: bool) -> str:
+    if math.isnan(value):
         return "—"
-    if pct:
-        s = f"{100 * mean:.1f}%"
-        return s if math.isnan(half) else f"{s} ± {100 * half:.1f}"
-    s = f"{mean:.3f}"
-    return s if math.isnan(half) else f"{s} ± {half:.3f}"
+    return f"{100 * value:.1f}" if pct else f"{value:.3f}"
 
 
 def render(boards: dict[str, list[Entry]], suite: str) -> list[Table]:
+    """One table a task: best first; accuracies in percent; ± is the 95% CI half-width over seeds."""
     tables = []
     for task, entries in boards.items():
         e0 = entries[0]
         pct = e0.metric in ("accuracy", "exact_match")
+        unit = " %" if pct else ""
         arrow = "↑" if e0.higher_is_better else "↓"
-        chance = "" if e0.chance is None else f", chance {_fmt(e0.chance, math.nan, pct)}"
-        t = Table(title=f"[b]{suite}[/b] · {task} · test {e0.metric} {arrow} (mean ± 95% CI over seeds{chance})",
+        chance = "" if e0.chance is None else f"; chance {_fmt(e0.chance, pct)}{unit}"
+        extra_splits = sorted({s for e in entries for s in e.extra})
+        t = Table(title=f"[b]{suite} · {task}[/b]: test {e0.metric}{unit} {arrow}, mean ± 95% CI over seeds{chance}",
                   title_justify="left")
+        short = SHORT.get(e0.metric, e0.metric)
         t.add_column("#", justify="right")
-        t.add_column("model")
-        t.add_column(f"test {e0.metric}", justify="right")
-        for s in sorted({s for e in entries for s in e.extra}):
-            t.add_column(s, justify="right")
-        t.add_column(f"val {e0.metric}", justify="right")
-        t.add_column("lr", justify="right")
-        t.add_column("seeds", justify="right")
-        t.add_column("params", justify="right")
-        t.add_column("ms/step", justify="right")
+        t.add_column("model", no_wrap=True)
+        t.add_column(f"test {short}", justify="right", no_wrap=True)
+        t.add_column("±", justify="right", no_wrap=True)
+        for split in extra_splits:
+            t.add_column(split.replace("test", short), justify="right", no_wrap=True)
+        t.add_column(f"val {short}", justify="right", no_wrap=True)
+        t.add_column("lr", justify="right", no_wrap=True)
+        t.add_column("seeds", justify="right", no_wrap=True)
+        t.add_column("params", justify="right", no_wrap=True)
+        t.add_column("ms/step", justify="right", no_wrap=True)
         t.add_column("notes")
         for i, e in enumerate(entries, 1):
-            notes = []
-            if e.diverged:
-                notes.append(f"{e.diverged} diverged")
-            if e.failed:
-                notes.append(f"{e.failed} failed")
-            if e.pending:
-                notes.append(f"{e.pending} unfinished")
-            cells = [str(i), e.model, _fmt(*e.test, pct)]
-            cells += [_fmt(*e.extra.get(s, (math.nan, math.nan)), pct) for s in sorted({s for x in entries for s in x.extra})]
-            cells += [_fmt(e.val, math.nan, pct), f"{e.lr:g}", f"{e.seeds}/{e.seeds_planned}",
+            notes = [f"{n} {what}" for n, what in ((e.diverged, "diverged"), (e.failed, "failed"),
+                                                    (e.pending, "unfinished")) if n]
+            cells = [str(i), e.model, _fmt(e.test[0], pct), _fmt(e.test[1], pct)]
+            cells += [_fmt(e.extra.get(s, (math.nan, math.nan))[0], pct) for s in extra_splits]
+            cells += [_fmt(e.val, pct), f"{e.lr:g}", f"{e.seeds}/{e.seeds_planned}",
                       f"{e.n_params:,}" if e.n_params else "—",
                       f"{e.ms_per_step:.1f}" if e.ms_per_step else "—", ", ".join(notes)]
             t.add_row(*cells)

@@ -51,6 +51,8 @@ class CausalSelfAttention(Mixer):
     ``m - n`` only. (The paper pairs adjacent coordinates ``(2j, 2j+1)``; pairing the two halves
     is the same rotation up to a fixed permutation of coordinates, which the learned ``W^Q, W^K``
     absorb.) With rotary positions the backbone needs no learned positions (``positions = "none"``).
+    ``rope_fraction < 1`` rotates only the first ``rope_fraction * d_h`` coordinates of each head
+    (partial rotary, as in GPT-NeoX): the rest match content independently of distance.
 
     Deviations: no dropout on the attention probabilities (the paper does not specify one; with
     output-only dropout both modes draw the same random mask, so they agree in training too);
@@ -68,6 +70,7 @@ class CausalSelfAttention(Mixer):
         dropout: float = 0.0,
         rope: bool = False,
         rope_base: float = 10000.0,
+        rope_fraction: float = 1.0,
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
     ) -> None:
@@ -83,7 +86,13 @@ class CausalSelfAttention(Mixer):
             )
         if not 0.0 <= dropout < 1.0:
             raise ConfigError(f"attention: dropout must be in [0, 1), got {dropout}")
-        if rope and (d_model // n_heads) % 2:
+        if not 0.0 < rope_fraction <= 1.0:
+            raise ConfigError(f"attention: rope_fraction must be in (0, 1], got {rope_fraction}")
+        self.rope_dims = 2 * int(round(rope_fraction * (d_model // n_heads) / 2))
+        if rope and self.rope_dims == 0:
+            raise ConfigError(f"attention: rope_fraction={rope_fraction} of head dimension {d_model // n_heads} "
+                              "rotates no coordinate pair; raise rope_fraction")
+        if rope and (d_model // n_heads) % 2 and rope_fraction == 1.0:
             raise ConfigError(f"attention: rope needs an even head dimension, got d_model/n_heads = {d_model // n_heads}")
         factory = {"device": device, "dtype": dtype}
         self.rope, self.rope_base = bool(rope), float(rope_base)
@@ -106,7 +115,9 @@ class CausalSelfAttention(Mixer):
         qkv = self.w_qkv(x).view(B, L, 3, self.n_heads, self.d_head)
         q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)
         if self.rope:
-            q, k = self.rotate(q, self.rope_base), self.rotate(k, self.rope_base)
+            r = self.rope_dims
+            q = torch.cat((self.rotate(q[..., :r], self.rope_base), q[..., r:]), dim=-1)
+            k = torch.cat((self.rotate(k[..., :r], self.rope_base), k[..., r:]), dim=-1)
         return q, k, v
 
     @staticmethod
