@@ -27,7 +27,7 @@ install: $(BIN)/layerlab
 install-test: $(VENV)/.test-extras
 
 run: install
-	LAYERLAB_DATA_DIR="$(SHARED_DATA)" $(BIN)/layerlab run quick
+	LAYERLAB_DATA_DIR="$(SHARED_DATA)" $(BIN)/layerlab run quick --workers 2
 
 test: install-test
 	$(BIN)/python -m pytest -q
