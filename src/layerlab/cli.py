@@ -197,7 +197,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    console = Console()
+    # piped output (logs, CI) gets a width that fits the leaderboard instead of rich's 80 columns
+    console = Console() if sys.stdout.isatty() else Console(width=140)
     try:
         return args.fn(args, console)
     except LayerlabError as e:
