@@ -14,7 +14,7 @@ name = "killme"
 seeds = [0, 1, 2]
 lr = [3e-3]
 [train]
-steps = 300
+steps = 600
 batch_size = 64
 eval_every = 25
 log_every = 1
@@ -48,7 +48,7 @@ def test_sigkill_mid_suite_then_rerun(tmp_path):
             continue
         runs = Store(root).runs()
         done = [r for r in runs if r["status"] == "done"]
-        mid = [r for r in runs if r["status"] == "running" and 50 < r["step"] < 300]
+        mid = [r for r in runs if r["status"] == "running" and 50 < r["step"] < 600]
         if done and mid:
             killed_states = {r["run_id"]: (r["status"], r["step"]) for r in runs}
             os.killpg(proc.pid, signal.SIGKILL)
@@ -71,6 +71,6 @@ def test_sigkill_mid_suite_then_rerun(tmp_path):
         if r["run_id"] in finished_before:  # finished before the kill: not run again
             assert r["finished"] == finished_before[r["run_id"]] and r["attempts"] == 1
         steps = [m["step"] for m in store.metrics(r["run_id"], split="train", name="loss")]
-        assert steps == list(range(1, 301))  # every step once: nothing lost, nothing duplicated
+        assert steps == list(range(1, 601))  # every step once: nothing lost, nothing duplicated
     resumed = [rid for rid, (st, step) in killed_states.items() if st == "running" and step > 25]
     assert resumed and all(any("resumed from checkpoint" in e for e in store.events(rid)) for rid in resumed)
