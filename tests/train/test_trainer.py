@@ -144,3 +144,9 @@ def test_float64_training_runs_in_float64():
     assert res.status == "done"
     assert all(p.dtype == torch.float64 for p in t.model.parameters())
     assert math.isfinite(res.results["test"]["loss"])
+
+
+def test_time_budget_stops_at_the_next_evaluation():
+    res = Trainer(digits_spec(steps=400, eval_every=5, time_budget_s=1e-9)).fit()
+    assert res.stop_reason == "time budget" and res.steps == 5
+    assert res.status == "done" and "test" in res.results
