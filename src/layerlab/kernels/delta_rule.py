@@ -30,12 +30,11 @@ def delta_rule_recurrent(q: Tensor, k: Tensor, v: Tensor, beta: Tensor,
     """Reference form: the recurrence, token by token."""
     M = zero_state(q, v) if initial_state is None else initial_state
     outs = []
-    for t in range(q.shape[2]):
-        k_t, v_t, b_t = k[:, :, t], v[:, :, t], beta[:, :, t, None]
+    for q_t, k_t, v_t, b_t in zip(q.unbind(2), k.unbind(2), v.unbind(2), beta.unbind(2)):
         v_old = (k_t[..., :, None] * M).sum(-2)  # M^T k_t
-        u_t = b_t * (v_t - v_old)
+        u_t = b_t[..., None] * (v_t - v_old)
         M = M + k_t[..., :, None] * u_t[..., None, :]
-        outs.append((q[:, :, t, :, None] * M).sum(-2))
+        outs.append((q_t[..., :, None] * M).sum(-2))
     return torch.stack(outs, dim=2), M
 
 
@@ -63,10 +62,11 @@ def delta_rule_chunk(q: Tensor, k: Tensor, v: Tensor, beta: Tensor, chunk_size: 
     W, U0 = T @ Kc, T @ Vc  # U = U0 - W M
     QKt = (Qc @ Kc.transpose(-1, -2)).masked_fill(~inclusive, 0.0)
     outs = []
-    for n in range(Qc.shape[2]):
-        U = U0[:, :, n] - W[:, :, n] @ M
-        outs.append(Qc[:, :, n] @ M + QKt[:, :, n] @ U)
-        M = M + Kc[:, :, n].transpose(-1, -2) @ U
+    # unbind once: indexing chunk n in the loop would make backward add a full-size zero tensor per chunk
+    for Q, K, W_n, U0_n, QKt_n in zip(*(x.unbind(2) for x in (Qc, Kc, W, U0, QKt))):
+        U = U0_n - W_n @ M
+        outs.append(Q @ M + QKt_n @ U)
+        M = M + K.transpose(-1, -2) @ U
     return torch.cat(outs, dim=2)[:, :, :L], M
 
 

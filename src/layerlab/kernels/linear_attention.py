@@ -22,9 +22,9 @@ def linear_attention_recurrent(q: Tensor, k: Tensor, v: Tensor,
     """Reference form: the recurrence, token by token."""
     S = zero_state(q, v) if initial_state is None else initial_state
     outs = []
-    for t in range(q.shape[2]):
-        S = S + k[:, :, t, :, None] * v[:, :, t, None, :]
-        outs.append((q[:, :, t, :, None] * S).sum(-2))
+    for q_t, k_t, v_t in zip(q.unbind(2), k.unbind(2), v.unbind(2)):
+        S = S + k_t[..., :, None] * v_t[..., None, :]
+        outs.append((q_t[..., :, None] * S).sum(-2))
     return torch.stack(outs, dim=2), S
 
 
@@ -40,8 +40,7 @@ def linear_attention_chunk(q: Tensor, k: Tensor, v: Tensor, chunk_size: int = 64
     S = zero_state(q, v) if initial_state is None else initial_state
     mask = causal_mask(chunk_size, q.device, strict=False)
     outs = []
-    for n in range(Qc.shape[2]):
-        Q, K, V = Qc[:, :, n], Kc[:, :, n], Vc[:, :, n]
+    for Q, K, V in zip(Qc.unbind(2), Kc.unbind(2), Vc.unbind(2)):  # unbind: linear-cost backward
         scores = (Q @ K.transpose(-1, -2)).masked_fill(~mask, 0.0)
         outs.append(Q @ S + scores @ V)
         S = S + K.transpose(-1, -2) @ V
