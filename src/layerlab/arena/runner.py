@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -73,6 +72,3 @@ def run_suite(suite: Suite, store: Store, *, executor: Executor | None = None, d
             console.print(table)
     return counts
 
-
-def default_store(path: str | Path | None) -> Store:
-    return Store(path or "layerlab-runs")

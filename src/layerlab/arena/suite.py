@@ -33,7 +33,7 @@ from typing import Any
 
 import torch
 
-from ..config import check_keys, from_dict, merge, to_dict
+from ..config import check_keys, from_dict, merge
 from ..errors import ConfigError, unknown_name
 from ..models import ModelSpec, build_model, count_parameters
 from ..spec import OptimSpec, RunSpec, TaskSpec, TrainSpec
@@ -232,6 +232,3 @@ def expand(suite: Suite) -> list[PlannedRun]:
                     planned.append(PlannedRun(spec, task_label, m.label, task))
     return planned
 
-
-def describe(suite: Suite) -> dict[str, Any]:
-    return to_dict(suite)

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -193,6 +192,10 @@ class GeneratedTask(Task):
     def draw(self, n: int, generator: torch.Generator, split: str) -> Batch:
         raise NotImplementedError
 
+    def validate(self) -> None:
+        if self.n_eval < 1:
+            raise ConfigError(f"task {self.name!r}: n_eval must be >= 1, got {self.n_eval}")
+
     def train_batch(self, batch_size: int, generator: torch.Generator) -> Batch:
         if batch_size <= 0:
             raise ConfigError(f"task {self.name!r} draws fresh examples and has no finite training set: "
@@ -282,8 +285,3 @@ def sample_split(draw, split: str, n: int, generator: torch.Generator) -> Batch:
     targets = torch.cat([b.targets for b in keep])[:n]
     mask = None if keep[0].mask is None else torch.cat([b.mask for b in keep])[:n]
     return Batch(inputs, targets, mask)
-
-
-def iter_chunks(batch: Batch, size: int) -> Iterator[Batch]:
-    for start in range(0, len(batch), size):
-        yield batch.slice(start, start + size)

@@ -78,8 +78,7 @@ class SelectiveCopy(GeneratedTask):
                 f"{where}: {self.n_tokens} tokens and their {self.n_tokens} markers need "
                 f"length >= {2 * self.n_tokens}, got length {self.length}"
             )
-        if self.n_eval < 1:
-            raise ConfigError(f"{where}: n_eval must be >= 1, got {self.n_eval}")
+        super().validate()
 
     def draw(self, n: int, generator: torch.Generator, split: str = "train") -> Batch:
         k, L = self.n_tokens, self.length

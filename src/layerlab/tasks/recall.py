@@ -89,8 +89,7 @@ class MQAR(GeneratedTask):
                 f"{where}: {self.pairs} distinct keys do not fit in vocab {self.vocab}, which has "
                 f"{self.n_keys} key tokens (1 .. vocab//2 - 1); raise vocab to >= {2 * self.pairs + 2}"
             )
-        if self.n_eval < 1:
-            raise ConfigError(f"{where}: n_eval must be >= 1, got {self.n_eval}")
+        super().validate()
 
     # --- data -----------------------------------------------------------------------
     def draw(self, n: int, generator: torch.Generator, split: str = "train") -> Batch:

@@ -61,8 +61,7 @@ class _RunningSum(GeneratedTask):
                 f"{where}: eval_length ({self.eval_length}) must be greater than length "
                 f"({self.length}): it is the extrapolation length of the extra test split"
             )
-        if self.n_eval < 1:
-            raise ConfigError(f"{where}: n_eval must be >= 1, got {self.n_eval}")
+        super().validate()
 
     def draw(self, n: int, generator: torch.Generator, split: str = "train") -> Batch:
         length = self.eval_length if "@" in split else self.length
