@@ -3,9 +3,18 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+import torch
 from torch import Tensor, nn
 
 from ...errors import ConfigError, ShapeError
+
+
+State = tuple[Tensor, ...]
+
+
+def state_numel(state: State) -> int:
+    """Real scalars held by a recurrent state: a complex element counts as two."""
+    return sum(t.numel() * (2 if t.is_complex() else 1) for t in state)
 
 
 class Mixer(nn.Module):
@@ -15,6 +24,12 @@ class Mixer(nn.Module):
     always present: the equation written out plainly, against which the fast form is tested.
     ``forward(x, mode=None)`` checks the input and the mode, then calls ``_forward(x, mode)``.
     Output position ``t`` depends only on input positions ``<= t``.
+
+    A recurrent mixer (``recurrent = True``) also runs token by token for inference:
+    ``state = init_state(B)``, then ``y_t, state = step(x_t, state)`` with ``x_t, y_t`` of shape
+    ``(B, D)``; running ``step`` over a sequence equals ``forward``. The state is a tuple of
+    tensors of fixed size (it does not grow with length), and ``state_size`` is measured from
+    the tensors ``init_state`` returns, never written by hand.
     """
 
     modes: ClassVar[tuple[str, ...]] = ("reference",)
@@ -41,6 +56,40 @@ class Mixer(nn.Module):
 
     def _forward(self, x: Tensor, mode: str) -> Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
+
+    # --- token-by-token inference (recurrent mixers) ------------------------------------
+    recurrent: ClassVar[bool] = False
+
+    def init_state(self, batch_size: int, *, device: torch.device | str | None = None,
+                   dtype: torch.dtype | None = None) -> State:
+        """The state before the first token: a tuple of tensors with leading dim ``batch_size``.
+        ``device``/``dtype`` default to the mixer's parameters'."""
+        raise NotImplementedError(f"{type(self).__name__} has no recurrent state (it is not a recurrent mixer)")
+
+    def step(self, x_t: Tensor, state: State) -> tuple[Tensor, State]:
+        """One token: ``x_t`` (B, D) and the state after ``t - 1`` tokens -> ``(y_t (B, D), state)``."""
+        if not self.recurrent:
+            raise NotImplementedError(f"{type(self).__name__} has no step(): it is not a recurrent mixer")
+        if x_t.dim() != 2 or x_t.shape[-1] != self.d_model:
+            raise ShapeError(
+                f"{type(self).__name__}.step expects x_t of shape (B, D) with D = d_model = "
+                f"{self.d_model}; got {tuple(x_t.shape)}"
+            )
+        return self._step(x_t, tuple(state))
+
+    def _step(self, x_t: Tensor, state: State) -> tuple[Tensor, State]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    @property
+    def state_size(self) -> int:
+        """Real scalars of recurrent state per sequence, measured from ``init_state(1)``."""
+        return state_numel(self.init_state(1))
+
+    def _factory(self, device: torch.device | str | None, dtype: torch.dtype | None) -> dict:
+        """``device``/``dtype`` for new tensors, defaulting to those of the first parameter."""
+        p = next(self.parameters(), None)
+        return {"device": device if device is not None else (p.device if p is not None else None),
+                "dtype": dtype if dtype is not None else (p.dtype if p is not None else None)}
 
     def extra_repr(self) -> str:
         return f"d_model={self.d_model}, modes={self.modes}"
