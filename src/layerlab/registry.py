@@ -46,6 +46,15 @@ class Entry:
                 out[p.name] = None if p.default is p.empty else p.default
         return out
 
+    def width_multiple(self, options: dict[str, Any]) -> int:
+        """The block's widths must be multiples of this (e.g. its head count). A block class
+        states it by a classmethod ``width_multiple(**options) -> int``; absent, 1."""
+        rule = getattr(self.cls, "width_multiple", None)
+        if rule is None:
+            return 1
+        valid = self.options
+        return int(rule(**{k: v for k, v in {**valid, **options}.items() if k in valid}))
+
 
 _REGISTRY: dict[str, dict[str, Entry]] = {k: {} for k in KINDS}
 T = TypeVar("T", bound=type)

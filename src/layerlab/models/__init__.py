@@ -1,6 +1,7 @@
 """Backbones that take registered blocks as parts, and ``build_model(spec, task)``."""
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -46,8 +47,16 @@ class ModelSpec:
 
     @property
     def width_multiple(self) -> int:
-        """Widths the arena may choose are multiples of this (the head count, where there is one)."""
-        return int(self.mixer_options.get("n_heads", 1)) if self.backbone == "sequence" else 1
+        """Widths the arena may choose are multiples of this: the least common multiple of what
+        each block of the model needs (a head count, a number of groups or components)."""
+        from ..registry import get
+
+        if self.backbone == "deep_linear":
+            return 1
+        parts = [("channel", self.channel, self.channel_options), ("norm", self.norm, self.norm_options)]
+        if self.backbone == "sequence":
+            parts.append(("mixer", self.mixer, self.mixer_options))
+        return math.lcm(*(get(kind, name).width_multiple(options) for kind, name, options in parts))
 
     def label(self) -> str:
         if self.backbone == "sequence":

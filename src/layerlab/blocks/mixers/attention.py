@@ -1,6 +1,8 @@
 """Causal multi-head softmax self-attention."""
 from __future__ import annotations
 
+from typing import Any
+
 import math
 
 import torch
@@ -60,6 +62,11 @@ class CausalSelfAttention(Mixer):
     """
 
     modes = ("sdpa", "reference")
+
+    @classmethod
+    def width_multiple(cls, *, n_heads: int = 4, **_: Any) -> int:
+        """d_model must split evenly into heads."""
+        return int(n_heads)
 
     def __init__(
         self,
