@@ -12,14 +12,15 @@ import layerlab.tasks as tasks_module
 from layerlab.errors import ConfigError, UnknownNameError
 from layerlab.tasks import Batch, Task, build_task, register_task, task_names
 
-ALL = ["digits", "mod_count", "modular", "mqar", "parity", "selective_copy", "text"]
+ALL = ["digits", "mod_count", "modular", "mqar", "parity", "permutation", "selective_copy", "text"]
 
 
 def small_params(name: str, shakespeare: Path) -> dict:
     return {
         "mqar": dict(vocab=32, length=24, pairs=4, n_eval=32),
         "selective_copy": dict(vocab=8, length=16, n_tokens=4, n_eval=32),
-        "parity": dict(length=12, eval_length=20, n_eval=32),
+        "parity": dict(length=12, extrapolate=[2], n_eval=32),
+        "permutation": dict(group="A5", length=8, extrapolate=[], n_eval=32),
         "mod_count": dict(length=12, n_eval=32),
         "modular": dict(p=11),
         "digits": {},
@@ -56,7 +57,7 @@ def test_param_types_are_checked() -> None:
         build_task("mqar", pairs="8")
     with pytest.raises(ConfigError, match="expected str"):
         build_task("modular", op=1)
-    assert build_task("parity", length=8, eval_length=None).eval_length is None
+    assert build_task("parity", length=8, extrapolate=[]).eval_splits == ("val", "test")
 
 
 @pytest.mark.parametrize("name", ALL)

@@ -1,4 +1,5 @@
-"""Parity and running counts mod m: targets, extrapolation split, disjointness, oracle, chance."""
+"""Parity, running counts mod m, permutation composition: targets, extrapolation splits,
+disjointness, oracle, chance."""
 from __future__ import annotations
 
 import pytest
@@ -7,48 +8,68 @@ import torch
 from layerlab.errors import ConfigError
 from layerlab.tasks import Batch, build_task
 
+from layerlab.tasks.state_tracking import permutation_group
+
 from .helpers import OracleModel, rows, train_rows
 
-TASKS = [("parity", {}, 2), ("mod_count", {}, 3), ("mod_count", {"m": 5}, 5)]
+TASKS = [("parity", {}, 2), ("mod_count", {}, 3), ("mod_count", {"m": 5}, 5), ("permutation", {"group": "S3"}, 6)]
+
+
+def plain_states(task, tokens: list[int]) -> list[int]:
+    """Running states written plainly: sums mod m, or permutations composed as tuples."""
+    out = []
+    if task.name == "permutation":
+        elements, _ = permutation_group(task.group)
+        state = tuple(range(len(elements[0])))
+        for tok in tokens:
+            g = elements[tok]
+            state = tuple(g[state[i]] for i in range(len(state)))  # g after the prefix
+            out.append(elements.index(state))
+        return out
+    total = 0
+    for tok in tokens:
+        total = (total + tok) % task.n_symbols
+        out.append(total)
+    return out
 
 
 @pytest.mark.parametrize("name, extra, m", TASKS)
 def test_shapes_dtypes_and_targets(name: str, extra: dict, m: int) -> None:
-    task = build_task(name, length=16, n_eval=50, **extra)
+    task = build_task(name, length=16, n_eval=50, extrapolate=[], **extra)
     b = task.train_batch(32, torch.Generator().manual_seed(0))
     for batch, n in ((b, 32), (task.eval_set("val"), 50), (task.eval_set("test"), 50)):
         assert batch.inputs.shape == batch.targets.shape == batch.mask.shape == (n, 16)
         assert batch.inputs.dtype == batch.targets.dtype == torch.int64
         assert batch.mask.dtype == torch.bool and batch.mask.all()
         assert set(batch.inputs.unique().tolist()) == set(range(m))
-        # the target at position t is the running sum mod m, checked by a plain loop
-        for r in range(3):
-            total = 0
-            for t in range(16):
-                total = (total + int(batch.inputs[r, t])) % m
-                assert int(batch.targets[r, t]) == total
+        for r in range(3):  # the target at every position, by a plain loop
+            assert batch.targets[r].tolist() == plain_states(task, batch.inputs[r].tolist())
     assert (task.vocab_size, task.n_outputs, task.max_length) == (m, m, 16)
     assert task.chance == pytest.approx(1 / m)
     assert task.eval_splits == ("val", "test")
 
 
 @pytest.mark.parametrize("name, extra, m", TASKS)
-def test_extrapolation_split(name: str, extra: dict, m: int) -> None:
-    task = build_task(name, length=16, eval_length=40, n_eval=20, **extra)
-    assert task.eval_splits == ("val", "test", "test@40")
-    assert task.max_length == 40
-    long = task.eval_set("test@40")
-    assert long.inputs.shape == long.targets.shape == long.mask.shape == (20, 40)
-    assert torch.equal(task.oracle(long), long.targets)
+def test_extrapolation_splits(name: str, extra: dict, m: int) -> None:
+    task = build_task(name, length=16, n_eval=20, **extra)
+    assert task.eval_splits == ("val", "test", "test@32", "test@64"), "default: 2L and 4L"
+    assert task.max_length == 64
+    for n in (32, 64):
+        long = task.eval_set(f"test@{n}")
+        assert long.inputs.shape == long.targets.shape == long.mask.shape == (20, n)
+        assert torch.equal(task.oracle(long), long.targets)
+    assert build_task(name, length=16, extrapolate=[3], **extra).eval_splits == ("val", "test", "test@48")
     assert task.eval_set("val").inputs.shape == (20, 16)
     assert task.train_batch(4, torch.Generator().manual_seed(0)).inputs.shape == (4, 16)
     with pytest.raises(ConfigError, match="no split"):
         task.eval_set("test@41")
+    with pytest.raises(ConfigError, match="no split"):
+        task.eval_set("nonsense")
 
 
 @pytest.mark.parametrize("name, extra, m", TASKS)
 def test_determinism(name: str, extra: dict, m: int) -> None:
-    params = dict(length=16, eval_length=24, n_eval=20, **extra)
+    params = dict(length=16, extrapolate=[2], n_eval=20, **extra)
     task, other = build_task(name, **params), build_task(name, **params)
     a = task.train_batch(32, torch.Generator().manual_seed(7))
     b = task.train_batch(32, torch.Generator().manual_seed(7))
@@ -73,7 +94,7 @@ def test_splits_disjoint(name: str, params: dict, space: int) -> None:
 
 @pytest.mark.parametrize("name, extra, m", TASKS)
 def test_oracle_matches_targets_and_scores_one(name: str, extra: dict, m: int) -> None:
-    task = build_task(name, length=16, eval_length=24, n_eval=40, **extra)
+    task = build_task(name, length=16, extrapolate=[2], n_eval=40, **extra)
     for split in task.eval_splits:
         batch = task.eval_set(split)
         pred = task.oracle(Batch(batch.inputs, torch.full_like(batch.targets, -1), None))
@@ -90,8 +111,9 @@ def test_parity_has_no_m_parameter() -> None:
 @pytest.mark.parametrize(
     "name, params, words",
     [
-        ("parity", dict(length=16, eval_length=16), ["eval_length", "greater than length"]),
-        ("mod_count", dict(length=16, eval_length=8), ["eval_length"]),
+        ("parity", dict(length=16, extrapolate=[1]), ["extrapolate", "multiples >= 2"]),
+        ("mod_count", dict(length=16, extrapolate=[2, 2]), ["extrapolate", "distinct"]),
+        ("permutation", dict(group="S6"), ["permutation group", "S5"]),
         ("mod_count", dict(m=1), ["m must be >= 2"]),
         ("parity", dict(length=0), ["length"]),
         ("parity", dict(n_eval=0), ["n_eval"]),
@@ -111,3 +133,24 @@ def test_too_small_input_space_is_reported() -> None:
     for split in ("val", "test"):
         with pytest.raises(ConfigError, match="too small"):
             task.eval_set(split)
+
+
+@pytest.mark.parametrize("group, order", [("S3", 6), ("A4", 12), ("A5", 60), ("S4", 24)])
+def test_permutation_groups_are_groups(group: str, order: int) -> None:
+    elements, table = permutation_group(group)
+    assert len(elements) == order and table.shape == (order, order)
+    assert elements[0] == tuple(range(len(elements[0]))), "token 0 is the identity"
+    assert torch.equal(table[0], torch.arange(order)) and torch.equal(table[:, 0], torch.arange(order))
+    for row in table:  # closure and cancellation: every row is a permutation of the group
+        assert sorted(row.tolist()) == list(range(order))
+    a, b, c = torch.meshgrid(torch.arange(order), torch.arange(order), torch.arange(order), indexing="ij")
+    assert torch.equal(table[table[a, b], c], table[a, table[b, c]]), "associative"
+    assert not torch.equal(table, table.T), "non-abelian"
+
+
+def test_a5_is_the_even_permutations_and_composition_order() -> None:
+    elements, table = permutation_group("A5")
+    assert all(sum(p[i] > p[j] for i in range(5) for j in range(i + 1, 5)) % 2 == 0 for p in elements)
+    i, j = elements.index((1, 2, 0, 3, 4)), elements.index((0, 2, 3, 1, 4))
+    # table[a, b] = b ∘ a: apply a first. (1,2,0,3,4) then (0,2,3,1,4): 0->1->2, 1->2->3, 2->0->0, 3->3->1
+    assert elements[int(table[i, j])] == (2, 3, 0, 1, 4)
