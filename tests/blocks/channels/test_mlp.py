@@ -130,3 +130,19 @@ def test_dropout_on_output():
     block.eval()
     x = torch.randn(4, 16)
     assert torch.equal(block(x), block(x))
+
+
+def test_mlp_activation_option_builds_a_registered_activation():
+    torch.manual_seed(7)
+    block = MLP(6, hidden=10, activation="relu", dtype=torch.float64)
+    x = torch.randn(4, 6, dtype=torch.float64)
+    expected = torch.relu(x @ block.fc1.weight.T + block.fc1.bias) @ block.fc2.weight.T + block.fc2.bias
+    torch.testing.assert_close(block(x), expected, rtol=1e-12, atol=1e-14)
+    assert "activation='relu'" in repr(block)
+    with pytest.raises(layerlab.errors.UnknownNameError, match="gelu"):
+        MLP(6, activation="gelux")
+    with pytest.raises(ConfigError, match="approximate"):
+        MLP(6, activation_options={"approximat": "tanh"})
+    tanh = MLP(6, hidden=10, activation_options={"approximate": "tanh"}, dtype=torch.float64)
+    tanh.load_state_dict(block.state_dict())
+    assert not torch.allclose(tanh(x), block(x))

@@ -2,13 +2,14 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ...errors import ConfigError, ShapeError
-from ...registry import Paper, register
+from ...registry import Paper, build, register
 
 
 
@@ -29,6 +30,15 @@ def _check_input(block: nn.Module, x: Tensor) -> None:
         )
 
 
+def _build_activation(name: str, width: int, options: dict[str, Any], factory: dict[str, Any]) -> nn.Module:
+    """A registered activation of width `width`; device/dtype passed where it takes them."""
+    from ...registry import get
+
+    accepted = get("activation", name).options
+    extra = {k: v for k, v in factory.items() if k in accepted and k not in options}
+    return build("activation", name, width, **options, **extra)
+
+
 def _init_linear(linear: nn.Linear) -> None:
     """Fan-in scaled: weights and biases ~ U(-1/sqrt(fan_in), 1/sqrt(fan_in)), variance 1/(3 fan_in)."""
     bound = linear.in_features ** -0.5
@@ -46,7 +56,7 @@ class MLP(nn.Module):
 
     Equation::
 
-        MLP(x) = W_2 GELU(W_1 x + b_1) + b_2,   GELU(z) = z Phi(z)  (exact, erf form)
+        MLP(x) = W_2 act(W_1 x + b_1) + b_2,   act = GELU(z) = z Phi(z)  (exact, erf form) by default
 
     with ``W_1: d_model -> hidden`` (``fc1``) and ``W_2: hidden -> d_model`` (``fc2``);
     ``hidden = round(expansion * d_model)`` unless ``hidden`` is given (then ``expansion`` is
@@ -60,7 +70,8 @@ class MLP(nn.Module):
     transition).
 
     Options: ``hidden``, ``expansion`` (default 4), ``bias``, ``dropout`` (on the block's output,
-    the Transformer's residual dropout), ``device``, ``dtype``.
+    the Transformer's residual dropout), ``activation`` (any registered activation, built at
+    width ``hidden`` with ``activation_options``; e.g. "polyrelu", "selu"), ``device``, ``dtype``.
     """
 
     def __init__(
@@ -71,6 +82,8 @@ class MLP(nn.Module):
         expansion: float = 4.0,
         bias: bool = True,
         dropout: float = 0.0,
+        activation: str = "gelu",
+        activation_options: dict[str, Any] | None = None,
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
     ) -> None:
@@ -79,6 +92,8 @@ class MLP(nn.Module):
         factory = {"device": device, "dtype": dtype}
         self.d_model = int(d_model)
         self.hidden = int(hidden) if hidden is not None else max(1, round(expansion * d_model))
+        self.activation = activation
+        self.act = _build_activation(activation, self.hidden, activation_options or {}, factory)
         self.fc1 = nn.Linear(d_model, self.hidden, bias=bias, **factory)
         self.fc2 = nn.Linear(self.hidden, d_model, bias=bias, **factory)
         self.dropout = nn.Dropout(dropout)
@@ -90,10 +105,10 @@ class MLP(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         _check_input(self, x)
-        return self.dropout(self.fc2(F.gelu(self.fc1(x))))
+        return self.dropout(self.fc2(self.act(self.fc1(x))))
 
     def extra_repr(self) -> str:
-        return f"d_model={self.d_model}, hidden={self.hidden}"
+        return f"d_model={self.d_model}, hidden={self.hidden}, activation={self.activation!r}"
 
 
 def swiglu_hidden(d_model: int, expansion: float = 8 / 3, multiple_of: int = 8) -> int:
