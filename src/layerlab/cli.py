@@ -72,9 +72,16 @@ def cmd_board(args: argparse.Namespace, console: Console) -> int:
             from .errors import unknown_name
 
             raise unknown_name("suite in the store", s, store.suites())
-        for table in render(board(store, s), s):
+        for table in render(board(store, s, args.baseline or _suite_baseline(s)), s):
             console.print(table)
     return 0
+
+
+def _suite_baseline(name: str) -> str | None:
+    """The baseline a built-in suite names (a suite run from a file: pass --baseline)."""
+    from .arena.suite import builtin_suites, load_suite
+
+    return load_suite(name).baseline if name in builtin_suites() else None
 
 
 def _export_rows(store) -> list[dict]:
@@ -176,6 +183,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.set_defaults(fn=cmd_run)
     bd = with_store(sub.add_parser("board", help="leaderboard: test metric, mean ± 95%% CI over seeds"))
     bd.add_argument("--suite")
+    bd.add_argument("--baseline", help="model label to compare against (CI-separated better/worse); "
+                                       "default: the suite's own baseline")
     bd.set_defaults(fn=cmd_board)
     e = with_store(sub.add_parser("export", help="every run: spec, provenance, final metrics"))
     e.add_argument("--format", choices=("csv", "json"), default="json")

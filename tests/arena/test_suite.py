@@ -162,3 +162,38 @@ def test_corrupt_checkpoint_in_suite_restarts_run(tmp_path, tiny_suite_path):
     path.write_bytes(b"\x00garbage")
     assert run_suite(suite, store, console=quiet()) == {"done": 1}
     assert any("corrupt" in e for e in store.events(rid))
+
+
+def test_baseline_verdicts_need_separated_confidence_intervals(tmp_path):
+    """Planted results: 'a' clearly above the baseline, 'b' overlapping it, 'c' clearly below."""
+    data = tiny(seeds=[0, 1, 2], lr=[1e-2])
+    data["tasks"] = data["tasks"][:1]
+    data["baseline"] = "mlp"
+    data["models"] = [{"label": lab, "backbone": "classifier", "channel": "mlp", "n_layers": n}
+                      for lab, n in (("mlp", 1), ("a", 2), ("b", 3), ("c", 4))]
+    data["tasks"][0].pop("budget")
+    suite = parse_suite(data)
+    assert suite.baseline == "mlp"
+    store = Store(tmp_path)
+    centre = {"mlp": 0.80, "a": 0.90, "b": 0.81, "c": 0.60}
+    for p in expand(suite):
+        rid = store.add_run(p.spec, suite="tiny", labels=p.labels)
+        acc = centre[p.model_label] + 0.01 * (p.spec.seed - 1)  # sd 0.01: CI half-width 0.0248
+        store.finish(rid, status="done", results={"val": {"accuracy": acc}, "test": {"accuracy": acc}})
+    verdict = {e.model: e.versus for e in board(store, "tiny", "mlp")["digits"]}
+    assert verdict == {"mlp": "base", "a": "better", "b": "≈", "c": "worse"}
+    assert all(e.versus is None for e in board(store, "tiny")["digits"])
+    with pytest.raises(ConfigError, match="baseline"):
+        parse_suite({**data, "baseline": "mlpp"})
+
+
+def test_one_label_may_name_a_vector_and_a_token_model():
+    data = tiny()
+    data["models"].append({"label": "mlp", "backbone": "sequence", "mixer": "attention", "channel": "mlp",
+                           "mixer_options": {"n_heads": 2}, "n_layers": 1})
+    planned = expand(parse_suite(data))
+    kinds = {(p.task_label, p.model_label, p.spec.model.backbone) for p in planned}
+    assert ("digits", "mlp", "classifier") in kinds and ("parity", "mlp", "sequence") in kinds
+    data["models"].append(dict(data["models"][0]))
+    with pytest.raises(ConfigError, match="same input kind"):
+        parse_suite(data)

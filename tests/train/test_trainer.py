@@ -150,3 +150,11 @@ def test_time_budget_stops_at_the_next_evaluation():
     res = Trainer(digits_spec(steps=400, eval_every=5, time_budget_s=1e-9)).fit()
     assert res.stop_reason == "time budget" and res.steps == 5
     assert res.status == "done" and "test" in res.results
+
+
+def test_results_carry_memory_and_inference_state():
+    seq = Trainer(seq_spec(steps=5), recorder=MemoryRecorder()).fit().results["train"]
+    assert seq["peak_memory_mb"] > 0
+    assert seq["state_size"] == 1 * 2 * 4 * 16  # one attention layer's KV cache at length 4, width 16
+    vec = Trainer(digits_spec(steps=5), recorder=MemoryRecorder()).fit().results["train"]
+    assert vec["peak_memory_mb"] > 0 and "state_size" not in vec

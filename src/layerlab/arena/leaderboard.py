@@ -32,6 +32,9 @@ class Entry:
     extra: dict[str, tuple[float, float]] = field(default_factory=dict)  # other test splits
     n_params: int | None = None
     ms_per_step: float | None = None
+    memory_mb: float | None = None  # training memory of one step
+    state_size: float | None = None  # inference state per sequence, scalars
+    versus: str | None = None  # against the baseline: "better", "worse", "≈" (CIs overlap), "base"
     diverged: int = 0
     failed: int = 0
     pending: int = 0
@@ -45,8 +48,9 @@ def _val_score(res: dict[str, dict[str, float]], metric: str, status: str, chanc
     return chance if chance is not None else math.nan
 
 
-def board(store: Store, suite: str) -> dict[str, list[Entry]]:
-    """task label -> entries, best first."""
+def board(store: Store, suite: str, baseline: str | None = None) -> dict[str, list[Entry]]:
+    """task label -> entries, best first; with a baseline model label, each entry says whether
+    it beats the baseline with separated confidence intervals."""
     rows = store.suite_rows(suite)
     groups: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
     for r in rows:
@@ -75,18 +79,44 @@ def board(store: Store, suite: str) -> dict[str, list[Entry]]:
         extra_splits = sorted({s for r in done for s in r["res"] if s.startswith("test@")})
         extra = {s: mean_ci([r["res"][s][metric] for r in done if metric in r["res"].get(s, {})]) for s in extra_splits}
         times = [r["res"]["train"]["time_per_step_ms"] for r in done if "train" in r["res"]]
+        train_res = [r["res"]["train"] for r in done if "train" in r["res"]]
         out[task].append(Entry(
             task=task, model=model, metric=metric, higher_is_better=hib, chance=chance, lr=lr,
             seeds=len(done), seeds_planned=len(chosen), test=test, val=val, extra=extra,
             n_params=next((r["n_params"] for r in runs if r["n_params"]), None),
             ms_per_step=sum(times) / len(times) if times else None,
+            memory_mb=next((t["peak_memory_mb"] for t in train_res if "peak_memory_mb" in t), None),
+            state_size=next((t["state_size"] for t in train_res if "state_size" in t), None),
             diverged=sum(r["status"] == "diverged" for r in runs),
             failed=sum(r["status"] == "failed" for r in runs),
             pending=sum(r["status"] not in ("done", "diverged", "failed") for r in runs),
         ))
     for task, entries in out.items():
         entries.sort(key=lambda e: (math.isnan(e.test[0]), -e.test[0] if e.higher_is_better else e.test[0]))
+        if baseline is not None:
+            compare_to_baseline(entries, baseline)
     return dict(sorted(out.items()))
+
+
+def compare_to_baseline(entries: list[Entry], baseline: str) -> None:
+    """Mark each entry "better"/"worse" than the baseline model where the 95% confidence
+    intervals of their test means are separated, and "≈" where they overlap."""
+    base = next((e for e in entries if e.model == baseline), None)
+    if base is None or math.isnan(base.test[0]):
+        return
+    b_lo, b_hi = base.test[0] - base.test[1], base.test[0] + base.test[1]
+    for e in entries:
+        if e is base:
+            e.versus = "base"
+            continue
+        if math.isnan(e.test[0]) or math.isnan(e.test[1]) or math.isnan(base.test[1]):
+            continue
+        lo, hi = e.test[0] - e.test[1], e.test[0] + e.test[1]
+        above, below = lo > b_hi, hi < b_lo
+        if not (above or below):
+            e.versus = "≈"
+        else:
+            e.versus = "better" if above == e.higher_is_better else "worse"
 
 
 SHORT = {"accuracy": "acc", "exact_match": "exact", "bpc": "bpc", "loss": "loss"}
@@ -122,6 +152,15 @@ def render(boards: dict[str, list[Entry]], suite: str) -> list[Table]:
         t.add_column("seeds", justify="right", no_wrap=True)
         t.add_column("params", justify="right", no_wrap=True)
         t.add_column("ms/step", justify="right", no_wrap=True)
+        show_mem = any(e.memory_mb for e in entries)
+        show_state = any(e.state_size for e in entries)
+        show_vs = next((e.model for e in entries if e.versus == "base"), None)
+        if show_mem:
+            t.add_column("mem MB", justify="right", no_wrap=True)
+        if show_state:
+            t.add_column("state", justify="right", no_wrap=True)
+        if show_vs:
+            t.add_column(f"vs {show_vs}", no_wrap=True)
         t.add_column("notes")
         for i, e in enumerate(entries, 1):
             notes = [f"{n} {what}" for n, what in ((e.diverged, "diverged"), (e.failed, "failed"),
@@ -130,7 +169,14 @@ def render(boards: dict[str, list[Entry]], suite: str) -> list[Table]:
             cells += [_fmt(e.extra.get(s, (math.nan, math.nan))[0], pct) for s in extra_splits]
             cells += [_fmt(e.val, pct), f"{e.lr:g}", f"{e.seeds}/{e.seeds_planned}",
                       f"{e.n_params:,}" if e.n_params else "—",
-                      f"{e.ms_per_step:.1f}" if e.ms_per_step else "—", ", ".join(notes)]
+                      f"{e.ms_per_step:.1f}" if e.ms_per_step else "—"]
+            if show_mem:
+                cells.append(f"{e.memory_mb:.1f}" if e.memory_mb else "—")
+            if show_state:
+                cells.append(f"{e.state_size:,.0f}" if e.state_size else "—")
+            if show_vs:
+                cells.append("" if e.versus in (None, "base") else e.versus)
+            cells.append(", ".join(notes))
             t.add_row(*cells)
         tables.append(t)
     return tables

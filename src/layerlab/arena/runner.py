@@ -68,7 +68,7 @@ def run_suite(suite: Suite, store: Store, *, executor: Executor | None = None, d
     console.print(f"suite {suite.name}: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
                   + f" in {time.time() - t0:.0f} s")
     if show_board:
-        for table in render(board(store, suite.name), suite.name):
+        for table in render(board(store, suite.name, suite.baseline), suite.name):
             console.print(table)
     return counts
 

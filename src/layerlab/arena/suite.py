@@ -75,6 +75,7 @@ class Suite:
     optim: dict[str, Any] = field(default_factory=dict)
     budget_tolerance: float = 0.10
     description: str = ""
+    baseline: str | None = None  # a model label: the leaderboard says who beats it, CIs separated
 
 
 @dataclass(frozen=True)
@@ -91,7 +92,8 @@ class PlannedRun:
 
 
 # ---- loading ------------------------------------------------------------------------
-_SUITE_KEYS = ("name", "description", "seeds", "lr", "train", "optim", "tasks", "models", "budget_tolerance")
+_SUITE_KEYS = ("name", "description", "seeds", "lr", "train", "optim", "tasks", "models", "budget_tolerance",
+               "baseline")
 _MODEL_EXTRA = ("label", "train", "optim")
 
 
@@ -138,14 +140,21 @@ def parse_suite(data: dict[str, Any], default_name: str = "suite") -> Suite:
         models.append(ModelEntry(label=m.get("label", spec.label()), spec=spec,
                                  train=m.get("train", {}), optim=m.get("optim", {})))
     labels = [m.label for m in models]
-    dup = {x for x in labels if labels.count(x) > 1}
+    # one label may name a vector model and a token model (the same block in two backbones):
+    # no task runs both, so the leaderboard's rows stay unambiguous
+    keyed = [(m.label, m.spec.backbone in SEQUENCE_BACKBONES) for m in models]
+    dup = {lab for lab, kind in keyed if keyed.count((lab, kind)) > 1}
     if dup:
-        raise ConfigError(f"suite {name!r}: model labels must be unique, repeated: {sorted(dup)}")
+        raise ConfigError(f"suite {name!r}: model labels must be unique among models of the same input kind, "
+                          f"repeated: {sorted(dup)}")
+    if "baseline" in data and data["baseline"] not in labels:
+        raise unknown_name(f"baseline model label of suite {name!r}", str(data["baseline"]), labels)
     for t in tasks:
         for lab in t.models:
             if lab not in labels:
                 raise unknown_name(f"model label (in task {t.label or t.name!r})", lab, labels)
-    top = {k: data[k] for k in ("seeds", "lr", "train", "optim", "budget_tolerance", "description") if k in data}
+    top = {k: data[k] for k in ("seeds", "lr", "train", "optim", "budget_tolerance", "description", "baseline")
+           if k in data}
     if "seeds" in top:
         top["seeds"] = tuple(top["seeds"])
     if "lr" in top:
@@ -206,13 +215,15 @@ def expand(suite: Suite) -> list[PlannedRun]:
     for entry in suite.tasks:
         task_label = entry.label or entry.name
         task = build_task(entry.name, **entry.params)
-        models = [m for m in suite.models if (m.label in entry.models if entry.models else _accepts(m.spec.backbone, task))]
+        models = [m for m in suite.models if _accepts(m.spec.backbone, task)
+                  and (m.label in entry.models if entry.models else True)]
         if not models:
             raise ConfigError(f"suite {suite.name!r}: no model fits task {task_label!r} ({task.input_kind} inputs)")
+        for lab in set(entry.models) - {m.label for m in models}:
+            backbone = next(m.spec.backbone for m in suite.models if m.label == lab)
+            raise ConfigError(f"model {lab!r} (backbone {backbone!r}) cannot run task "
+                              f"{task_label!r} ({task.input_kind} inputs)")
         for m in models:
-            if not _accepts(m.spec.backbone, task):
-                raise ConfigError(f"model {m.label!r} (backbone {m.spec.backbone!r}) cannot run task "
-                                  f"{task_label!r} ({task.input_kind} inputs)")
             where = f"model {m.label!r} on task {task_label!r}"
             if entry.budget is not None:
                 model_spec, _ = size_to_budget(m.spec, task, entry.budget, suite.budget_tolerance)

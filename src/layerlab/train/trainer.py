@@ -15,6 +15,7 @@ from ..models import build_model, count_parameters
 from ..spec import RunSpec
 from ..tasks import Task, build_task
 from .checkpoint import CorruptCheckpoint, load_checkpoint, save_checkpoint
+from .footprint import inference_state_size, train_step_memory
 from .optim import build_optimizer, lr_at
 from .recorder import MemoryRecorder, Recorder
 
@@ -153,12 +154,26 @@ class Trainer:
         else:
             result.results = self._final_evaluation(model)
             result.results["train"] = {"steps": float(step), "n_params": float(result.n_params),
-                                       "time_per_step_ms": 1000.0 * elapsed / max(step, 1)}
+                                       "time_per_step_ms": 1000.0 * elapsed / max(step, 1),
+                                       **self._footprint(model)}
             self._checkpoint(model, optimizer, data_gen, step, elapsed, final=True)
         self.recorder.flush()
         return result
 
     # ------------------------------------------------------------------------------------
+    def _footprint(self, model: nn.Module) -> dict[str, float]:
+        """Training memory of one step (MB) and inference state per sequence (scalars)."""
+        tr, task = self.spec.train, self.task
+        batch = task.train_batch(tr.batch_size, torch.Generator().manual_seed(0)).to(self.device)
+        inputs = batch.inputs.to(self.dtype) if batch.inputs.is_floating_point() else batch.inputs
+        slots = 2 if self.spec.optim.name == "adamw" else (1 if self.spec.optim.momentum else 0)
+        out = {"peak_memory_mb": train_step_memory(model, lambda m: task.loss(m(inputs), batch),
+                                                   optimizer_slots=slots) / 2**20}
+        state = inference_state_size(model, task.max_length) if task.input_kind == "tokens" else None
+        if state is not None:
+            out["state_size"] = float(state)
+        return out
+
     def _final_evaluation(self, model: nn.Module) -> dict[str, dict[str, float]]:
         bs = self.spec.train.eval_batch_size
         return {split: self.task.evaluate(model, split, batch_size=bs) for split in self.task.eval_splits}

@@ -137,6 +137,10 @@ class CausalSelfAttention(Mixer):
         x1, x2 = x[..., : d // 2], x[..., d // 2:]
         return torch.cat((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1)
 
+    def cache_size(self, length: int) -> int:
+        """Scalars of the key/value cache for one sequence of ``length`` tokens (grows with it)."""
+        return 2 * int(length) * self.d_model
+
     def _forward(self, x: Tensor, mode: str) -> Tensor:
         B, L, D = x.shape
         q, k, v = self._heads(x)
