@@ -146,3 +146,12 @@ def test_mlp_activation_option_builds_a_registered_activation():
     tanh = MLP(6, hidden=10, activation_options={"approximate": "tanh"}, dtype=torch.float64)
     tanh.load_state_dict(block.state_dict())
     assert not torch.allclose(tanh(x), block(x))
+
+
+def test_selu_mlp_uses_lecun_normal_init():
+    torch.manual_seed(8)
+    block = MLP(256, activation="selu")
+    w = block.fc1.weight
+    assert abs(w.var().item() * 256 - 1) < 0.02  # Var w = 1/fan_in (n = 262144: SE ~0.3%)
+    assert block.fc1.bias.abs().max() == 0
+    assert abs(MLP(256).fc1.weight.var().item() * 3 * 256 - 1) < 0.02  # the default: 1/(3 fan_in)
