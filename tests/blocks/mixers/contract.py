@@ -1,7 +1,8 @@
 """Checks every sequence mixer must pass, written once; each mixer's test file calls them.
 
 - ``check_forms_agree``: every mode against ``"reference"``, outputs and gradients (input and
-  parameters), float64 relative error <= 1e-10, float32 <= 1e-4.
+  parameters), float64 relative error <= 1e-10, float32 <= 1e-4 (a parameter's gradient error
+  relative to the larger of its own norm and the norm of all parameter gradients).
 - ``check_step_matches_forward``: ``step`` run over a sequence equals ``forward`` (float64, 1e-10).
 - ``check_causal``: changing token t never changes outputs before t, in every mode.
 - ``check_state_size``: ``state_size`` equals the element count of the state ``step`` returns.
@@ -46,9 +47,12 @@ def check_forms_agree(block: Mixer, B: int, L: int, *, seed: int = 0) -> None:
         tol = TOL[dtype]
         assert rel_err(y_f, y_r) <= tol, f"{mode}: output rel err {rel_err(y_f, y_r):.2e} > {tol}"
         assert rel_err(gx_f, gx_r) <= tol, f"{mode}: input grad rel err {rel_err(gx_f, gx_r):.2e}"
+        # a parameter whose true gradient is 0 (e.g. a decay acting on the zero initial state
+        # at L = 1) gets roundoff from the fast form: measure against the whole gradient's norm
+        total = torch.sqrt(sum(b.square().sum() for b in gp_r))
         for (name, _), a, b in zip(block.named_parameters(), gp_f, gp_r):
-            if b.norm() > 0 or a.norm() > 0:
-                assert rel_err(a, b) <= tol, f"{mode}: grad of {name} rel err {rel_err(a, b):.2e}"
+            err = ((a - b).norm() / torch.maximum(b.norm(), total).clamp_min(1e-30)).item()
+            assert err <= tol, f"{mode}: grad of {name} rel err {err:.2e}"
 
 
 def check_step_matches_forward(block: Mixer, B: int, L: int, *, seed: int = 0, tol: float = 1e-10) -> None:
