@@ -197,3 +197,14 @@ def test_one_label_may_name_a_vector_and_a_token_model():
     data["models"].append(dict(data["models"][0]))
     with pytest.raises(ConfigError, match="same input kind"):
         parse_suite(data)
+
+
+def test_sizing_skips_widths_too_small_for_a_block():
+    """EvoNorm needs >= 2 channels per group: widths 4 (4 groups) cannot build; sizing goes on."""
+    from layerlab.arena.suite import size_to_budget
+    from layerlab.models import ModelSpec
+    from layerlab.tasks import build_task
+
+    spec = ModelSpec(backbone="classifier", channel="mlp", norm="evonorm_s0", n_layers=1)
+    sized, n = size_to_budget(spec, build_task("digits"), 6000)
+    assert sized.d_model % 4 == 0 and sized.d_model >= 8 and abs(n - 6000) <= 600

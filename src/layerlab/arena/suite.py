@@ -184,15 +184,23 @@ def size_to_budget(spec: ModelSpec, task: Task, budget: int, tolerance: float = 
     best: tuple[int, int] | None = None  # (|miss|, width)
     counts: dict[int, int] = {}
     width = step
+    too_small: ConfigError | None = None
     while width <= MAX_WIDTH:
-        n = count_for(dataclasses.replace(spec, d_model=width), task)
+        try:
+            n = count_for(dataclasses.replace(spec, d_model=width), task)
+        except ConfigError as e:  # some blocks need a minimum width (channels per group, ...)
+            if best is not None:
+                raise
+            too_small, width = e, width + step
+            continue
         counts[width] = n
         if best is None or abs(n - budget) < best[0]:
             best = (abs(n - budget), width)
         if n > budget:
             break
         width += step
-    assert best is not None
+    if best is None:
+        raise too_small or ConfigError(f"model {spec.label()!r}: no width up to {MAX_WIDTH} builds")
     width = best[1]
     achieved = counts[width]
     if abs(achieved - budget) > tolerance * budget:
