@@ -17,6 +17,7 @@ from torch import Tensor, nn
 
 from ..errors import ConfigError, ShapeError
 from ..registry import Paper, register
+from ._common import check_last_dim, wide_dtype
 
 
 class _Activation(nn.Module):
@@ -105,18 +106,9 @@ class SiLU(_Activation):
 # ---------------------------------------------------------------------------------------------
 
 
-def _wide(dtype: torch.dtype) -> torch.dtype:
-    """The dtype an activation computes in: float32 or wider; the output is cast back."""
-    return torch.promote_types(dtype, torch.float32)
+_wide = wide_dtype
 
-
-def _check_width(block: nn.Module, x: Tensor) -> None:
-    if x.dim() < 1 or x.shape[-1] != block.d_model:
-        raise ShapeError(
-            f"{type(block).__name__} expects input of shape (..., D) with D = d_model = "
-            f"{block.d_model}; got {tuple(x.shape)}"
-        )
-
+_check_width = check_last_dim
 
 def _check_order(name: str, r: int) -> int:
     if isinstance(r, bool) or not isinstance(r, int) or r < 1:

@@ -10,22 +10,13 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ..errors import ConfigError, ShapeError
+from ..errors import ConfigError
 from ..registry import Paper, register
+from ._common import check_last_dim, wide_dtype
 
+_wide = wide_dtype
 
-def _wide(dtype: torch.dtype) -> torch.dtype:
-    """The dtype statistics are computed in: float32 or wider."""
-    return torch.promote_types(dtype, torch.float32)
-
-
-def _check(block: nn.Module, x: Tensor) -> None:
-    if x.dim() < 1 or x.shape[-1] != block.d_model:
-        raise ShapeError(
-            f"{type(block).__name__} expects input of shape (..., D) with D = d_model = "
-            f"{block.d_model}; got {tuple(x.shape)}"
-        )
-
+_check = check_last_dim
 
 @register("norm", "layernorm", paper=Paper("Layer Normalization", 2016, "1607.06450"))
 class LayerNorm(nn.Module):

@@ -8,9 +8,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ...errors import ConfigError, ShapeError
+from ...errors import ConfigError
 from ...registry import Paper, build, register
-
+from .._common import check_last_dim
 
 
 def _check_options(name: str, hidden: int | None, expansion: float, dropout: float) -> None:
@@ -22,13 +22,7 @@ def _check_options(name: str, hidden: int | None, expansion: float, dropout: flo
         raise ConfigError(f"{name}: dropout must be in [0, 1), got {dropout}")
 
 
-def _check_input(block: nn.Module, x: Tensor) -> None:
-    if x.dim() < 1 or x.shape[-1] != block.d_model:
-        raise ShapeError(
-            f"{type(block).__name__} expects input of shape (..., D) with D = d_model = "
-            f"{block.d_model}; got {tuple(x.shape)}"
-        )
-
+_check_input = check_last_dim
 
 def _build_activation(name: str, width: int, options: dict[str, Any], factory: dict[str, Any]) -> nn.Module:
     """A registered activation of width `width`; device/dtype passed where it takes them."""
