@@ -127,3 +127,21 @@ def test_bad_parameters(params: dict, words: list[str]) -> None:
         build_task("modular", **params)
     for w in words:
         assert w in str(info.value)
+
+
+def test_onehot_encoding_same_pairs_as_vectors() -> None:
+    tokens = build_task("modular", p=11, op="*", train_fraction=0.6)
+    onehot = build_task("modular", p=11, op="*", train_fraction=0.6, encoding="onehot")
+    assert (tokens.input_kind, onehot.input_kind, onehot.input_dim) == ("tokens", "vector", 22)
+    for split in ("val", "test"):
+        t, v = tokens.eval_set(split), onehot.eval_set(split)
+        assert v.mask is None and v.inputs.dtype == torch.float32 and v.inputs.shape == (len(t), 22)
+        assert torch.equal(v.inputs[:, :11].argmax(1), t.inputs[:, 0])  # a, then b, one-hot
+        assert torch.equal(v.inputs[:, 11:].argmax(1), t.inputs[:, 2])
+        assert torch.equal(v.inputs.sum(1), torch.full((len(t),), 2.0))
+        assert torch.equal(v.targets, t.targets[:, 3])
+        assert onehot.evaluate(OracleModel(onehot), split)["accuracy"] == 1.0
+    b = onehot.train_batch(16, torch.Generator().manual_seed(0))
+    assert b.inputs.shape == (16, 22) and b.mask is None
+    with pytest.raises(ConfigError, match="onehot"):
+        build_task("modular", p=11, encoding="one-hot")

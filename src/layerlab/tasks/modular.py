@@ -6,13 +6,15 @@ from functools import lru_cache
 from typing import ClassVar
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
-from ..errors import ConfigError
+from ..errors import ConfigError, unknown_name
 from . import register_task
 from .base import Batch, Task
 
 OPS = ("+", "-", "*", "/")
+ENCODINGS = ("tokens", "onehot")
 
 
 def is_prime(n: int) -> bool:
@@ -53,10 +55,14 @@ class ModularArithmetic(Task):
 
     Outputs: the model predicts a residue, ``n_outputs = p`` (not ``p + 2``: OP and EQ are
     never answers). Metric: accuracy at the answer position. Chance: ``1 / p``.
+
+    ``encoding = "onehot"`` gives the same pairs and splits as feature vectors for the classifier
+    backbone: the concatenated one-hot codes of ``a`` and ``b`` (``input_dim = 2p``) with the
+    residue as the class, the MLP setting of Liu et al. 2022 ("Towards Understanding Grokking",
+    arXiv:2205.10343) and of "Grokking at the Edge of Numerical Stability" (arXiv:2501.04697).
     """
 
     name: ClassVar[str] = "modular"
-    input_kind: ClassVar[str] = "tokens"
     metric: ClassVar[str] = "accuracy"
     higher_is_better: ClassVar[bool] = True
 
@@ -64,6 +70,7 @@ class ModularArithmetic(Task):
     op: str = "+"
     train_fraction: float = 0.5
     data_seed: int = 0
+    encoding: str = "tokens"
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -73,6 +80,14 @@ class ModularArithmetic(Task):
         self._inputs, self._targets, self._mask = self._encode(self._pairs)
 
     # --- sizes ----------------------------------------------------------------------
+    @property
+    def input_kind(self) -> str:
+        return "vector" if self.encoding == "onehot" else "tokens"
+
+    @property
+    def input_dim(self) -> int:
+        return 2 * self.p
+
     @property
     def op_token(self) -> int:
         return self.p
@@ -112,6 +127,8 @@ class ModularArithmetic(Task):
 
     def validate(self) -> None:
         where = f"task {self.name!r}"
+        if self.encoding not in ENCODINGS:
+            raise unknown_name("modular encoding", self.encoding, ENCODINGS)
         if self.op not in OPS:
             raise ConfigError(f"{where}: op must be one of {', '.join(map(repr, OPS))}, got {self.op!r}")
         if self.p < 2:
@@ -147,9 +164,12 @@ class ModularArithmetic(Task):
             return (a * b) % p
         return (a * _inverses(p)[b]) % p
 
-    def _encode(self, pairs: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    def _encode(self, pairs: Tensor) -> tuple[Tensor, Tensor, Tensor | None]:
         n = len(pairs)
         a, b = pairs[:, 0], pairs[:, 1]
+        if self.encoding == "onehot":
+            codes = torch.cat([F.one_hot(a, self.p), F.one_hot(b, self.p)], dim=1).float()
+            return codes, self.apply(a, b), None
         inputs = torch.stack(
             [a, torch.full((n,), self.op_token), b, torch.full((n,), self.eq_token)], dim=1
         ).long()
@@ -172,7 +192,8 @@ class ModularArithmetic(Task):
         return self._pairs[self._range(split)]
 
     def _rows(self, index: slice | Tensor) -> Batch:
-        return Batch(self._inputs[index], self._targets[index], self._mask[index])
+        mask = None if self._mask is None else self._mask[index]
+        return Batch(self._inputs[index], self._targets[index], mask)
 
     def train_batch(self, batch_size: int, generator: torch.Generator) -> Batch:
         if batch_size <= 0 or batch_size >= self.n_train:
@@ -183,8 +204,10 @@ class ModularArithmetic(Task):
         return self._rows(self._range(split))
 
     def oracle(self, batch: Batch) -> Tensor:
-        """``a op b mod p`` at the answer position (0 elsewhere)."""
+        """``a op b mod p`` at the answer position (0 elsewhere); the class for one-hot inputs."""
         x = batch.inputs
+        if self.encoding == "onehot":
+            return self.apply(x[:, : self.p].argmax(1), x[:, self.p:].argmax(1))
         out = torch.zeros_like(x)
         out[:, 3] = self.apply(x[:, 0], x[:, 2])
         return out
