@@ -15,22 +15,36 @@ This module stores the transpose M_t = S_t^T in R^{D_k x D_v} (the shape the ker
 Tensors are per head: q, k (B, H, L, D_k), v (B, H, L, D_v), beta (B, H, L). The kernel does not
 normalize k nor scale q (the calling module does); beta in (0, 2) keeps the transition's
 eigenvalues in [-1, 1] for unit-norm keys.
+
+The two forms here also take an optional per-token log decay g (the gated delta rule,
+``layerlab.kernels.gated_delta_rule``, documented there); ``g=None`` is the plain delta rule.
 """
 from __future__ import annotations
 
 import torch
 from torch import Tensor
 
-from ..errors import ShapeError
-from ._chunks import causal_mask, check_mode, check_qkv, to_chunks, zero_state
+from ._chunks import (
+    causal_mask,
+    check_chunk_size,
+    check_mode,
+    check_per_token,
+    check_qkv,
+    to_chunks,
+    ut_solve,
+    zero_state,
+)
 
 
-def delta_rule_recurrent(q: Tensor, k: Tensor, v: Tensor, beta: Tensor,
-                         initial_state: Tensor | None = None) -> tuple[Tensor, Tensor]:
-    """Reference form: the recurrence, token by token."""
+def delta_rule_recurrent(q: Tensor, k: Tensor, v: Tensor, beta: Tensor, initial_state: Tensor | None = None,
+                         g: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    """Reference form: the recurrence, token by token (``M <- exp(g_t) M`` first when g is given)."""
     M = zero_state(q, v) if initial_state is None else initial_state
+    decays = g.exp().unbind(2) if g is not None else [None] * q.shape[2]
     outs = []
-    for q_t, k_t, v_t, b_t in zip(q.unbind(2), k.unbind(2), v.unbind(2), beta.unbind(2)):
+    for q_t, k_t, v_t, b_t, a_t in zip(q.unbind(2), k.unbind(2), v.unbind(2), beta.unbind(2), decays):
+        if a_t is not None:
+            M = a_t[..., None, None] * M
         v_old = (k_t[..., :, None] * M).sum(-2)  # M^T k_t
         u_t = b_t[..., None] * (v_t - v_old)
         M = M + k_t[..., :, None] * u_t[..., None, :]
@@ -38,36 +52,128 @@ def delta_rule_recurrent(q: Tensor, k: Tensor, v: Tensor, beta: Tensor,
     return torch.stack(outs, dim=2), M
 
 
+class _ChunkLoop(torch.autograd.Function):
+    """The state-dependent part of the chunk kernel, chunk by chunk (Z = B * H rows)::
+
+        [Qs_n; W_n] M_n -> Qs_n M_n and W_n M_n,   U_n = U0_n - W_n M_n,
+        O_n = Qs_n M_n + P_n U_n,                  M_{n+1} = a_n M_n + Kd_n^T U_n
+
+    with QW = [Qs; W] stacked along the rows of each chunk (one product reads the state for both).
+    Returns O (Z, N, C_q, D_v), the final state, and the start states and U_n (extra outputs, so
+    that the backward, written with differentiable ops on saved inputs and outputs, keeps double
+    backward exact). Per chunk: three products forward, six backward, on per-chunk slices that stay
+    in cache, without autograd bookkeeping per chunk.
+    """
+
+    @staticmethod
+    def forward(ctx, QW, U0, Kd, a, M, P):  # type: ignore[override]
+        N, Cq = QW.shape[1], P.shape[-2]
+        starts, Us, Os = [], [], []
+        for n in range(N):
+            starts.append(M)
+            QWM = QW[:, n] @ M
+            U = U0[:, n] - QWM[:, Cq:]
+            Us.append(U)
+            Os.append(torch.baddbmm(QWM[:, :Cq], P[:, n], U))
+            M = torch.baddbmm(M if a is None else a[:, n, None, None] * M, Kd[:, n].transpose(-1, -2), U)
+        ctx.save_for_backward(QW, Kd, a, P, *starts, *Us)
+        ctx.set_materialize_grads(False)
+        return (torch.stack(Os, dim=1), M, *starts, *Us)
+
+    @staticmethod
+    def backward(ctx, dO, dM, *d_extra):  # type: ignore[override]
+        QW, Kd, a, P, *rest = ctx.saved_tensors
+        N = QW.shape[1]
+        starts, Us = rest[:N], rest[N:]
+        d_starts, d_Us = d_extra[:N], d_extra[N:]
+        dM = torch.zeros_like(starts[0]) if dM is None else dM  # dL/dM_{n+1}
+        dO = torch.zeros(*P.shape[:-1], Us[0].shape[-1], dtype=dM.dtype, device=dM.device) if dO is None else dO
+        dQWs, dUs, dKds, das, dPs = ([None] * N for _ in range(5))
+        for n in reversed(range(N)):
+            M_n, U_n, dO_n = starts[n], Us[n], dO[:, n]
+            dPs[n] = dO_n @ U_n.transpose(-1, -2)
+            dU = torch.baddbmm(Kd[:, n] @ dM, P[:, n].transpose(-1, -2), dO_n)
+            if d_Us[n] is not None:
+                dU = dU + d_Us[n]
+            dUs[n] = dU
+            dKds[n] = U_n @ dM.transpose(-1, -2)
+            if a is not None:
+                das[n] = (M_n * dM).sum((-1, -2))
+                dM = a[:, n, None, None] * dM
+            if d_starts[n] is not None:
+                dM = dM + d_starts[n]
+            dQWM = torch.cat([dO_n, -dU], dim=1)  # d(QW_n M_n)
+            dQWs[n] = dQWM @ M_n.transpose(-1, -2)
+            dM = torch.baddbmm(dM, QW[:, n].transpose(-1, -2), dQWM)
+        da = None if a is None else torch.stack(das, dim=1)
+        return (torch.stack(dQWs, dim=1), torch.stack(dUs, dim=1), torch.stack(dKds, dim=1), da, dM,
+                torch.stack(dPs, dim=1))
+
+
 def delta_rule_chunk(q: Tensor, k: Tensor, v: Tensor, beta: Tensor, chunk_size: int = 64,
-                     initial_state: Tensor | None = None) -> tuple[Tensor, Tensor]:
+                     initial_state: Tensor | None = None, g: Tensor | None = None,
+                     steps_per_token: int = 1) -> tuple[Tensor, Tensor]:
     """Fast form: the UT transform inside each chunk, the state carried across chunks.
 
-    Within a chunk (K, V, Q of C rows, state M at its start) the pseudo-values U solve
-    ``U = diag(beta) (V - K M) - diag(beta) tril(K K^T, -1) U``, i.e.
-    ``U = T (V - K M)`` with ``T = (I + diag(beta) tril(K K^T, -1))^{-1} diag(beta)``
-    (a unit lower-triangular solve). Then ``O = Q M + tril(Q K^T) U`` and ``M' = M + K^T U``.
-    Trades L sequential rank-1 updates for L / C chunk steps of matrix products.
+    Within a chunk (rows r = 1..C of K, V, Q; state M at its start; gamma_r the log decay summed
+    from the chunk start through r, all zero without g), the pseudo-values U solve::
+
+        U = diag(beta) (V - diag(e^gamma) K M) - diag(beta) tril(K K^T * D, -1) U,
+        D[r, i] = exp(gamma_r - gamma_i) for i <= r, else 0,
+
+    so ``U = U0 - W M`` with ``T = (I + diag(beta) tril(K K^T * D, -1))^{-1}``, ``W = T diag(beta)
+    diag(e^gamma) K`` and ``U0 = T diag(beta) V``. Then::
+
+        O  = diag(e^gamma) Q M + (tril(Q K^T) * D) U
+        M' = e^{gamma_C} M + (diag(e^{gamma_C - gamma}) K)^T U
+
+    Two passes: everything that does not depend on the state (K K^T and Q K^T with their masks and
+    decays, T, W, U0) is computed for all chunks at once in batched products; the sequential loop
+    over chunks (``_ChunkLoop``, a custom autograd Function) then does only the state-dependent
+    products, three small matmuls per chunk forward and six backward, on per-chunk slices that stay
+    in cache. T comes from a doubling inverse of the unit lower-triangular matrix
+    (``_chunks.ut_solve``; its backward needs no solve), not a LAPACK triangular solve. Decays enter
+    only as ``exp(gamma_r - gamma_i)`` with i < r (masked before the exponential, the diagonal added
+    as the constant 1), never as exp of a positive number when g <= 0.
+
+    ``steps_per_token = s > 1`` (DeltaProduct): k, v, beta and g run over L * s sub-steps while q
+    has L rows, read after every s-th sub-step; ``chunk_size`` counts sub-steps and is a multiple
+    of s. Only the read rows of the output products are computed.
     """
-    L = q.shape[2]
-    Qc, Kc, Vc = (to_chunks(x, chunk_size) for x in (q, k, v))
-    Bc = to_chunks(beta, chunk_size)  # padded positions have beta = 0 and k = 0: no update
-    M = zero_state(q, v) if initial_state is None else initial_state
-    strict = causal_mask(chunk_size, q.device, strict=True)
-    inclusive = causal_mask(chunk_size, q.device, strict=False)
-    eye = torch.eye(chunk_size, dtype=q.dtype, device=q.device)
-    # every chunk's T at once: it does not depend on the state
-    KKt = (Kc @ Kc.transpose(-1, -2)).masked_fill(~strict, 0.0)
-    A = eye + Bc[..., :, None] * KKt
-    T = torch.linalg.solve_triangular(A, torch.diag_embed(Bc), upper=False, unitriangular=True)
-    W, U0 = T @ Kc, T @ Vc  # U = U0 - W M
-    QKt = (Qc @ Kc.transpose(-1, -2)).masked_fill(~inclusive, 0.0)
-    outs = []
-    # unbind once: indexing chunk n in the loop would make backward add a full-size zero tensor per chunk
-    for Q, K, W_n, U0_n, QKt_n in zip(*(x.unbind(2) for x in (Qc, Kc, W, U0, QKt))):
-        U = U0_n - W_n @ M
-        outs.append(Q @ M + QKt_n @ U)
-        M = M + K.transpose(-1, -2) @ U
-    return torch.cat(outs, dim=2)[:, :, :L], M
+    B, H, L, Dk = q.shape
+    Dv = v.shape[-1]
+    C, s = chunk_size, steps_per_token
+    Qc = to_chunks(q, C // s).flatten(0, 1)  # (Z, N, C / s, D_k), Z = B * H
+    Kc, Vc = (to_chunks(x, C).flatten(0, 1) for x in (k, v))  # (Z, N, C, D)
+    Bc = to_chunks(beta, C).flatten(0, 1)[..., None]  # padded positions: beta = 0, k = 0: no update
+    read = slice(s - 1, None, s)  # the rows read out
+    Kb = Bc * Kc
+    # one product for Q K^T and diag(beta) K K^T
+    P, A = (torch.cat([Qc, Kb], dim=-2) @ Kc.transpose(-1, -2)).split([Qc.shape[-2], C], dim=-2)
+    if g is None:
+        P = P.tril() if s == 1 else P.masked_fill(~causal_mask(C, q.device, strict=False)[read], 0.0)
+        A = A.tril(-1)
+        Kw = Kb  # diag(beta) K, through which U sees the chunk's start state
+        Kd, Qs, decay = Kc, Qc, None
+    else:
+        gc = to_chunks(g, C).flatten(0, 1)  # (Z, N, C)
+        G = gc.cumsum(-1)  # gamma_r
+        # gamma_r - gamma_i for i < r only: the diagonal is the constant 1 (added, not exp(gamma_r -
+        # gamma_r), whose two opposite gradients would leave rounding noise in a tiny dL/dg)
+        strict = causal_mask(C, q.device, strict=True)
+        D = (G[..., :, None] - G[..., None, :]).masked_fill(~strict, float("-inf")).exp()
+        eye = torch.eye(C, dtype=D.dtype, device=D.device)
+        P = P * (D + eye)[..., read, :]
+        A = A * D
+        edecay = G.exp()[..., None]
+        Kw, Qs = Kb * edecay, Qc * edecay[..., read, :]
+        to_end = gc[..., 1:].flip(-1).cumsum(-1).flip(-1)  # gamma_C - gamma_r = sum_{j > r} g_j, r < C
+        Kd = Kc * torch.cat([to_end.exp(), torch.ones_like(G[..., :1])], dim=-1)[..., None]
+        decay = G[..., -1].exp()  # (Z, N)
+    W, U0 = ut_solve(A, Kw, Bc * Vc)
+    M0 = (zero_state(q, v) if initial_state is None else initial_state).reshape(B * H, Dk, Dv)
+    O, M = _ChunkLoop.apply(torch.cat([Qs, W], dim=-2), U0, Kd, decay, M0, P)[:2]
+    return O.view(B, H, -1, Dv)[:, :, :L], M.reshape(B, H, Dk, Dv)
 
 
 def delta_rule(q: Tensor, k: Tensor, v: Tensor, beta: Tensor, *, mode: str = "chunk", chunk_size: int = 64,
@@ -75,8 +181,8 @@ def delta_rule(q: Tensor, k: Tensor, v: Tensor, beta: Tensor, *, mode: str = "ch
     """The delta rule; returns (output (B, H, L, D_v), final state (B, H, D_k, D_v))."""
     check_mode(mode)
     check_qkv(q, k, v, initial_state)
-    if beta.shape != q.shape[:3]:
-        raise ShapeError(f"beta must have shape (B, H, L) = {tuple(q.shape[:3])}; got {tuple(beta.shape)}")
+    check_per_token("beta", beta, q)
     if mode == "recurrent":
         return delta_rule_recurrent(q, k, v, beta, initial_state)
+    chunk_size = check_chunk_size(chunk_size)
     return delta_rule_chunk(q, k, v, beta, chunk_size, initial_state)
