@@ -154,3 +154,10 @@ def test_a5_is_the_even_permutations_and_composition_order() -> None:
     i, j = elements.index((1, 2, 0, 3, 4)), elements.index((0, 2, 3, 1, 4))
     # table[a, b] = b ∘ a: apply a first. (1,2,0,3,4) then (0,2,3,1,4): 0->1->2, 1->2->3, 2->0->0, 3->3->1
     assert elements[int(table[i, j])] == (2, 3, 0, 1, 4)
+
+
+def test_group_table_is_real_even_when_first_built_under_a_meta_device() -> None:
+    permutation_group.cache_clear()
+    with torch.device("meta"):  # the arena sizes models under a meta device; tasks are built there too
+        build_task("permutation", group="A4", length=4, extrapolate=[]).n_symbols
+    assert permutation_group("A4")[1].device.type == "cpu"

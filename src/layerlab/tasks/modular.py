@@ -32,7 +32,7 @@ def is_prime(n: int) -> bool:
 @lru_cache(maxsize=None)
 def _inverses(p: int) -> Tensor:
     """``b^(p-2) mod p`` for every b in ``0 .. p-1``: the inverse of b when p is prime."""
-    return torch.tensor([pow(b, p - 2, p) for b in range(p)], dtype=torch.long)
+    return torch.tensor([pow(b, p - 2, p) for b in range(p)], dtype=torch.long, device="cpu")
 
 
 @register_task("modular")

@@ -175,7 +175,9 @@ def permutation_group(name: str) -> tuple[tuple[tuple[int, ...], ...], Tensor]:
 
     elements = tuple(p for p in itertools.permutations(range(n)) if name[0] == "S" or even(p))
     index = {p: i for i, p in enumerate(elements)}
-    table = torch.tensor([[index[tuple(b[a[i]] for i in range(n))] for b in elements] for a in elements])
+    # on the CPU explicitly: the first call may come from inside a meta-device context (sizing)
+    table = torch.tensor([[index[tuple(b[a[i]] for i in range(n))] for b in elements] for a in elements],
+                         device="cpu")
     return elements, table
 
 
