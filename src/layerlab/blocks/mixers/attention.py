@@ -1,8 +1,6 @@
 """Causal multi-head softmax self-attention."""
 from __future__ import annotations
 
-from typing import Any
-
 import math
 
 import torch
@@ -11,11 +9,11 @@ from torch import Tensor, nn
 
 from ...errors import ConfigError
 from ...registry import Paper, register
-from .base import Mixer
+from .base import MultiHeadMixer
 
 
 @register("mixer", "attention", paper=Paper("Attention Is All You Need", 2017, "1706.03762"))
-class CausalSelfAttention(Mixer):
+class CausalSelfAttention(MultiHeadMixer):
     r"""Causal multi-head scaled dot-product self-attention.
 
     Paper: Vaswani et al., "Attention Is All You Need", 2017, arXiv:1706.03762 (Sec. 3.2).
@@ -62,11 +60,6 @@ class CausalSelfAttention(Mixer):
     """
 
     modes = ("sdpa", "reference")
-
-    @classmethod
-    def width_multiple(cls, *, n_heads: int = 4, **_: Any) -> int:
-        """d_model must split evenly into heads."""
-        return int(n_heads)
 
     def __init__(
         self,

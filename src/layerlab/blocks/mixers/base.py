@@ -93,3 +93,12 @@ class Mixer(nn.Module):
 
     def extra_repr(self) -> str:
         return f"d_model={self.d_model}, modes={self.modes}"
+
+
+class MultiHeadMixer(Mixer):
+    """A mixer whose ``d_model`` splits evenly into ``n_heads`` heads (its widths are multiples
+    of the head count; the registry passes the constructor's default when none is given)."""
+
+    @classmethod
+    def width_multiple(cls, *, n_heads: int, **_: object) -> int:
+        return int(n_heads)

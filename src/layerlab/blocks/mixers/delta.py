@@ -7,7 +7,6 @@ notation ``S_t in R^{d_v x d_k}``; this module (like ``layerlab.kernels``) store
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -17,7 +16,7 @@ from ... import kernels
 from ...errors import ConfigError
 from ...registry import Paper, register
 from ..norms import RMSNorm
-from .base import Mixer, State
+from .base import MultiHeadMixer, State
 from .linear_attention import check_chunk_size, check_heads
 
 
@@ -27,7 +26,7 @@ def l2_normalize(x: Tensor, eps: float = 1e-6) -> Tensor:
     return x * torch.rsqrt(x.square().sum(-1, keepdim=True) + eps)
 
 
-class _DeltaMixer(Mixer):
+class _DeltaMixer(MultiHeadMixer):
     """Shared body of the delta-rule mixers; the registered subclasses fix the variant.
 
     Per token ``x_t``, head ``h`` and Householder step ``j = 1..n_h`` (``n_h = 1`` except
@@ -46,11 +45,6 @@ class _DeltaMixer(Mixer):
     recurrent = True
     _name = "delta"
     _product = False  # run the DeltaProduct kernel (keys/values/betas with an n_h axis)
-
-    @classmethod
-    def width_multiple(cls, *, n_heads: int = 4, **_: Any) -> int:
-        """d_model must split evenly into heads."""
-        return int(n_heads)
 
     def _setup(self, d_model: int, *, n_heads: int, conv_size: int, negative_eigenvalues: bool,
                n_householder: int, gated: bool, chunk_size: int, norm_eps: float,

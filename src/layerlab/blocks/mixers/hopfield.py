@@ -10,14 +10,13 @@ Ramsauer et al., "Hopfield Networks is All You Need", 2020, arXiv:2008.02217.
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from ...errors import ConfigError, ShapeError
 from ...registry import Paper, register
-from .base import Mixer
+from .base import MultiHeadMixer
 
 HOPFIELD = Paper("Hopfield Networks is All You Need", 2020, "2008.02217")
 
@@ -117,7 +116,7 @@ class HopfieldMemory(nn.Module):
 
 
 @register("mixer", "hopfield", paper=HOPFIELD)
-class HopfieldMixer(Mixer):
+class HopfieldMixer(MultiHeadMixer):
     r"""Causal Hopfield layer: each token's query retrieves from the tokens so far.
 
     Paper: Ramsauer et al., "Hopfield Networks is All You Need", 2020, arXiv:2008.02217
@@ -157,11 +156,6 @@ class HopfieldMixer(Mixer):
     """
 
     modes = ("parallel", "reference")
-
-    @classmethod
-    def width_multiple(cls, *, n_heads: int = 4, **_: Any) -> int:
-        """d_model must split evenly into heads."""
-        return int(n_heads)
 
     def __init__(
         self,

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -11,7 +10,7 @@ from torch import Tensor, nn
 from ...errors import ConfigError
 from ...kernels import linear_attention as linear_attention_kernel
 from ...registry import Paper, register
-from .base import Mixer, State
+from .base import MultiHeadMixer, State
 
 
 def check_heads(name: str, d_model: int, n_heads: int) -> None:
@@ -40,7 +39,7 @@ def elu_feature_map(x: Tensor) -> Tensor:
 @register("mixer", "linear_attention",
           paper=Paper("Transformers are RNNs: Fast Autoregressive Transformers with Linear Attention",
                       2020, "2006.16236"))
-class LinearAttention(Mixer):
+class LinearAttention(MultiHeadMixer):
     r"""Causal multi-head linear attention with the feature map ``phi(x) = elu(x) + 1``.
 
     Paper: Katharopoulos, Vyas, Pappas & Fleuret, "Transformers are RNNs: Fast Autoregressive
@@ -78,11 +77,6 @@ class LinearAttention(Mixer):
 
     modes = ("chunk", "reference")
     recurrent = True
-
-    @classmethod
-    def width_multiple(cls, *, n_heads: int = 4, **_: Any) -> int:
-        """d_model must split evenly into heads."""
-        return int(n_heads)
 
     def __init__(
         self,
