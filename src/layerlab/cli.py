@@ -164,6 +164,40 @@ def cmd_plot(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
+def cmd_lens(args: argparse.Namespace, console: Console) -> int:
+    from .arena.inspect_run import probe_checkpoint
+    from .lens.probes import check_probes
+
+    names = tuple(n.strip() for n in args.probe.split(",") if n.strip())
+    options: dict[str, dict] = {}
+    for item in args.option or []:
+        key, _, value = item.partition("=")
+        probe, _, opt = key.partition(".")
+        if not value or not opt:
+            from .errors import ConfigError
+
+            raise ConfigError(f"--option {item!r}: write PROBE.OPTION=VALUE, e.g. hessian.k=3")
+        try:
+            parsed = json.loads(value)
+        except json.JSONDecodeError:
+            parsed = value  # a bare word: a string option
+        options.setdefault(probe, {})[opt] = parsed
+    check_probes(names, options)
+    store = _store(args)
+    step, out = probe_checkpoint(store, args.run_id, names, options=options, batch_size=args.batch_size,
+                                 device=args.device)
+    t = Table(title=f"run {store.run(args.run_id)['run_id']} at step {step}: probes {', '.join(names)}",
+              title_justify="left")
+    t.add_column("quantity")
+    t.add_column("value", justify="right")
+    for k, v in out.scalars.items():
+        t.add_row(k, f"{v:.6g}")
+    console.print(t)
+    if out.arrays:
+        console.print(f"{len(out.arrays)} arrays stored under {store.artifact_dir(store.run(args.run_id)['run_id'])}/{step}/")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="layerlab", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -197,6 +231,13 @@ def build_parser() -> argparse.ArgumentParser:
     s = with_store(sub.add_parser("show", help="one run: spec, provenance, results, events"))
     s.add_argument("run_id", help="a run id or a unique prefix of one")
     s.set_defaults(fn=cmd_show)
+    ln = with_store(sub.add_parser("lens", help="run instruments (probes) on a stored run's checkpoint"))
+    ln.add_argument("run_id", help="a run id or a unique prefix of one")
+    ln.add_argument("--probe", required=True, help="comma-separated probe names, e.g. hessian,spectra")
+    ln.add_argument("--option", action="append", help="probe option PROBE.OPTION=VALUE (repeatable), e.g. hessian.k=3")
+    ln.add_argument("--batch-size", type=int, default=256, help="validation examples the probes look at")
+    ln.add_argument("--device", default="cpu")
+    ln.set_defaults(fn=cmd_lens)
     pl = with_store(sub.add_parser("plot", help="learning curves of a run (PNG or SVG)"))
     pl.add_argument("run_id")
     pl.add_argument("--output", "-o", help="file (.png or .svg; default RUN_ID.png)")

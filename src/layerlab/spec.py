@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from .config import canonical_json, config_hash, from_dict
+from .config import canonical_json, config_hash, from_dict, to_dict
 from .errors import ConfigError, unknown_name
 from .models import ModelSpec
 
@@ -69,6 +69,49 @@ class TrainSpec:
             raise unknown_name("dtype", self.dtype, DTYPES)
 
 
+PROBE_SCHEDULES = ("log", "every")
+
+
+@dataclass(frozen=True)
+class ProbeSpec:
+    """Instruments attached to a run (``layerlab.lens.probes``) and when they look.
+
+    ``schedule = "log"``: at step 0 and ``points`` log-spaced steps up to the last one;
+    ``"every"``: at step 0 and every ``every`` steps (and the last). The probes see the first
+    ``batch_size`` examples of the validation split, never the training stream, so a run with
+    probes trains bit-identically to the same run without them. ``options`` maps a probe name to
+    its keyword options (e.g. ``{hessian = {k = 3}}``).
+    """
+
+    names: tuple[str, ...] = ()
+    schedule: str = "log"
+    points: int = 20
+    every: int = 100
+    batch_size: int = 256
+    options: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.schedule not in PROBE_SCHEDULES:
+            raise unknown_name("probe schedule", self.schedule, PROBE_SCHEDULES)
+        if self.points < 1 or self.every < 1 or self.batch_size < 1:
+            raise ConfigError(f"probes: points, every and batch_size must be >= 1, got {self.points}, "
+                              f"{self.every}, {self.batch_size}")
+        from .lens.probes import check_probes  # the lens imports torch models; load it only when used
+
+        check_probes(self.names, self.options)
+
+    def steps(self, total: int) -> list[int]:
+        """The optimizer steps (0 = before training) at which the probes run."""
+        if not self.names:
+            return []
+        if self.schedule == "every":
+            points = set(range(0, total + 1, self.every))
+        else:
+            ratio = total ** (1.0 / self.points) if total > 1 else 1.0
+            points = {min(total, round(ratio ** i)) for i in range(self.points + 1)}
+        return sorted(points | {0, total})
+
+
 @dataclass(frozen=True)
 class RunSpec:
     task: TaskSpec
@@ -76,13 +119,21 @@ class RunSpec:
     optim: OptimSpec = field(default_factory=OptimSpec)
     train: TrainSpec = field(default_factory=TrainSpec)
     seed: int = 0
+    probes: ProbeSpec = field(default_factory=ProbeSpec)
+
+    def _identity(self) -> dict[str, Any]:
+        """The spec as plain data; a run without probes has the identity it had before probes existed."""
+        data = to_dict(self)
+        if not self.probes.names:
+            del data["probes"]
+        return data
 
     @property
     def run_id(self) -> str:
-        return config_hash(self)
+        return config_hash(self._identity())
 
     def to_json(self) -> str:
-        return canonical_json(self)
+        return canonical_json(self._identity())
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "RunSpec":

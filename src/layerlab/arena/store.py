@@ -207,6 +207,7 @@ class Store:
     def truncate_metrics(self, run_id: str, after_step: int) -> None:
         with self._tx() as c:
             c.execute("DELETE FROM metrics WHERE run_id=? AND step>?", (run_id, after_step))
+            c.execute("DELETE FROM artifacts WHERE run_id=? AND step>?", (run_id, after_step))
             c.execute("UPDATE runs SET step=? WHERE run_id=?", (after_step, run_id))
 
     def metrics(self, run_id: str, split: str | None = None, name: str | None = None) -> list[dict[str, Any]]:
@@ -218,6 +219,43 @@ class Store:
             q += " AND name=?"
             args.append(name)
         return [dict(r) for r in self.conn.execute(q + " ORDER BY step, split, name", args)]
+
+    # --- artifacts (arrays probes measured) ----------------------------------------------
+    def write_artifact(self, run_id: str, step: int, name: str, array: Any) -> Path:
+        """Save `array` losslessly as ``artifacts/<run>/<step>/<name>.npy`` (atomic) and index it."""
+        import numpy as np
+        import torch
+
+        if isinstance(array, torch.Tensor):
+            array = array.detach().cpu().numpy()
+        rel = Path(str(step)) / (name.replace("/", "__") + ".npy")
+        path = self.artifact_dir(run_id) / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        with open(tmp, "wb") as f:
+            np.save(f, np.asarray(array), allow_pickle=False)
+        os.replace(tmp, path)
+        with self._tx() as c:
+            c.execute("INSERT OR REPLACE INTO artifacts VALUES (?, ?, ?, ?)", (run_id, step, name, str(rel)))
+        return path
+
+    def artifacts(self, run_id: str, name: str | None = None) -> list[dict[str, Any]]:
+        """Index rows (step, name, path relative to the run's artifact folder), by step and name."""
+        q, args = "SELECT step, name, path FROM artifacts WHERE run_id=?", [run_id]
+        if name is not None:
+            q += " AND name=?"
+            args.append(name)
+        return [dict(r) for r in self.conn.execute(q + " ORDER BY step, name", args)]
+
+    def load_artifact(self, run_id: str, step: int, name: str) -> Any:
+        """The array recorded as `name` at `step` (a numpy array), or None."""
+        import numpy as np
+
+        row = self.conn.execute("SELECT path FROM artifacts WHERE run_id=? AND step=? AND name=?",
+                                (run_id, step, name)).fetchone()
+        if row is None:
+            return None
+        return np.load(self.artifact_dir(run_id) / row[0], allow_pickle=False)
 
     def add_event(self, run_id: str, message: str) -> None:
         with self._tx() as c:
@@ -263,3 +301,12 @@ class StoreRecorder:
 
     def event(self, message: str) -> None:
         self.store.add_event(self.run_id, message)
+
+    def artifact(self, step: int, name: str, array: Any) -> None:
+        self.store.write_artifact(self.run_id, step, name, array)
+
+    def load_artifact(self, step: int, name: str) -> Any:
+        import torch
+
+        array = self.store.load_artifact(self.run_id, step, name)
+        return None if array is None else torch.from_numpy(array)

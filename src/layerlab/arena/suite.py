@@ -11,7 +11,9 @@
     name = "mqar"              # a registered task
     params = { vocab = 128, length = 64, pairs = 8 }
     budget = 100_000           # parameter budget: each model's width is sized to it
-    train = { steps = 800 }    # per-task overrides; also optim, lr, seeds, models (labels)
+    train = { steps = 800 }    # per-task overrides; also optim, lr, seeds, models (labels), probes
+    [probes]                   # optional: instruments on every run (ProbeSpec keys)
+    names = ["hessian", "spectra"]
     [[models]]
     label = "attention"
     backbone = "sequence"      # ModelSpec keys
@@ -36,7 +38,7 @@ import torch
 from ..config import check_keys, from_dict, merge
 from ..errors import ConfigError, unknown_name
 from ..models import ModelSpec, build_model, count_parameters
-from ..spec import OptimSpec, RunSpec, TaskSpec, TrainSpec
+from ..spec import OptimSpec, ProbeSpec, RunSpec, TaskSpec, TrainSpec
 from ..tasks import Task, build_task
 
 SEQUENCE_BACKBONES = ("sequence",)
@@ -54,6 +56,7 @@ class TaskEntry:
     lr: tuple[float, ...] = ()
     train: dict[str, Any] = field(default_factory=dict)
     optim: dict[str, Any] = field(default_factory=dict)
+    probes: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -76,6 +79,7 @@ class Suite:
     budget_tolerance: float = 0.10
     description: str = ""
     baseline: str | None = None  # a model label: the leaderboard says who beats it, CIs separated
+    probes: dict[str, Any] = field(default_factory=dict)  # ProbeSpec keys: instruments on every run
 
 
 @dataclass(frozen=True)
@@ -93,7 +97,7 @@ class PlannedRun:
 
 # ---- loading ------------------------------------------------------------------------
 _SUITE_KEYS = ("name", "description", "seeds", "lr", "train", "optim", "tasks", "models", "budget_tolerance",
-               "baseline")
+               "baseline", "probes")
 _MODEL_EXTRA = ("label", "train", "optim")
 
 
@@ -153,8 +157,8 @@ def parse_suite(data: dict[str, Any], default_name: str = "suite") -> Suite:
         for lab in t.models:
             if lab not in labels:
                 raise unknown_name(f"model label (in task {t.label or t.name!r})", lab, labels)
-    top = {k: data[k] for k in ("seeds", "lr", "train", "optim", "budget_tolerance", "description", "baseline")
-           if k in data}
+    top = {k: data[k] for k in ("seeds", "lr", "train", "optim", "budget_tolerance", "description", "baseline",
+                                "probes") if k in data}
     if "seeds" in top:
         top["seeds"] = tuple(top["seeds"])
     if "lr" in top:
@@ -162,6 +166,9 @@ def parse_suite(data: dict[str, Any], default_name: str = "suite") -> Suite:
     for key in ("train", "optim"):  # check keys now, so a typo fails before any training
         check_keys(top.get(key, {}), [f.name for f in dataclasses.fields(TrainSpec if key == "train" else OptimSpec)],
                    f"suite {name!r} [{key}]")
+    for where, probes in [(f"suite {name!r} [probes]", top.get("probes", {}))] + [
+            (f"suite {name!r} task {t.label or t.name!r} probes", merge(top.get("probes", {}), t.probes)) for t in tasks]:
+        from_dict(ProbeSpec, probes, where=where)  # unknown probes or options fail before training
     return Suite(name=name, tasks=tasks, models=tuple(models), **top)
 
 
@@ -242,12 +249,13 @@ def expand(suite: Suite) -> list[PlannedRun]:
             except ConfigError as e:
                 raise ConfigError(f"{where}: {e}") from None
             train = from_dict(TrainSpec, merge(merge(suite.train, entry.train), m.train), where=f"{where} train")
+            probes = from_dict(ProbeSpec, merge(suite.probes, entry.probes), where=f"{where} probes")
             optim_base = merge(merge(suite.optim, entry.optim), m.optim)
             for lr in entry.lr or suite.lr:
                 optim = from_dict(OptimSpec, {**optim_base, "lr": lr}, where=f"{where} optim")
                 for seed in entry.seeds or suite.seeds:
                     spec = RunSpec(task=TaskSpec(entry.name, dict(entry.params)), model=model_spec,
-                                   optim=optim, train=train, seed=seed)
+                                   optim=optim, train=train, seed=seed, probes=probes)
                     planned.append(PlannedRun(spec, task_label, m.label, task))
     return planned
 

@@ -1,1 +1,15 @@
-"""lens"""
+"""Instruments: pure functions of (model, data) that observe learning, each checked against theory.
+
+Modules: ``spectra`` (weight spectra, power laws, Marchenko–Pastur), ``hessian`` (HVPs, Lanczos,
+Hutchinson/Hutch++, SLQ density), ``ntk`` (empirical neural tangent kernel), ``similarity``
+(CKA), ``collapse`` (neural collapse), ``landscape`` (mode connectivity, loss slices),
+``dynamics`` (gradient/update norms, massive activations, attention entropy, activation
+patterns) and ``theory`` (closed forms they are tested against). ``probes`` attaches them to
+a training run.
+
+Every instrument is side-effect free (see ``side_effect_free``): training with it attached gives
+bit-identical losses to training without it.
+"""
+from ._util import LossFn, side_effect_free
+
+__all__ = ["LossFn", "side_effect_free"]

@@ -11,6 +11,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..lens.probes import ProbeRunner
 from ..models import build_model, count_parameters
 from ..spec import RunSpec
 from ..tasks import Task, build_task
@@ -96,6 +97,13 @@ class Trainer:
         def train_time() -> float:  # wall time of this run's training steps, excluding evaluation
             return prior_time + time.perf_counter() - t_start - side_time
 
+        probes = self._probe_runner(model) if spec.probes.names and not finished else None
+        probe_steps = set(spec.probes.steps(total))
+        if probes is not None and start == 0:
+            t_side = time.perf_counter()
+            self._probe(probes, 0, model, lr_at(0, total, spec.optim))
+            side_time += time.perf_counter() - t_side
+
         while step < total and not finished:
             if self.should_stop is not None and self.should_stop():
                 stop_reason = "interrupted"
@@ -128,8 +136,11 @@ class Trainer:
 
             evaluate = (tr.eval_every and step % tr.eval_every == 0) or step == total
             checkpoint = step < total and ckpt_every and step % ckpt_every == 0
-            if evaluate or checkpoint:
+            probe = probes is not None and step in probe_steps
+            if evaluate or checkpoint or probe:
                 t_side = time.perf_counter()
+                if probe:
+                    self._probe(probes, step, model, lr)
                 if evaluate:
                     val = task.evaluate(model, "val", batch_size=tr.eval_batch_size)
                     self.recorder.log(step, "val", val)
@@ -161,6 +172,19 @@ class Trainer:
         return result
 
     # ------------------------------------------------------------------------------------
+    def _probe_runner(self, model: nn.Module) -> ProbeRunner:
+        p = self.spec.probes
+        return ProbeRunner(p.names, p.options, self.task, batch_size=p.batch_size, device=self.device,
+                           dtype=self.dtype, load_array=self.recorder.load_artifact)
+
+    def _probe(self, probes: ProbeRunner, step: int, model: nn.Module, lr: float) -> None:
+        """Run the probes; they restore modes, gradients and RNG, so training is unaffected."""
+        out = probes(step, model, lr=lr)
+        if out.scalars:
+            self.recorder.log(step, "probe", out.scalars)
+        for name, array in out.arrays.items():
+            self.recorder.artifact(step, name, array)
+
     def _footprint(self, model: nn.Module) -> dict[str, float]:
         """Training memory of one step (MB) and inference state per sequence (scalars)."""
         tr, task = self.spec.train, self.task
