@@ -64,3 +64,28 @@ def test_bad_input_exits_2_with_message(tmp_path, capsys):
     assert "unknown suite in the store 'nothing'" in said(capsys)
     assert main(["show", "deadbeef", "--store", str(tmp_path)]) == 2
     assert "no run 'deadbeef'" in said(capsys)
+
+
+def test_probes_in_a_suite_then_lens_and_plot(tmp_path, capsys):
+    suite = tmp_path / "probed.toml"
+    suite.write_text('name = "probed"\nseeds = [0]\nlr = [3e-3]\n[train]\nsteps = 12\nbatch_size = 32\n'
+                     'eval_every = 6\n[probes]\nnames = ["weights"]\npoints = 3\n[[tasks]]\nname = "digits"\n'
+                     '[[models]]\nlabel = "mlp"\nbackbone = "classifier"\nd_model = 16\nn_layers = 1\n')
+    store = str(tmp_path / "runs")
+    assert main(["run", str(suite), "--store", store]) == 0
+    from layerlab.arena.store import Store
+
+    s = Store(store)
+    rid = s.runs()[0]["run_id"]
+    steps = sorted({m["step"] for m in s.metrics(rid, split="probe", name="weights/norm")})
+    assert steps == s.spec(rid).probes.steps(s.spec(rid).train.steps) and steps[0] == 0
+    capsys.readouterr()
+    assert main(["lens", rid[:10], "--probe", "weights", "--option", "weights.per_parameter=false", "--store", store]) == 0
+    out = said(capsys)
+    assert "weights/norm" in out and "head.weight" not in out
+    svg = tmp_path / "run.svg"
+    assert main(["plot", rid, "-o", str(svg), "--store", store]) == 0
+    assert "probe: weights" in svg.read_text()
+    capsys.readouterr()
+    assert main(["lens", rid, "--probe", "weihgts", "--store", store]) == 2
+    assert "unknown probe 'weihgts'; did you mean 'weights'" in said(capsys)
