@@ -1,0 +1,440 @@
+r"""Per-step training signals: activations, gradient and update norms, effective learning rate,
+massive activations, attention entropy and activation patterns.
+
+Papers:
+    - Sun, Chen, Kolter & Liu, "Massive Activations in Large Language Models", 2024,
+      arXiv:2402.17762 (Sec. 2): an activation is *massive* when its magnitude surpasses 100 and
+      is at least (about) 1,000 times the median magnitude of its hidden state.
+    - Zhai, Likhomanenko, Littwin, Busbridge, Ramapuram, Zhang, Gu & Susskind, "Stabilizing
+      Transformer Training by Preventing Attention Entropy Collapse", 2023, arXiv:2303.06296:
+      the attention entropy ``Ent(A) = −(1/T) Σ_i Σ_j A_{i,j} log A_{i,j}`` of a head's attention
+      matrix ``A`` (rows sum to 1), the mean over query rows; its collapse signals instability.
+    - Hanin & Rolnick, "Deep ReLU Networks Have Surprisingly Few Activation Patterns", 2019,
+      arXiv:1906.00904: the activation pattern of an input is the on/off state of every neuron;
+      the number of distinct patterns a data set visits lower-bounds the linear regions it meets.
+    - Relative update size ``||Δw|| / ||w||`` (the effective learning rate of a scale-invariant
+      weight): van Laarhoven 2017 / Zhang, Wang, Xu & Grosse, "Three Mechanisms of Weight Decay
+      Regularization", 2019, arXiv:1810.12281; Kosson, Messmer & Jaggi, "Rotational Equilibrium:
+      How Weight Decay Balances Learning Across Neural Networks", 2023, arXiv:2305.17212.
+
+Definitions and normalizations used here:
+    - norms are Euclidean (Frobenius for matrices), computed in float64; a group's norm is
+      ``sqrt(Σ_p ||x_p||²)`` over its parameters (``parameter_groups`` of ``landscape``);
+    - effective learning rate ``η_eff = ||w_{t+1} − w_t|| / ||w_t||`` with the weights *before*
+      the step in the denominator;
+    - massive activations: per tensor, ``max |a|`` over ``median |a|`` (the median of all its
+      entries, the mean of the two middle values when their number is even), and the count of
+      entries with ``|a| > threshold`` (100) and ``|a| >= ratio · median |a|`` (ratio 1000);
+    - attention entropy in nats, per head, from the probabilities the mixer's reference mode
+      computes (softmax in float32 or wider);
+    - activation pattern: unit ``i`` is *on* when its pre-activation (the input of the ReLU/GELU
+      module) is ``> 0``; for GELU this threshold is the proxy for the ReLU's kink.
+
+Every function is side-effect free (``side_effect_free``: eval mode, RNG forked, ``.grad`` kept)
+and runs forward passes under ``torch.no_grad``. Forward hooks are removed on every exit path.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from ..blocks.activations import GELU as _LayerlabGELU
+from ..blocks.activations import ReLU as _LayerlabReLU
+from ..blocks.mixers.attention import CausalSelfAttention
+from ..errors import ConfigError, ShapeError, unknown_name
+from ._util import side_effect_free
+from .landscape import GROUPINGS, parameter_groups
+
+KINDS = ("output", "input")
+REDUCTIONS = ("mean", "position", "none")
+THRESHOLD_ACTIVATIONS: tuple[type[nn.Module], ...] = (
+    nn.ReLU, nn.LeakyReLU, nn.GELU, _LayerlabReLU, _LayerlabGELU,
+)
+_BITS = 63  # bits per packed int64 word, leaving the sign bit clear
+
+__all__ = [
+    "capture",
+    "snapshot",
+    "gradient_norms",
+    "update_norms",
+    "effective_lr",
+    "massive_activations",
+    "block_massive_activations",
+    "attention_probs",
+    "attention_entropy",
+    "activation_codes",
+    "activation_patterns",
+]
+
+
+# --- capturing activations ------------------------------------------------------------------
+
+def _call(model: nn.Module, inputs: Any, forward_kwargs: Mapping[str, Any] | None) -> Any:
+    kwargs = dict(forward_kwargs or {})
+    if isinstance(inputs, (tuple, list)):
+        return model(*inputs, **kwargs)
+    return model(inputs, **kwargs)
+
+
+def _first_tensor(value: Any) -> Tensor | None:
+    if isinstance(value, Tensor):
+        return value
+    if isinstance(value, (tuple, list)):
+        for v in value:
+            if isinstance(v, Tensor):
+                return v
+    return None
+
+
+def capture(
+    model: nn.Module,
+    inputs: Any,
+    modules: Sequence[str] | None = None,
+    *,
+    kind: str = "output",
+    forward_kwargs: Mapping[str, Any] | None = None,
+) -> dict[str, Tensor]:
+    """Outputs (``kind="output"``) or inputs (``kind="input"``, the first positional argument) of
+    named submodules, recorded by forward hooks during one forward pass.
+
+    ``inputs``: passed to the model as ``model(inputs)``, or ``model(*inputs)`` for a tuple/list;
+    ``forward_kwargs`` are added (e.g. ``{"mode": "reference"}``). ``modules``: names as in
+    ``model.named_modules()``; None takes every leaf module (one without children). A module that
+    returns a tuple contributes its first tensor. A module called ``k > 1`` times in the pass gives
+    its ``k`` tensors stacked along a new leading dimension.
+
+    Returns ``{module name: detached tensor}`` in the order of ``modules``. Runs in eval mode
+    under ``torch.no_grad``; hooks are removed even if the forward raises.
+    """
+    if kind not in KINDS:
+        raise unknown_name("capture kind", kind, KINDS)
+    named = dict(model.named_modules())
+    if modules is None:
+        modules = [n for n, m in named.items() if next(m.children(), None) is None]
+    else:
+        modules = list(modules)
+        for n in modules:
+            if n not in named:
+                raise unknown_name("module", n, [k for k in named if k])
+    seen: dict[str, list[Tensor]] = {n: [] for n in modules}
+
+    def hook_for(name: str):
+        def hook(module: nn.Module, args: tuple, output: Any) -> None:
+            t = _first_tensor(output if kind == "output" else args)
+            if t is None:
+                raise ShapeError(f"capture: module {name!r} has no tensor {kind}; choose another module")
+            seen[name].append(t.detach())
+        return hook
+
+    handles = []
+    try:
+        for n in modules:
+            handles.append(named[n].register_forward_hook(hook_for(n)))
+        with side_effect_free(model), torch.no_grad():
+            _call(model, inputs, forward_kwargs)
+    finally:
+        for h in handles:
+            h.remove()
+    out: dict[str, Tensor] = {}
+    for n, ts in seen.items():
+        if not ts:
+            continue  # the module was not called in this forward pass
+        if len(ts) == 1:
+            out[n] = ts[0]
+        elif all(t.shape == ts[0].shape for t in ts):
+            out[n] = torch.stack(ts)
+        else:
+            raise ShapeError(f"capture: module {n!r} ran {len(ts)} times with different shapes "
+                             f"{[tuple(t.shape) for t in ts]}; capture one call at a time")
+    return out
+
+
+# --- gradient and update norms --------------------------------------------------------------
+
+def snapshot(model: nn.Module) -> dict[str, Tensor]:
+    """Detached clones of every parameter, ``{name: tensor}``: the ``before`` of ``update_norms``."""
+    return {n: p.detach().clone() for n, p in model.named_parameters()}
+
+
+def _groups(model: nn.Module, by: str) -> dict[str, list[str]]:
+    if by == "total":
+        return {"total": [n for n, _ in model.named_parameters()]}
+    if by not in GROUPINGS:
+        raise unknown_name("grouping", by, (*GROUPINGS, "total"))
+    return parameter_groups(model, by)
+
+
+def _group_norms(sq: dict[str, Tensor], groups: dict[str, list[str]]) -> dict[str, float]:
+    """sqrt of the summed squared norms per group (groups with no entry in ``sq`` are left out)."""
+    keys, values = [], []
+    for g, names in groups.items():
+        parts = [sq[n] for n in names if n in sq]
+        if parts:
+            keys.append(g)
+            values.append(torch.stack([p.to(parts[0].device) for p in parts]).sum().sqrt())
+    if not values:
+        return {}
+    return dict(zip(keys, torch.stack([v.cpu() for v in values]).tolist()))
+
+
+def _sq_norm(t: Tensor) -> Tensor:
+    return torch.linalg.vector_norm(t, dtype=torch.float64) ** 2
+
+
+def gradient_norms(model: nn.Module, *, by: str = "parameter") -> dict[str, float]:
+    """Euclidean norms of the existing ``.grad`` tensors (read only), per group.
+
+    ``by``: ``"parameter"`` (one entry per parameter), ``"layer"``, ``"block"`` (top-level blocks;
+    see ``landscape.parameter_groups``) or ``"total"`` (the global norm, ``{"total": ...}``, what
+    ``clip_grad_norm_`` clips). Parameters whose ``.grad`` is None are skipped (a group without
+    any gradient is absent). Returns ``{name: norm}``, floats in the gradient's units.
+    """
+    sq = {n: _sq_norm(p.grad.detach()) for n, p in model.named_parameters() if p.grad is not None}
+    return _group_norms(sq, _groups(model, by))
+
+
+def _deltas(before: Mapping[str, Tensor], model: nn.Module) -> dict[str, tuple[Tensor, Tensor]]:
+    out = {}
+    for n, p in model.named_parameters():
+        if n not in before:
+            raise ConfigError(f"update_norms: parameter {n!r} is missing from `before`; take it with "
+                              "snapshot(model) before the step")
+        b = before[n]
+        if b.shape != p.shape:
+            raise ShapeError(f"update_norms: `before[{n!r}]` has shape {tuple(b.shape)}, the parameter "
+                             f"{tuple(p.shape)}")
+        w0 = b.detach().to(p.device)
+        out[n] = (p.detach() - w0, w0)
+    return out
+
+
+def update_norms(before: Mapping[str, Tensor], model: nn.Module, *, by: str = "parameter") -> dict[str, float]:
+    """``||w_after − w_before||`` per group (``by`` as in ``gradient_norms``), with ``before`` from
+    ``snapshot(model)`` taken before the step and ``model`` holding the weights after it."""
+    deltas = _deltas(before, model)
+    return _group_norms({n: _sq_norm(d) for n, (d, _) in deltas.items()}, _groups(model, by))
+
+
+def effective_lr(before: Mapping[str, Tensor], model: nn.Module, *, by: str = "parameter") -> dict[str, float]:
+    """Relative update size ``||Δw|| / ||w_before||`` per group (dimensionless).
+
+    For a group, both norms run over all its parameters. A zero ``||w_before||`` gives ``inf``
+    (or ``nan`` when ``Δw = 0`` too).
+    """
+    deltas = _deltas(before, model)
+    groups = _groups(model, by)
+    num = _group_norms({n: _sq_norm(d) for n, (d, _) in deltas.items()}, groups)
+    den = _group_norms({n: _sq_norm(w0) for n, (_, w0) in deltas.items()}, groups)
+    return {g: (num[g] / den[g] if den[g] > 0 else (math.nan if num[g] == 0 else math.inf)) for g in num}
+
+
+# --- massive activations --------------------------------------------------------------------
+
+def _median(x: Tensor) -> Tensor:
+    """Median of a flat tensor: the middle value, or the mean of the two middle values."""
+    n = x.numel()
+    lower = torch.kthvalue(x, (n + 1) // 2).values
+    if n % 2:
+        return lower
+    return (lower + torch.kthvalue(x, n // 2 + 1).values) / 2
+
+
+def _massive(t: Tensor, ratio: float, threshold: float) -> dict[str, Any]:
+    if t.numel() == 0:
+        raise ShapeError("massive_activations: got an empty tensor")
+    mag = t.detach().abs().to(torch.float64).flatten()
+    top = torch.argmax(mag)
+    largest, median = mag[top], _median(mag)
+    count = ((mag > threshold) & (mag >= ratio * median)).sum()
+    largest_f, median_f = float(largest), float(median)
+    flat, index = int(top), []
+    for size in reversed(t.shape):  # unravel by hand: torch.unravel_index imports sympy (~1 s)
+        flat, i = divmod(flat, size)
+        index.append(i)
+    index = tuple(reversed(index))
+    return {
+        "max": largest_f,
+        "median": median_f,
+        "ratio": largest_f / median_f if median_f > 0 else math.inf,
+        "count": int(count),
+        "index": index,
+    }
+
+
+def massive_activations(
+    activations: Tensor | Mapping[str, Tensor],
+    *,
+    ratio: float = 1000.0,
+    threshold: float = 100.0,
+) -> dict[str, Any]:
+    """Sun et al.'s massive-activation statistics of one tensor (or of each tensor in a dict).
+
+    For a tensor ``a`` (e.g. a hidden state ``(B, L, D)``; the median runs over all its
+    entries): ``{"max": max |a|, "median": median |a|, "ratio": max / median (inf if the median is
+    0), "count": #entries with |a| > threshold and |a| >= ratio * median, "index": position of
+    max |a| in a}``. For a dict: ``{name: that dict}``.
+    """
+    if ratio <= 0 or threshold < 0:
+        raise ConfigError(f"massive_activations: need ratio > 0 and threshold >= 0, got {ratio}, {threshold}")
+    if isinstance(activations, Tensor):
+        return _massive(activations, ratio, threshold)
+    return {n: _massive(t, ratio, threshold) for n, t in activations.items()}
+
+
+def block_massive_activations(
+    model: nn.Module,
+    inputs: Any,
+    *,
+    modules: Sequence[str] | None = None,
+    ratio: float = 1000.0,
+    threshold: float = 100.0,
+    forward_kwargs: Mapping[str, Any] | None = None,
+) -> dict[str, dict[str, Any]]:
+    """``massive_activations`` of the residual stream after each block of ``model``.
+
+    ``modules`` default to the items of ``model.blocks`` (``blocks.0``, ``blocks.1``, ...: the
+    residual-stream output of each layer of ``layerlab.models.sequence.SequenceModel``).
+    Returns ``{block name: statistics}``.
+    """
+    if modules is None:
+        blocks = getattr(model, "blocks", None)
+        if not isinstance(blocks, (nn.ModuleList, nn.Sequential)):
+            raise ConfigError("block_massive_activations: the model has no `blocks` list; pass modules=[...] "
+                              "naming the modules whose outputs are the residual stream")
+        modules = [f"blocks.{i}" for i in range(len(blocks))]
+    acts = capture(model, inputs, modules, kind="output", forward_kwargs=forward_kwargs)
+    return massive_activations(acts, ratio=ratio, threshold=threshold)
+
+
+# --- attention entropy ----------------------------------------------------------------------
+
+def attention_probs(module: CausalSelfAttention, x: Tensor) -> Tensor:
+    """The attention probabilities ``softmax(Q K^T / sqrt(d_h) + M)`` of a ``CausalSelfAttention``
+    on its input ``x`` (B, L, D), recomputed as its ``"reference"`` mode computes them (fused
+    ``w_qkv`` split into heads, rotary positions on the first ``rope_dims`` coordinates when
+    ``rope``, ``-inf`` above the diagonal, softmax in float32 or wider).
+
+    Returns ``(B, h, L, L)``; row ``t`` is the distribution over keys ``0..t`` (zeros after ``t``).
+    """
+    if not isinstance(module, CausalSelfAttention):
+        raise ConfigError(f"attention_probs needs a CausalSelfAttention, got {type(module).__name__}")
+    if x.dim() != 3 or x.shape[-1] != module.d_model:
+        raise ShapeError(f"attention_probs: x must be (B, L, D) with D = {module.d_model}, got {tuple(x.shape)}")
+    B, L, _ = x.shape
+    h, d_h = module.n_heads, module.d_head
+    qkv = module.w_qkv(x).view(B, L, 3, h, d_h).permute(2, 0, 3, 1, 4)
+    q, k = qkv[0], qkv[1]
+    if module.rope:
+        r = module.rope_dims
+        q = torch.cat((module.rotate(q[..., :r], module.rope_base), q[..., r:]), dim=-1)
+        k = torch.cat((module.rotate(k[..., :r], module.rope_base), k[..., r:]), dim=-1)
+    scores = q @ k.transpose(-2, -1) / math.sqrt(d_h)
+    future = torch.ones(L, L, dtype=torch.bool, device=x.device).triu(diagonal=1)
+    scores = scores.masked_fill(future, float("-inf"))
+    return torch.softmax(scores, dim=-1, dtype=torch.promote_types(scores.dtype, torch.float32))
+
+
+def attention_entropy(
+    model: nn.Module,
+    tokens: Any,
+    *,
+    reduce: str = "mean",
+    modules: Sequence[str] | None = None,
+    forward_kwargs: Mapping[str, Any] | None = None,
+) -> dict[str, Tensor]:
+    """Entropy (nats) of each head's causal attention distribution, per attention layer.
+
+    The input of every ``CausalSelfAttention`` (or of the named ``modules``) is captured in one
+    forward pass of ``model(tokens)``; the probabilities are recomputed by ``attention_probs``
+    and ``H_t = −Σ_{s<=t} p_{t,s} log p_{t,s}`` (``0 log 0 = 0``). ``reduce``: ``"mean"`` over
+    batch and query positions (Zhai et al.'s Ent(A), averaged over the batch) -> ``(h,)``;
+    ``"position"``: mean over the batch -> ``(h, L)``; ``"none"`` -> ``(B, h, L)``. Uniform
+    attention gives ``H_t = log(t + 1)``, the maximum.
+
+    Returns ``{module name: tensor}`` (float32 or wider).
+    """
+    if reduce not in REDUCTIONS:
+        raise unknown_name("reduction", reduce, REDUCTIONS)
+    named = dict(model.named_modules())
+    if modules is None:
+        modules = [n for n, m in named.items() if isinstance(m, CausalSelfAttention)]
+        if not modules:
+            raise ConfigError("attention_entropy: the model has no CausalSelfAttention module; "
+                              "pass modules=[...] naming the attention mixers")
+    inputs = capture(model, tokens, modules, kind="input", forward_kwargs=forward_kwargs)
+    out: dict[str, Tensor] = {}
+    with side_effect_free(model), torch.no_grad():
+        for n, x in inputs.items():
+            module = named[n]
+            probs = attention_probs(module, x.reshape(-1, *x.shape[-2:]))
+            ent = -torch.special.xlogy(probs, probs).sum(-1)  # (B, h, L)
+            if reduce == "mean":
+                ent = ent.mean(dim=(0, 2))
+            elif reduce == "position":
+                ent = ent.mean(dim=0)
+            out[n] = ent
+    return out
+
+
+# --- activation patterns --------------------------------------------------------------------
+
+def _pack(bits: Tensor) -> Tensor:
+    """(N, U) bool -> (N, ceil(U / 63)) int64, bit j of word w = unit 63 w + j."""
+    N, U = bits.shape
+    W = max(1, -(-U // _BITS))
+    padded = torch.zeros(N, W * _BITS, dtype=torch.int64, device=bits.device)
+    padded[:, :U] = bits.to(torch.int64)
+    shifts = torch.arange(_BITS, device=bits.device, dtype=torch.int64)
+    return (padded.view(N, W, _BITS) << shifts).sum(-1)
+
+
+def activation_codes(
+    model: nn.Module,
+    inputs: Any,
+    *,
+    modules: Sequence[str] | None = None,
+    forward_kwargs: Mapping[str, Any] | None = None,
+) -> Tensor:
+    """Packed activation patterns (Hanin & Rolnick 2019) of the data points in ``inputs``.
+
+    The pre-activations (inputs) of the threshold units are captured: every ``nn.ReLU``,
+    ``nn.LeakyReLU``, ``nn.GELU`` and layerlab ``relu``/``gelu`` module, or the named ``modules``.
+    A data point is an index along dim 0 of each captured tensor (all other dimensions are its
+    units); unit ``i`` is on when its pre-activation is ``> 0``. The bits of all units, module
+    after module, are packed 63 to an int64 word.
+
+    Returns an int64 tensor ``(N, ceil(U / 63))``: equal rows = equal patterns.
+    """
+    named = dict(model.named_modules())
+    if modules is None:
+        modules = [n for n, m in named.items() if isinstance(m, THRESHOLD_ACTIVATIONS)]
+        if not modules:
+            raise ConfigError("activation_codes: the model has no ReLU/GELU module; pass modules=[...] "
+                              "naming the modules whose inputs are the pre-activations")
+    pre = capture(model, inputs, modules, kind="input", forward_kwargs=forward_kwargs)
+    if not pre:
+        raise ConfigError(f"activation_codes: none of the modules {list(modules)} ran in the forward pass")
+    sizes = {n: t.shape[0] if t.dim() else 1 for n, t in pre.items()}
+    if len(set(sizes.values())) != 1:
+        raise ShapeError(f"activation_codes: captured tensors disagree on the number of data points "
+                         f"(dim 0): {sizes}")
+    N = next(iter(sizes.values()))
+    bits = torch.cat([(t > 0).reshape(N, -1) for t in pre.values()], dim=1)
+    return _pack(bits)
+
+
+def activation_patterns(
+    model: nn.Module,
+    inputs: Any,
+    *,
+    modules: Sequence[str] | None = None,
+    forward_kwargs: Mapping[str, Any] | None = None,
+) -> int:
+    """Number of distinct activation patterns the data points of ``inputs`` visit (a lower bound
+    on the linear regions they touch, Hanin & Rolnick 2019); see ``activation_codes``."""
+    codes = activation_codes(model, inputs, modules=modules, forward_kwargs=forward_kwargs)
+    return int(torch.unique(codes, dim=0).shape[0])

@@ -1,0 +1,277 @@
+"""Checks of layerlab.lens.landscape against closed forms and hand-built references."""
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from torch import nn
+
+from layerlab.errors import ConfigError, ShapeError
+from layerlab.lens import landscape
+
+DT = torch.float64
+
+
+def mlp(seed: int) -> nn.Sequential:
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Linear(3, 5), nn.Tanh(), nn.Linear(5, 2)).to(DT)
+
+
+def data(seed: int = 0, n: int = 12) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    g = torch.Generator().manual_seed(seed)
+    return [(torch.randn(n, 3, generator=g, dtype=DT), torch.randn(n, 2, generator=g, dtype=DT)) for _ in range(2)]
+
+
+def mse(model: nn.Module, batch) -> torch.Tensor:
+    x, y = batch
+    return ((model(x) - y) ** 2).mean()
+
+
+class Vector(nn.Module):
+    """A bare parameter vector; the losses below read it directly (no forward)."""
+
+    def __init__(self, values) -> None:
+        super().__init__()
+        self.w = nn.Parameter(torch.as_tensor(values, dtype=DT).clone())
+
+
+def state(model: nn.Module):
+    return ({n: p.detach().clone() for n, p in model.named_parameters()},
+            {n: None if p.grad is None else p.grad.clone() for n, p in model.named_parameters()},
+            [m.training for m in model.modules()])
+
+
+def test_barrier_of_identical_models_is_zero():
+    a = mlp(0)
+    b = copy.deepcopy(a)
+    value = landscape.barrier(a, b, mse, data())
+    assert abs(value) <= 1e-12, value
+
+
+def test_interpolate_endpoints_equal_each_models_loss():
+    a, b, batches = mlp(0), mlp(1), data()
+    alphas, losses = landscape.interpolate(a, b, mse, batches, alphas=11)
+    with torch.no_grad():
+        la = sum(mse(a, bt) for bt in batches) / len(batches)
+        lb = sum(mse(b, bt) for bt in batches) / len(batches)
+    assert alphas.shape == losses.shape == (11,)
+    assert abs(losses[0] - la) <= 1e-12 and abs(losses[-1] - lb) <= 1e-12
+    assert abs(la - lb) > 1e-3  # the two endpoints really differ
+
+
+def test_interpolate_matches_a_manually_interpolated_copy():
+    a, b, batches = mlp(0), mlp(1), data()
+    alpha = 0.3
+    manual = copy.deepcopy(a)
+    with torch.no_grad():
+        for (_, pm), pa_, pb_ in zip(manual.named_parameters(), a.parameters(), b.parameters()):
+            pm.copy_((1 - alpha) * pa_ + alpha * pb_)
+        expected = sum(mse(manual, bt) for bt in batches) / len(batches)
+    _, losses = landscape.interpolate(a, b, mse, batches, alphas=[alpha])
+    assert abs(losses[0] - expected) <= 1e-12
+
+
+def test_per_layer_interpolation_moves_only_that_layer():
+    a, b, batches = mlp(0), mlp(1), data()
+    alpha = 0.6
+    manual = copy.deepcopy(a)  # only layer "2" (the second Linear) interpolated, by hand
+    with torch.no_grad():
+        manual[2].weight.copy_((1 - alpha) * a[2].weight + alpha * b[2].weight)
+        manual[2].bias.copy_((1 - alpha) * a[2].bias + alpha * b[2].bias)
+        expected = sum(mse(manual, bt) for bt in batches) / len(batches)
+        everything = copy.deepcopy(manual)
+        everything[0].weight.copy_((1 - alpha) * a[0].weight + alpha * b[0].weight)
+        wrong = sum(mse(everything, bt) for bt in batches) / len(batches)
+    _, losses = landscape.interpolate(a, b, mse, batches, alphas=[alpha], params=["2"])
+    assert abs(losses[0] - expected) <= 1e-12
+    assert abs(losses[0] - wrong) > 1e-4  # moving layer 0 too would have been visible
+    # exact parameter names work like the prefix
+    _, by_name = landscape.interpolate(a, b, mse, batches, alphas=[alpha], params=["2.weight", "2.bias"])
+    assert by_name[0] == losses[0]
+
+
+def test_buffers_come_from_model_a():
+    torch.manual_seed(0)
+    a = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4), nn.Linear(4, 2)).to(DT)
+    b = copy.deepcopy(a)
+    with torch.no_grad():
+        for p in b.parameters():
+            p.add_(0.1)
+        b[1].running_mean.fill_(0.5)
+        b[1].running_var.fill_(2.0)
+    a.eval()
+    b.eval()
+    batches = data()
+    hybrid = copy.deepcopy(b)  # b's parameters with a's running statistics
+    hybrid[1].load_state_dict({**b[1].state_dict(), "running_mean": a[1].running_mean,
+                               "running_var": a[1].running_var})
+    with torch.no_grad():
+        expected = sum(mse(hybrid, bt) for bt in batches) / len(batches)
+        own_b = sum(mse(b, bt) for bt in batches) / len(batches)
+    _, losses = landscape.interpolate(a, b, mse, batches, alphas=[1.0])
+    assert abs(losses[0] - expected) <= 1e-12
+    assert abs(losses[0] - own_b) > 1e-3
+
+
+def test_layer_barriers_group_by_layer_and_block():
+    a, b, batches = mlp(0), mlp(1), data()
+    per_layer = landscape.layer_barriers(a, b, mse, batches, alphas=11)
+    assert list(per_layer) == ["0", "2"]
+    assert per_layer["2"] == landscape.barrier(a, b, mse, batches, alphas=11, params="2")
+    assert all(v >= 0 for v in per_layer.values())
+    per_param = landscape.layer_barriers(a, b, mse, batches, alphas=11, by="parameter")
+    assert list(per_param) == ["0.weight", "0.bias", "2.weight", "2.bias"]
+    groups = landscape.parameter_groups(nn.ModuleDict({"blocks": nn.ModuleList([nn.Linear(2, 2), nn.Linear(2, 2)]),
+                                                       "head": nn.Linear(2, 1)}), "block")
+    assert groups == {"blocks.0": ["blocks.0.weight", "blocks.0.bias"],
+                      "blocks.1": ["blocks.1.weight", "blocks.1.bias"],
+                      "head": ["head.weight", "head.bias"]}
+
+
+def test_barrier_of_a_convex_quadratic_is_zero_and_the_gap_is_closed_form():
+    # L(w) = 1/2 (w - c)^T A (w - c), A positive definite: along the segment the gap to the
+    # chord is exactly -alpha (1 - alpha) / 2 * (wa - wb)^T A (wa - wb) < 0.
+    g = torch.Generator().manual_seed(3)
+    M = torch.randn(4, 4, generator=g, dtype=DT)
+    A = M @ M.T + 0.5 * torch.eye(4, dtype=DT)
+    c = torch.randn(4, generator=g, dtype=DT)
+
+    def quad(model, batch):
+        r = model.w - c
+        return 0.5 * r @ A @ r * batch
+
+    wa, wb = torch.randn(4, generator=g, dtype=DT), torch.randn(4, generator=g, dtype=DT)
+    a, b = Vector(wa), Vector(wb)
+    batches = [1.0, 1.0]
+    value = landscape.barrier(a, b, quad, batches)
+    assert value <= 1e-15, value  # the endpoints give 0, every interior point is below the chord
+    alphas, losses = landscape.interpolate(a, b, quad, batches, alphas=21)
+    la, lb = losses[0], losses[-1]
+    gap = losses - ((1 - alphas) * la + alphas * lb)
+    expected = -alphas * (1 - alphas) / 2 * ((wa - wb) @ A @ (wa - wb))
+    assert torch.allclose(gap, expected, rtol=0, atol=1e-12)
+    assert (gap[1:-1] < 0).all()
+
+
+def test_barrier_of_a_double_well_equals_its_closed_form():
+    # L(w) = s [(w0^2 - 1)^2 + w1^2] with minima near w0 = -1 and w0 = +1. From (-1, 0.3) to
+    # (1, -0.3): with u = alpha (1 - alpha), gap(alpha) = s (16 u^2 - 0.36 u), maximal at
+    # alpha = 1/2 (u = 1/4): barrier = s (1 - 0.09) = 0.91 s; s = mean of the batch scales = 2.
+    def well(model, scale):
+        w = model.w
+        return scale * ((w[0] ** 2 - 1) ** 2 + w[1] ** 2)
+
+    a, b = Vector([-1.0, 0.3]), Vector([1.0, -0.3])
+    batches = [1.0, 3.0]
+    value = landscape.barrier(a, b, well, batches, alphas=21)
+    assert abs(value - 0.91 * 2) <= 1e-12, value
+    alphas, losses = landscape.interpolate(a, b, well, batches, alphas=41)
+    u = alphas * (1 - alphas)
+    gap = losses - ((1 - alphas) * losses[0] + alphas * losses[-1])
+    assert torch.allclose(gap, 2 * (16 * u ** 2 - 0.36 * u), rtol=0, atol=1e-12)
+    # a grid that misses alpha = 1/2 gives a lower value (the sup is approached from below)
+    coarse = landscape.barrier(a, b, well, batches, alphas=[0.0, 0.4, 1.0])
+    assert abs(coarse - 2 * (16 * 0.24 ** 2 - 0.36 * 0.24)) <= 1e-12
+
+
+def test_random_direction_filter_normalization():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(2, 3, 3), nn.Flatten(), nn.Linear(12, 4)).to(DT)
+    d = landscape.random_direction(model, generator=torch.Generator().manual_seed(5))
+    for name, p in model.named_parameters():
+        if p.dim() >= 2:
+            dims = tuple(range(1, p.dim()))
+            dn, pn = (torch.linalg.vector_norm(t, dim=dims) for t in (d[name], p.detach()))
+            rel = ((dn - pn).abs() / pn).max()
+            assert rel <= 1e-12, (name, rel)
+        else:
+            assert torch.equal(d[name], torch.zeros_like(p))
+    kept = landscape.random_direction(model, one_d="filter")
+    assert abs(kept["0.bias"].norm() - model[0].bias.norm()) <= 1e-12
+    # reproducible by default, different for another seed, raw Gaussian without normalization
+    again = landscape.random_direction(model)
+    assert torch.equal(kept["2.weight"], again["2.weight"])
+    other = landscape.random_direction(model, generator=torch.Generator().manual_seed(6))
+    assert not torch.equal(other["2.weight"], again["2.weight"])
+    raw = landscape.random_direction(model, filter_normalize=False)
+    assert not torch.allclose(raw["2.weight"].norm(dim=1), model[2].weight.norm(dim=1))
+    with pytest.raises(ConfigError, match="one_d"):
+        landscape.random_direction(model, one_d="keep")
+
+
+def test_loss_slice_of_linear_regression_equals_the_quadratic_closed_form():
+    # For y_hat = W x + b, L(theta + c1 d1 + c2 d2) = a0 + sum_i b_i c_i + sum_ij Q_ij c_i c_j with
+    # r = W x + b - y, e_i = D_i x + f_i: a0 = <r, r>, b_i = 2 <r, e_i>, Q_ij = <e_i, e_j>
+    # (<.,.> the mean over the batch and outputs).
+    torch.manual_seed(1)
+    model = nn.Linear(3, 2).to(DT)
+    batches = data(4)
+    d1 = landscape.random_direction(model, generator=torch.Generator().manual_seed(1), one_d="filter")
+    flat = torch.randn(sum(p.numel() for p in model.parameters()), generator=torch.Generator().manual_seed(2),
+                       dtype=DT)  # a flat vector in named_parameters order, as a Hessian eigenvector
+    d2 = {"weight": flat[:6].reshape(2, 3), "bias": flat[6:]}
+    c1 = torch.linspace(-1, 1, 5, dtype=DT)
+    c2 = torch.linspace(-0.5, 2, 4, dtype=DT)
+
+    def closed(c1, c2):
+        out = torch.zeros(len(c1), len(c2), dtype=DT)
+        C1, C2 = torch.meshgrid(c1, c2, indexing="ij")
+        with torch.no_grad():
+            for x, y in batches:
+                r = model(x) - y
+                e = [x @ d["weight"].T + d["bias"] for d in (d1, d2)]
+                a0 = (r * r).mean()
+                b = [2 * (r * ei).mean() for ei in e]
+                Q = [[(ei * ej).mean() for ej in e] for ei in e]
+                out += (a0 + b[0] * C1 + b[1] * C2 + Q[0][0] * C1 ** 2 + 2 * Q[0][1] * C1 * C2
+                        + Q[1][1] * C2 ** 2) / len(batches)
+        return out
+
+    got = landscape.loss_slice(model, mse, batches, [d1, flat], [c1, c2])
+    expected = closed(c1, c2)
+    assert got.shape == (5, 4)
+    assert torch.allclose(got, expected, rtol=1e-12, atol=1e-12), (got - expected).abs().max()
+    one = landscape.loss_slice(model, mse, batches, [d1], c1)  # 1-D: the c2 = 0 line
+    assert one.shape == (5,)
+    assert torch.allclose(one, closed(c1, torch.zeros(1, dtype=DT))[:, 0], rtol=1e-12, atol=1e-12)
+    with torch.no_grad():
+        base = sum(mse(model, bt) for bt in batches) / len(batches)
+    assert abs(one[2] - base) <= 1e-12  # c1 = 0 is the model itself
+
+
+def test_bad_inputs_raise_errors_that_name_the_problem():
+    a, batches = mlp(0), data()
+    with pytest.raises(ShapeError, match="different parameters"):
+        landscape.interpolate(a, nn.Linear(3, 2).to(DT), mse, batches)
+    with pytest.raises(ConfigError, match="unknown parameter or module prefix"):
+        landscape.interpolate(a, mlp(1), mse, batches, params=["3"])
+    with pytest.raises(ConfigError, match=r"\[0, 1\]"):
+        landscape.barrier(a, mlp(1), mse, batches, alphas=[0.5, 1.5])
+    with pytest.raises(ShapeError, match="one entry per trainable parameter"):
+        landscape.loss_slice(a, mse, batches, [torch.zeros(3, dtype=DT)], [torch.zeros(2)])
+    with pytest.raises(ShapeError, match="coordinate"):
+        landscape.loss_slice(a, mse, batches, [landscape.random_direction(a)], [torch.zeros(2), torch.zeros(2)])
+    with pytest.raises(ConfigError, match="grouping"):
+        landscape.layer_barriers(a, mlp(1), mse, batches, by="module")
+
+
+def test_side_effect_free():
+    a, b, batches = mlp(0), mlp(1), data()
+    a.append(nn.Dropout(0.5))  # train mode + dropout: an instrument must not switch or draw from it
+    b.append(nn.Dropout(0.5))
+    a.train()
+    a[0].eval()
+    for p in a.parameters():
+        p.grad = torch.randn_like(p)
+    before, rng = state(a), torch.get_rng_state()
+    landscape.barrier(a, b, mse, batches, alphas=5)
+    landscape.layer_barriers(a, b, mse, batches, alphas=3)
+    d = landscape.random_direction(a)
+    landscape.loss_slice(a, mse, batches, [d], [torch.linspace(-1, 1, 3)])
+    after = state(a)
+    assert torch.equal(torch.get_rng_state(), rng)
+    assert after[2] == before[2]
+    for n in before[0]:
+        assert torch.equal(after[0][n], before[0][n]) and torch.equal(after[1][n], before[1][n])
+    assert [p.grad is not None for p in a.parameters()] == [True] * 4
