@@ -127,3 +127,173 @@ def weights_probe(ctx: ProbeContext, *, per_parameter: bool = True) -> ProbeOutp
     if per_parameter:
         scalars.update({n: v.item() for n, v in norms.items()})
     return ProbeOutput(scalars)
+
+
+# ---- helpers shared by the probes ---------------------------------------------------------------
+def scored(ctx: ProbeContext, n: int | None = None) -> tuple[Tensor, Tensor, Tensor | None]:
+    """(inputs, targets, position) of the first `n` probe examples; `position` is the scored
+    position of each token sequence (the last one where the loss mask is set), None for vectors."""
+    b = ctx.batch
+    n = len(b) if n is None else min(n, len(b))
+    inputs, targets = b.inputs[:n], b.targets[:n]
+    if b.mask is None or targets.dim() == 1:
+        return inputs, targets, None
+    mask = b.mask[:n]
+    idx = torch.arange(mask.shape[1], device=mask.device).expand_as(mask)
+    position = torch.where(mask, idx, -1).amax(dim=1).clamp_min(0)
+    return inputs, targets.gather(1, position[:, None])[:, 0], position
+
+
+class TargetLogit(nn.Module):
+    """f(x) = logit of the target class at the scored position: one output per example, the
+    function whose tangent kernel the ``ntk`` probe follows."""
+
+    def __init__(self, model: nn.Module, targets: Tensor, position: Tensor | None) -> None:
+        super().__init__()
+        self.model = model
+        self.register_buffer("targets", targets, persistent=False)
+        self.register_buffer("position", position, persistent=False)
+
+    def forward(self, x: Tensor) -> Tensor:
+        logits = self.model(x)
+        if self.position is not None:
+            logits = logits[torch.arange(len(x), device=x.device), self.position[: len(x)]]
+        return logits.gather(1, self.targets[: len(x), None])
+
+
+def _rows(ctx: ProbeContext, n: int) -> tuple[Tensor, Tensor, Tensor | None]:
+    inputs, targets, position = scored(ctx, n)
+    return inputs, targets, position
+
+
+@register_probe("ntk")
+def ntk_probe(ctx: ProbeContext, *, n_examples: int = 32, method: str = "jacobian") -> ProbeOutput:
+    """Empirical NTK of the target-class logit on the first `n_examples` probe examples.
+
+    Scalars: ``distance_from_init`` = kernel distance to the step-0 kernel (Fort et al. 2020,
+    arXiv:2010.15110; 0 = the lazy regime), ``relative_change`` ‖K_t − K_0‖/‖K_0‖, ``alignment``
+    (centered kernel–target alignment with the one-hot labels) and ``mean_diagonal``. Array:
+    ``kernel`` (n × n).
+    """
+    from . import ntk
+
+    inputs, targets, position = _rows(ctx, n_examples)
+    f = TargetLogit(ctx.model, targets, position)
+    k = ntk.empirical(f, inputs, method=method, output="trace").double()
+    if "k0" not in ctx.state:  # the kernel at initialization: kept, or read back after a resume
+        k0 = k if ctx.step == 0 else ctx.load_array(0, "ntk/kernel")
+        if k0 is not None:
+            ctx.state["k0"] = k0.to(k)
+    scalars = {"mean_diagonal": k.diagonal().mean().item(),
+               "alignment": ntk.target_alignment(k, targets, centered=True).item()}
+    if "k0" in ctx.state:
+        scalars["distance_from_init"] = ntk.kernel_distance(ctx.state["k0"], k).item()
+        scalars["relative_change"] = ntk.relative_change(ctx.state["k0"], k).item()
+    return ProbeOutput(scalars, {"kernel": k})
+
+
+@register_probe("dynamics")
+def dynamics_probe(ctx: ProbeContext, *, per_block: bool = True) -> ProbeOutput:
+    """Training signals of the current step: gradient norm (total and per block; from the
+    gradients of the step just taken, absent at step 0), the largest activation over the median
+    in each block's output (massive activations, Sun et al. 2024, arXiv:2402.17762), mean
+    attention entropy per attention layer, and the number of distinct ReLU activation patterns
+    the probe batch visits (Hanin & Rolnick 2019, arXiv:1906.00904)."""
+    from . import dynamics
+
+    model, scalars = ctx.model, {}
+    if any(p.grad is not None for p in model.parameters()):
+        scalars["grad_norm"] = dynamics.gradient_norms(model, by="total")["total"]
+        if per_block:
+            scalars.update({f"grad_norm.{k}": v for k, v in dynamics.gradient_norms(model, by="block").items()})
+    blocks = [n for n, _ in model.named_children() if n in ("blocks", "layers")]
+    if blocks:
+        names = [f"{blocks[0]}.{i}" for i in range(len(getattr(model, blocks[0])))]
+        stats = dynamics.block_massive_activations(model, ctx.batch.inputs, modules=names)
+        ratios = {k: float(v["ratio"]) for k, v in stats.items()}
+        scalars["massive_ratio"] = max(ratios.values())
+        if per_block:
+            scalars.update({f"massive_ratio.{k}": v for k, v in ratios.items()})
+    try:
+        entropy = dynamics.attention_entropy(model, ctx.batch.inputs)
+    except ConfigError:  # no attention layer in this model
+        entropy = {}
+    for name, h in entropy.items():
+        scalars[f"attention_entropy.{name}"] = h.mean().item()
+    if entropy:
+        scalars["attention_entropy"] = sum(h.mean().item() for h in entropy.values()) / len(entropy)
+    try:
+        scalars["activation_patterns"] = float(dynamics.activation_patterns(model, ctx.batch.inputs))
+    except ConfigError:  # no ReLU-like unit
+        pass
+    return ProbeOutput(scalars)
+
+
+def _block_names(model: nn.Module) -> list[str]:
+    """The residual blocks of layerlab's backbones (``blocks.i`` or ``layers.i``)."""
+    for attr in ("blocks", "layers"):
+        seq = getattr(model, attr, None)
+        if isinstance(seq, nn.ModuleList):
+            return [f"{attr}.{i}" for i in range(len(seq))]
+    return []
+
+
+def _features(ctx: ProbeContext, modules: list[str], kind: str, n: int | None = None) -> dict[str, Tensor]:
+    """Each module's output (or input) at the scored position of the first `n` probe examples, (n, d)."""
+    from . import dynamics
+
+    inputs, _, position = scored(ctx, n)
+    acts = dynamics.capture(ctx.model, inputs, modules, kind=kind)
+    out = {}
+    for name, a in acts.items():
+        if position is not None and a.dim() == 3:
+            a = a[torch.arange(len(a), device=a.device), position]
+        out[name] = a.reshape(len(a), -1)
+    return out
+
+
+@register_probe("collapse")
+def collapse_probe(ctx: ProbeContext) -> ProbeOutput:
+    """Neural collapse of the features the head reads (the input of ``model.head``) at the scored
+    positions: NC1–NC4 and the equinorm/equiangularity measures (Papyan, Han & Donoho 2020,
+    arXiv:2008.08186), with the head's weight as the classifier."""
+    from . import collapse
+
+    head = getattr(ctx.model, "head", None)
+    if not isinstance(head, nn.Linear):
+        raise ConfigError("the collapse probe needs a model with a linear `head` (layerlab's backbones have one)")
+    _, targets, _ = scored(ctx)
+    features = _features(ctx, ["head"], "input")["head"]
+    if targets.unique().numel() < 2:
+        return ProbeOutput()
+    return ProbeOutput(collapse.metrics(features, targets, head.weight, head.bias))
+
+
+@register_probe("similarity")
+def similarity_probe(ctx: ProbeContext, *, n_examples: int = 256) -> ProbeOutput:
+    """Linear CKA (Kornblith et al. 2019, arXiv:1905.00414) between each block's representation
+    now and at initialization, on the first `n_examples` probe examples at the scored position:
+    ``cka_init.<block>`` (1 = the representation has not changed up to rotation and scale).
+    The step-0 features are stored as arrays ``features.<block>``."""
+    from . import similarity
+
+    blocks = _block_names(ctx.model)
+    if not blocks:
+        return ProbeOutput()
+    feats = {k: v.double() for k, v in _features(ctx, blocks, "output", n_examples).items()}
+    arrays: dict[str, Tensor] = {}
+    if ctx.step == 0:
+        ctx.state["init"] = feats
+        arrays = {f"features.{k}": v for k, v in feats.items()}
+    elif "init" not in ctx.state:
+        loaded = {k: ctx.load_array(0, f"similarity/features.{k}") for k in blocks}
+        if all(v is not None for v in loaded.values()):
+            ctx.state["init"] = {k: v.to(feats[k]) for k, v in loaded.items()}
+    scalars = {}
+    for k, v in feats.items():
+        init = ctx.state.get("init", {}).get(k)
+        if init is not None:
+            scalars[f"cka_init.{k}"] = float(similarity.cka(init, v))
+    if scalars:
+        scalars["cka_init_min"] = min(scalars.values())
+    return ProbeOutput(scalars, arrays)
