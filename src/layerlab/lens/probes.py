@@ -297,3 +297,28 @@ def similarity_probe(ctx: ProbeContext, *, n_examples: int = 256) -> ProbeOutput
     if scalars:
         scalars["cka_init_min"] = min(scalars.values())
     return ProbeOutput(scalars, arrays)
+
+
+@register_probe("spectra")
+def spectra_probe(ctx: ProbeContext, *, min_size: int = 50, arrays: bool = True) -> ProbeOutput:
+    """Weight spectra of every matrix with at least `min_size` eigenvalues (Martin & Mahoney,
+    arXiv:1810.01075): per matrix ``<quantity>.<parameter>`` for alpha (power-law exponent),
+    alpha_sigma, ks_distance, n_spikes (above the Marchenko–Pastur edge), stable_rank,
+    effective_rank and spectral_norm; summaries ``alpha_mean``, ``stable_rank_mean`` and
+    ``spectral_norm_max``. Arrays ``esd.<parameter>``: the eigenvalues of WᵀW/N."""
+    from . import spectra
+
+    per_layer = spectra.layer_spectra(ctx.model, min_size=min_size)
+    keys = ("alpha", "alpha_sigma", "ks_distance", "n_spikes", "stable_rank", "effective_rank", "spectral_norm")
+    scalars = {f"{key}.{name}": float(stats[key]) for name, stats in per_layer.items() for key in keys}
+    alphas = [s["alpha"] for s in per_layer.values() if s["alpha"] == s["alpha"]]  # NaN: no fit
+    if alphas:
+        scalars["alpha_mean"] = sum(alphas) / len(alphas)
+    if per_layer:
+        scalars["stable_rank_mean"] = sum(s["stable_rank"] for s in per_layer.values()) / len(per_layer)
+        scalars["spectral_norm_max"] = max(s["spectral_norm"] for s in per_layer.values())
+    out_arrays = {}
+    if arrays:
+        esds = spectra.layer_esds(ctx.model)
+        out_arrays = {f"esd.{name}": esds[name] for name in per_layer}
+    return ProbeOutput(scalars, out_arrays)
