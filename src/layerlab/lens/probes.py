@@ -301,24 +301,29 @@ def similarity_probe(ctx: ProbeContext, *, n_examples: int = 256) -> ProbeOutput
 
 @register_probe("spectra")
 def spectra_probe(ctx: ProbeContext, *, min_size: int = 50, arrays: bool = True) -> ProbeOutput:
-    """Weight spectra of every matrix with at least `min_size` eigenvalues (Martin & Mahoney,
-    arXiv:1810.01075): per matrix ``<quantity>.<parameter>`` for alpha (power-law exponent),
-    alpha_sigma, ks_distance, n_spikes (above the Marchenko–Pastur edge), stable_rank,
-    effective_rank and spectral_norm; summaries ``alpha_mean``, ``stable_rank_mean`` and
-    ``spectral_norm_max``. Arrays ``esd.<parameter>``: the eigenvalues of WᵀW/N."""
+    """Weight spectra (Martin & Mahoney, arXiv:1810.01075). For every matrix: ``stable_rank.<p>``
+    and ``spectral_norm.<p>`` (largest singular value; conv kernels flattened to (out, rest));
+    for matrices with at least `min_size` eigenvalues also the power-law exponent ``alpha.<p>``,
+    alpha_sigma, ks_distance, n_spikes (above the Marchenko–Pastur edge) and effective_rank.
+    Summaries ``alpha_mean``, ``stable_rank_mean``, ``spectral_norm_max``. Arrays ``esd.<p>``:
+    the eigenvalues of WᵀW/N of every matrix."""
     from . import spectra
 
-    per_layer = spectra.layer_spectra(ctx.model, min_size=min_size)
-    keys = ("alpha", "alpha_sigma", "ks_distance", "n_spikes", "stable_rank", "effective_rank", "spectral_norm")
+    per_layer = spectra.layer_spectra(ctx.model, min_size=min_size)  # matrices large enough for a fit
+    keys = ("alpha", "alpha_sigma", "ks_distance", "n_spikes", "effective_rank")
     scalars = {f"{key}.{name}": float(stats[key]) for name, stats in per_layer.items() for key in keys}
     alphas = [s["alpha"] for s in per_layer.values() if s["alpha"] == s["alpha"]]  # NaN: no fit
     if alphas:
         scalars["alpha_mean"] = sum(alphas) / len(alphas)
-    if per_layer:
-        scalars["stable_rank_mean"] = sum(s["stable_rank"] for s in per_layer.values()) / len(per_layer)
-        scalars["spectral_norm_max"] = max(s["spectral_norm"] for s in per_layer.values())
+    matrices = {n: p.detach() for n, p in ctx.model.named_parameters() if p.dim() >= 2 and p.is_floating_point()}
+    ranks = {n: float(spectra.stable_rank(w)) for n, w in matrices.items()}
+    norms = {n: float(torch.linalg.matrix_norm(w.double().flatten(1), ord=2)) for n, w in matrices.items()}
+    scalars.update({f"stable_rank.{n}": v for n, v in ranks.items()})
+    scalars.update({f"spectral_norm.{n}": v for n, v in norms.items()})
+    if matrices:
+        scalars["stable_rank_mean"] = sum(ranks.values()) / len(ranks)
+        scalars["spectral_norm_max"] = max(norms.values())
     out_arrays = {}
     if arrays:
-        esds = spectra.layer_esds(ctx.model)
-        out_arrays = {f"esd.{name}": esds[name] for name in per_layer}
+        out_arrays = {f"esd.{name}": v for name, v in spectra.layer_esds(ctx.model).items()}
     return ProbeOutput(scalars, out_arrays)
