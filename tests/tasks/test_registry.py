@@ -12,7 +12,8 @@ import layerlab.tasks as tasks_module
 from layerlab.errors import ConfigError, UnknownNameError
 from layerlab.tasks import Batch, Task, build_task, register_task, task_names
 
-ALL = ["digits", "mod_count", "modular", "mqar", "parity", "permutation", "selective_copy", "text"]
+ALL = ["digits", "linear_teacher", "mod_count", "modular", "mqar", "parity", "permutation", "selective_copy", "text"]
+CLASSIFICATION = [n for n in ALL if n != "linear_teacher"]
 
 
 def small_params(name: str, shakespeare: Path) -> dict:
@@ -24,6 +25,7 @@ def small_params(name: str, shakespeare: Path) -> dict:
         "mod_count": dict(length=12, n_eval=32),
         "modular": dict(p=11),
         "digits": {},
+        "linear_teacher": dict(in_features=4, out_features=3, singular_values=[2, 1], n_train=8, n_eval=16),
         "text": dict(path=str(shakespeare), length=32, eval_tokens=256),
     }[name]
 
@@ -65,7 +67,7 @@ def test_class_contract(name: str) -> None:
     cls = tasks_module.get_task_class(name)
     assert issubclass(cls, Task) and dataclasses.is_dataclass(cls)
     assert cls.name == name
-    assert cls.metric in ("accuracy", "bpc")
+    assert cls.metric in ("accuracy", "bpc", "mse")
     assert isinstance(cls.higher_is_better, bool)
     assert cls.__doc__ and "chance" in cls.__doc__.lower()
     fields = dataclasses.fields(cls)
@@ -73,7 +75,7 @@ def test_class_contract(name: str) -> None:
     assert "data_seed" in {f.name for f in fields}
 
 
-@pytest.mark.parametrize("name", ALL)
+@pytest.mark.parametrize("name", CLASSIFICATION)
 def test_data_contract(name: str, shakespeare_path: Path) -> None:
     task = build_task(name, **small_params(name, shakespeare_path))
     assert task.input_kind in ("tokens", "vector")  # a class constant, or a property of the parameters
@@ -103,6 +105,19 @@ def test_data_contract(name: str, shakespeare_path: Path) -> None:
     assert loss.item() == pytest.approx(torch.log(torch.tensor(float(task.n_outputs))).item(), rel=1e-6)
     metrics = task.summarize({"ce": 2.0, "n": 4.0, "correct": 1.0, "seqs": 2.0, "exact": 0.0})
     assert task.metric in metrics
+
+
+def test_regression_data_contract(shakespeare_path: Path) -> None:
+    task = build_task("linear_teacher", **small_params("linear_teacher", shakespeare_path))
+    assert task.input_kind == "vector" and not task.higher_is_better and task.chance > 0
+    batch = task.train_batch(3, torch.Generator().manual_seed(0))
+    for b in [batch] + [task.eval_set(s) for s in task.eval_splits]:
+        assert b.inputs.is_floating_point() and b.inputs.shape == (len(b), task.input_dim)
+        assert b.targets.shape == (len(b), task.n_outputs) and b.mask is None
+    # the loss of predicting zero is half the mean squared norm of the targets
+    loss = task.loss(torch.zeros(len(batch), task.n_outputs, dtype=torch.float64), batch)
+    assert loss.item() == pytest.approx(0.5 * batch.targets.square().sum(1).mean().item(), rel=1e-12)
+    assert task.summarize({"se": 3.0, "n": 4.0})[task.metric] == 0.75
 
 
 @pytest.mark.parametrize("name", ALL)
@@ -142,9 +157,9 @@ def test_register_rejects_duplicates_and_non_tasks(monkeypatch: pytest.MonkeyPat
 @pytest.mark.parametrize("name", ALL)
 def test_full_batch_only_for_finite_training_sets(name: str, shakespeare_path: Path) -> None:
     task = build_task(name, **small_params(name, shakespeare_path))
-    if name in ("modular", "digits"):  # a fixed training table: batch_size <= 0 is all of it
+    if name in ("modular", "digits", "linear_teacher"):  # a fixed training table: batch_size <= 0 is all of it
         full = task.train_batch(0, torch.Generator())
-        assert len(full) == len(task.train_batch(-1, torch.Generator())) > 8
+        assert len(full) == len(task.train_batch(-1, torch.Generator())) >= 8
     else:  # fresh draws: there is no "whole training set"
         with pytest.raises(ConfigError, match="batch_size must be >= 1"):
             task.train_batch(0, torch.Generator())

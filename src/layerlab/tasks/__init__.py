@@ -64,6 +64,6 @@ def build_task(name: str, **params: Any) -> Task:
 
 
 # The built-in tasks register themselves on import.
-from . import copying, digits, modular, recall, state_tracking, text  # noqa: E402,F401
+from . import copying, digits, modular, recall, state_tracking, teacher, text  # noqa: E402,F401
 
 __all__ = ["Batch", "Task", "build_task", "get_task_class", "register_task", "task_names"]

@@ -1,0 +1,868 @@
+r"""Hessian of the training loss: products, extreme eigenvalues, trace, spectral density, sharpness.
+
+The loss is :math:`L(\theta) = \frac1B \sum_{b=1}^{B} \ell(\theta; \text{batch}_b)`, the mean over
+the list ``batches`` of ``loss_fn(model, batch_b)`` (each itself a mean over its batch), and the
+Hessian is :math:`H = \nabla^2_\theta L` with respect to the trainable parameters, flattened in
+``model.named_parameters()`` order, so ``H`` is ``(P, P)`` with ``P`` the number of selected
+scalars. ``params`` (names or name prefixes such as ``"blocks.0."``) picks a per-layer block
+:math:`H_{SS}` (rows and columns of the chosen parameters; the others are held fixed). The model is
+evaluated in eval mode (no dropout, no batch-norm statistics updates).
+
+Papers and the quantities taken from them
+-----------------------------------------
+* Pearlmutter, "Fast exact multiplication by the Hessian", Neural Computation 6(1), 1994 (no
+  arXiv). :math:`Hv = \frac{\partial}{\partial r}\nabla L(\theta + r v)\big|_{r=0}`, i.e. a
+  forward-mode derivative of the reverse-mode gradient, at the cost of a few gradients and without
+  forming ``H``. Here: ``torch.func.jvp(torch.func.grad(L), (θ,), (v,))`` (forward-over-reverse,
+  the cheapest form). Where an operator has no forward-mode rule (a custom
+  ``autograd.Function`` without ``jvp``, some fused kernels), ``mode="auto"`` falls back to
+  reverse-over-reverse, ``torch.func.vjp(grad(L), θ)`` applied to ``v`` (valid because ``H`` is
+  symmetric: the vector-Jacobian product of the gradient is :math:`H^\top v = Hv`).
+  ``torch.func.functional_call`` substitutes the parameters, so no ``.grad`` field is touched.
+* Lanczos, "An iteration method for the solution of the eigenvalue problem of linear differential
+  and integral operators", J. Res. NBS 45, 1950 (no arXiv). From a unit :math:`q_1`,
+  :math:`\beta_j q_{j+1} = H q_j - \alpha_j q_j - \beta_{j-1} q_{j-1}`,
+  :math:`\alpha_j = q_j^\top H q_j`, giving :math:`Q_m^\top H Q_m = T_m` tridiagonal; the
+  eigenvalues of :math:`T_m` (Ritz values) approach the extreme eigenvalues of ``H``. The Krylov
+  basis is kept in float64 and fully reorthogonalized (classical Gram–Schmidt, twice); a Ritz
+  pair :math:`(\theta_i, Q_m s_i)` has residual norm :math:`\beta_m |e_m^\top s_i|`, the
+  stopping test (confirmed by an explicit :math:`\|Hy - \theta y\|`). A Krylov space of one
+  start vector holds one vector per eigenspace, so for ``k >= 2`` the search is continued from
+  random vectors orthogonal to the basis until repeated eigenvalues are found (see
+  `top_eigenvalues`).
+* Hutchinson, "A stochastic estimator of the trace of the influence matrix for Laplacian
+  smoothing splines", Comm. Stat. Simul. Comput. 18(3), 1989 (no arXiv).
+  :math:`\operatorname{tr} H \approx \frac1m \sum_i z_i^\top H z_i` with Rademacher :math:`z_i`;
+  :math:`\operatorname{Var}(z^\top H z) = 2\sum_{i\ne j} H_{ij}^2`.
+* Meyer, Musco, Musco & Woodruff, "Hutch++: Optimal Stochastic Trace Estimation", SOSA 2021,
+  arXiv:2010.09649, Algorithm 1. With ``m`` products: ``S`` (P × m/3) Rademacher,
+  ``Q = orth(H S)``, then
+  :math:`\operatorname{tr}(Q^\top H Q) + \frac{3}{m}\operatorname{tr}(G^\top (I-QQ^\top) H
+  (I-QQ^\top) G)` with ``G`` (P × m/3) Rademacher (here the residual gets the
+  ``m - 2⌊m/3⌋`` products left over). Its standard error is that of the residual Hutchinson
+  part (sample std / √g over its ``g`` probes): given ``Q`` the estimate is unbiased, since
+  :math:`\operatorname{tr}(Q^\top HQ) + \operatorname{tr}((I-QQ^\top)H(I-QQ^\top))
+  = \operatorname{tr} H` for any orthonormal ``Q``.
+* Ghorbani, Krishnan & Xiao, "An Investigation into Neural Net Optimization via Hessian Eigenvalue
+  Density", ICML 2019, arXiv:1901.10159 (stochastic Lanczos quadrature; also Golub & Welsch 1969,
+  Ubaru, Chen & Saad 2017). The spectral density
+  :math:`\phi(t) = \frac1P \sum_{i=1}^P \delta(t - \lambda_i)` is approximated, for each probe
+  :math:`v` (unit norm), by the Gauss quadrature of :math:`v^\top f(H) v`: nodes
+  :math:`\theta_k` = eigenvalues of the Lanczos :math:`T_m` started at :math:`v`, weights
+  :math:`\tau_k = (e_1^\top s_k)^2`; averaged over probes. The rule is exact for polynomials of
+  degree :math:`\le 2m-1`, so :math:`\sum_k \tau_k \theta_k^p = v^\top H^p v`, whose mean over
+  probes uniform on the sphere (or normalized Rademacher) is :math:`\operatorname{tr}(H^p)/P`.
+  The paper draws Gaussian probes; here they are Rademacher (as in Ubaru et al. and PyHessian):
+  also unbiased, and with a smaller variance (no diagonal term). Smoothing uses :math:`g_\sigma(t) = e^{-t^2/2\sigma^2}/(\sigma\sqrt{2\pi})`.
+* Cohen, Kaur, Li, Kolter & Talwalkar, "Gradient Descent on Neural Networks Typically Occurs at
+  the Edge of Stability", ICLR 2021, arXiv:2103.00065. Sharpness :math:`= \lambda_{\max}(H)`
+  (the largest *algebraic* eigenvalue); gradient descent with step :math:`\eta` on a quadratic is
+  stable iff :math:`\lambda_{\max} < 2/\eta`.
+* Cohen, Ghorbani, Krishnan, Agarwal, Medapati, Badura, Suo, Cardoze, Nado, Dahl & Gilmer,
+  "Adaptive Gradient Methods at the Edge of Stability", 2022, arXiv:2207.14484. Adam's step is
+  :math:`w_{t+1} = w_t - \eta P_t^{-1} m_t` with the (un-debiased) first moment :math:`m_t` and
+  :math:`P_t = (1-\beta_1^t)\,\operatorname{diag}(\sqrt{\hat v_t} + \epsilon)`; the relevant
+  quantity is the preconditioned sharpness :math:`\lambda_{\max}(P_t^{-1} H)`, whose stability
+  threshold is :math:`(2 + 2\beta_1)/((1-\beta_1)\eta)` (= 38/η for β1 = 0.9).
+* Yao, Gholami, Keutzer & Mahoney, "PyHessian: Neural Networks Through the Lens of the Hessian",
+  2020, arXiv:1912.07145 (context: the same three instruments, with power iteration).
+
+Units: eigenvalues, traces and moments are in units of the loss per squared parameter unit;
+``trace`` is :math:`\operatorname{tr} H` (not divided by ``P``); ``SpectralDensity.moment(k)``
+is :math:`\operatorname{tr}(H^k)/P`.
+"""
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import torch
+from torch import Tensor, nn
+from torch.func import functional_call, grad, jvp, vjp, vmap
+
+from ..errors import ConfigError, ShapeError, unknown_name
+from ._util import LossFn, side_effect_free
+
+__all__ = [
+    "HessianOperator",
+    "SpectralDensity",
+    "hvp",
+    "top_eigenvalues",
+    "trace",
+    "density",
+    "sharpness",
+    "preconditioned_sharpness",
+    "adam_preconditioner",
+    "stability_threshold",
+    "edge_of_stability",
+]
+
+MODES = ("auto", "forward-over-reverse", "reverse-over-reverse")
+WHICH = ("largest", "smallest", "magnitude")
+TRACE_METHODS = ("hutchinson", "hutch++")
+DEFAULT_SEED = 0
+
+
+# ----------------------------------------------------------------------------------------------
+# Parameter selection and the functional loss
+
+
+def _check_batches(batches: Any) -> list:
+    if not isinstance(batches, list):
+        raise ConfigError(
+            f"batches must be a list of batches, got {type(batches).__name__}; "
+            "wrap a single batch as [batch]"
+        )
+    if not batches:
+        raise ConfigError("batches is empty; pass at least one batch")
+    return batches
+
+
+def _select(model: nn.Module, params: Sequence[str] | str | None) -> list[str]:
+    """Names of the trainable parameters picked by `params` (names or prefixes), in model order."""
+    named = list(model.named_parameters())
+    trainable = [n for n, p in named if p.requires_grad]
+    if not trainable:
+        raise ConfigError("the model has no trainable parameters (requires_grad=True); "
+                          "the Hessian is taken with respect to those")
+    if params is None:
+        return trainable
+    if isinstance(params, str):
+        params = [params]
+    if len(params) == 0:
+        raise ConfigError("params is empty; pass None for all trainable parameters")
+
+    def matches(name: str, item: str) -> bool:
+        prefix = item if item.endswith(".") else item + "."
+        return name == item or name.startswith(prefix)
+
+    chosen: set[str] = set()
+    for item in params:
+        hits = [n for n in trainable if matches(n, item)]
+        if not hits:
+            frozen = [n for n, p in named if not p.requires_grad and matches(n, item)]
+            if frozen:
+                raise ConfigError(
+                    f"{item!r} selects only frozen parameters {frozen}; the Hessian is taken "
+                    "with respect to trainable parameters (set requires_grad=True)"
+                )
+            prefixes = {n.rsplit(".", k)[0] for n in trainable for k in range(1, n.count(".") + 1)}
+            raise unknown_name("parameter name or prefix", item, set(trainable) | prefixes)
+        chosen.update(hits)
+    return [n for n in trainable if n in chosen]
+
+
+class _Bound(nn.Module):
+    """`loss_fn(model, batch)` as a module, so `functional_call` can swap the model's parameters
+    (including those `loss_fn` reaches through submodules, not only `model.forward`)."""
+
+    def __init__(self, model: nn.Module, loss_fn: LossFn) -> None:
+        super().__init__()
+        self.model = model
+        object.__setattr__(self, "_loss_fn", loss_fn)  # not registered, even if it is a Module
+
+    def forward(self, batch: Any) -> Tensor:
+        return self._loss_fn(self.model, batch)
+
+
+class _Operator(Protocol):
+    dim: int
+    device: torch.device
+
+    def matmat(self, V: Tensor) -> Tensor: ...
+
+
+def _default_generator(generator: torch.Generator | None) -> torch.Generator:
+    if generator is None:
+        return torch.Generator().manual_seed(DEFAULT_SEED)
+    return generator
+
+
+def _randn(gen: torch.Generator, shape: tuple[int, ...], device: torch.device) -> Tensor:
+    return torch.randn(shape, generator=gen, device=gen.device, dtype=torch.float64).to(device)
+
+
+def _rademacher(gen: torch.Generator, shape: tuple[int, ...], device: torch.device) -> Tensor:
+    bits = torch.randint(0, 2, shape, generator=gen, device=gen.device, dtype=torch.int8)
+    return (bits.to(device=device, dtype=torch.float64) * 2 - 1)
+
+
+class HessianOperator:
+    """The Hessian of the mean loss over `batches` as a linear operator on flat vectors.
+
+    Build it once and apply it many times: ``matvec(v)`` for ``(P,) -> (P,)``, ``matmat(V)``
+    for ``(P, m) -> (P, m)`` (``torch.func.vmap`` over the products, in chunks of
+    ``chunk_size`` columns; falls back to a loop where vmap is unsupported), ``dense()`` for the
+    full ``(P, P)`` matrix of a small model. Products are computed in the parameters' dtype on
+    their device; inputs of another dtype are cast. The model's parameters are read at every
+    product (the operator follows the model if it is trained meanwhile) and never modified.
+
+    Attributes: ``names`` (selected parameter names, model order), ``slices`` (name -> slice of
+    the flat vector), ``dim`` (``P``), ``dtype``, ``device``, ``mode`` (the product form in use;
+    ``"auto"`` resolves on the first product to forward-over-reverse, or to reverse-over-reverse
+    if some operation has no forward-mode derivative; ``fallback_reason`` then holds the error).
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        loss_fn: LossFn,
+        batches: list,
+        *,
+        params: Sequence[str] | str | None = None,
+        mode: str = "auto",
+        chunk_size: int | None = 32,
+    ) -> None:
+        self.batches = _check_batches(batches)
+        if mode not in MODES:
+            raise unknown_name("Hessian-vector product mode", mode, MODES)
+        if chunk_size is not None and chunk_size < 1:
+            raise ConfigError(f"chunk_size must be a positive integer or None, got {chunk_size}")
+        self.model = model
+        self.loss_fn = loss_fn
+        self.mode = mode
+        self.fallback_reason: str | None = None
+        self.chunk_size = chunk_size
+        self.names = _select(model, params)
+        named = dict(model.named_parameters())
+        selected = [named[n] for n in self.names]
+        self.shapes = [p.shape for p in selected]
+        self.dtypes = [p.dtype for p in selected]
+        numels = [p.numel() for p in selected]
+        self.dim = int(sum(numels))
+        dtype = selected[0].dtype
+        for p in selected[1:]:
+            dtype = torch.promote_types(dtype, p.dtype)
+        self.dtype = dtype
+        self.device = selected[0].device
+        ends = torch.tensor(numels).cumsum(0).tolist()
+        self.slices = {n: slice(e - k, e) for n, e, k in zip(self.names, ends, numels)}
+        self._bound = _Bound(model, loss_fn)
+        self._vmap_ok = True
+
+    def __repr__(self) -> str:
+        return (f"HessianOperator(dim={self.dim}, params={len(self.names)}, dtype={self.dtype}, "
+                f"mode={self.mode!r}, batches={len(self.batches)})")
+
+    # -- the functional loss and its products ---------------------------------------------------
+
+    def _tensors(self) -> tuple[tuple[Tensor, ...], dict[str, Tensor]]:
+        selected = set(self.names)
+        named = dict(self.model.named_parameters())
+        sel = tuple(named[n].detach() for n in self.names)
+        fixed = {"model." + n: p.detach() for n, p in named.items() if n not in selected}
+        return sel, fixed
+
+    def _loss(self, sel: tuple[Tensor, ...], fixed: dict[str, Tensor], batch: Any) -> Tensor:
+        values = dict(fixed)
+        values.update({"model." + n: t for n, t in zip(self.names, sel)})
+        out = functional_call(self._bound, values, (batch,))
+        if not isinstance(out, Tensor) or out.dim() != 0:
+            shape = tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__
+            raise ShapeError(f"loss_fn must return a scalar tensor (a mean over the batch), "
+                             f"got {shape}; reduce it with .mean()")
+        return out
+
+    def _unflatten(self, v: Tensor) -> tuple[Tensor, ...]:
+        return tuple(v[s].reshape(shape).to(dt)
+                     for s, shape, dt in zip(self.slices.values(), self.shapes, self.dtypes))
+
+    def _product(self, v: Tensor, mode: str) -> Tensor:
+        sel, fixed = self._tensors()
+        tangent = self._unflatten(v)
+        total = None
+        for batch in self.batches:
+            def gradient(s: tuple[Tensor, ...], batch: Any = batch) -> tuple[Tensor, ...]:
+                return grad(lambda s_: self._loss(s_, fixed, batch))(s)
+
+            if mode == "forward-over-reverse":
+                out = jvp(gradient, (sel,), (tangent,))[1]
+            else:
+                out = vjp(gradient, sel)[1](tangent)[0]
+            flat = torch.cat([o.reshape(-1).to(self.dtype) for o in out])
+            total = flat if total is None else total + flat
+        return total / len(self.batches)
+
+    def _apply(self, v: Tensor) -> Tensor:
+        if self.mode != "auto":
+            return self._product(v, self.mode)
+        try:
+            out = self._product(v, "forward-over-reverse")
+            self.mode = "forward-over-reverse"
+        except (RuntimeError, NotImplementedError) as err:
+            # Some op lacks a forward-mode derivative; the reverse-over-reverse form needs none.
+            out = self._product(v, "reverse-over-reverse")
+            self.mode = "reverse-over-reverse"
+            self.fallback_reason = f"{type(err).__name__}: {err}"
+        return out
+
+    # -- public products ------------------------------------------------------------------------
+
+    def matvec(self, v: Tensor) -> Tensor:
+        """``H v`` for a flat ``v`` of shape ``(P,)``; returns ``(P,)`` in ``self.dtype``."""
+        if v.shape != (self.dim,):
+            raise ShapeError(f"v must have shape ({self.dim},) (the flattened selected "
+                             f"parameters), got {tuple(v.shape)}")
+        with side_effect_free(self.model):
+            return self._apply(v.to(device=self.device, dtype=self.dtype))
+
+    def matmat(self, V: Tensor) -> Tensor:
+        """``H V`` for ``V`` of shape ``(P, m)``; returns ``(P, m)`` in ``self.dtype``."""
+        if V.dim() != 2 or V.shape[0] != self.dim:
+            raise ShapeError(f"V must have shape ({self.dim}, m), got {tuple(V.shape)}")
+        V = V.to(device=self.device, dtype=self.dtype)
+        if V.shape[1] == 0:
+            return V.clone()
+        with side_effect_free(self.model):
+            if self.mode == "auto":  # resolve the product form outside vmap
+                first = self._apply(V[:, 0])
+                if V.shape[1] == 1:
+                    return first[:, None]
+                return torch.cat([first[:, None], self._matmat(V[:, 1:])], dim=1)
+            return self._matmat(V)
+
+    def _matmat(self, V: Tensor) -> Tensor:
+        if self._vmap_ok:
+            try:
+                return vmap(self._apply, in_dims=1, out_dims=1, chunk_size=self.chunk_size)(V)
+            except (RuntimeError, NotImplementedError):
+                self._vmap_ok = False  # e.g. data-dependent control flow; products one by one
+        return torch.stack([self._apply(V[:, i]) for i in range(V.shape[1])], dim=1)
+
+    def dense(self, *, max_dim: int = 4096) -> Tensor:
+        """The full Hessian ``(P, P)`` (column ``i`` is ``H e_i``), for ``P <= max_dim``."""
+        if self.dim > max_dim:
+            raise ConfigError(f"dense Hessian of dimension {self.dim} exceeds max_dim={max_dim}; "
+                              "select a block with params=... or raise max_dim")
+        eye = torch.eye(self.dim, dtype=self.dtype, device=self.device)
+        return self.matmat(eye)
+
+    # -- instruments on this operator (no closure rebuilt between them) ------------------------
+
+    def top_eigenvalues(self, k: int = 1, **kwargs: Any) -> Tensor | tuple[Tensor, Tensor]:
+        """See `top_eigenvalues`."""
+        return _lanczos_eigs(self, k, **kwargs)
+
+    def trace(self, **kwargs: Any) -> tuple[float, float]:
+        """See `trace`."""
+        return _trace(self, **kwargs)
+
+    def density(self, **kwargs: Any) -> SpectralDensity:
+        """See `density`."""
+        return _slq(self, **kwargs)
+
+
+class _Preconditioned:
+    """``D (H + diag(c)) D`` with ``D = diag(d)``: similar to ``P^{-1}(H + diag(c))`` for
+    ``d = P^{-1/2}``, symmetric, so Lanczos applies."""
+
+    def __init__(self, op: HessianOperator, d: Tensor, shift: Tensor) -> None:
+        self.op, self.dim, self.device, self.dtype = op, op.dim, op.device, op.dtype
+        self.d = d.to(device=op.device, dtype=torch.float64)
+        self.shift = shift.to(device=op.device, dtype=torch.float64)
+
+    def matmat(self, V: Tensor) -> Tensor:
+        U = self.d[:, None] * V.to(torch.float64)
+        return self.d[:, None] * (self.op.matmat(U).to(torch.float64) + self.shift[:, None] * U)
+
+
+# ----------------------------------------------------------------------------------------------
+# Lanczos with full reorthogonalization (columns of V0 run independently, side by side)
+
+
+def _apply64(op: _Operator, V: Tensor) -> Tensor:
+    return op.matmat(V).to(torch.float64)
+
+
+def _orthogonalize(W: Tensor, basis: Tensor) -> Tensor:
+    """Remove from each column ``W[:, c]`` its components along the rows of ``basis[c]``
+    (``basis``: (n, j, P), orthonormal rows); twice, which is enough in floating point."""
+    for _ in range(2):
+        coef = torch.einsum("njp,pn->nj", basis, W)
+        W = W - torch.einsum("njp,nj->pn", basis, coef)
+    return W
+
+
+def _breakdown(op: _Operator) -> float:
+    """Relative size of a Lanczos residual below which the Krylov space counts as invariant."""
+    return 100 * torch.finfo(getattr(op, "dtype", torch.float64)).eps
+
+
+def _lanczos(op: _Operator, V0: Tensor, steps: int) -> tuple[Tensor, Tensor]:
+    """``steps`` Lanczos iterations from each column of ``V0`` (P, n), side by side.
+
+    Returns the diagonals ``alpha`` (n, steps) and off-diagonals ``beta`` (n, steps - 1) of each
+    column's tridiagonal ``T``, float64. A column whose Krylov space becomes invariant
+    (``beta ~ 0``) is padded with zeros: a decoupled zero block, whose quadrature weights
+    (first eigenvector components) are 0, so the Gauss rule of the invariant part is unchanged.
+    """
+    P, n = V0.shape
+    tol = _breakdown(op)
+    Q = V0.new_zeros(n, steps, P)
+    alpha = V0.new_zeros(n, steps)
+    beta = V0.new_zeros(n, steps)
+    q = V0 / V0.norm(dim=0)
+    q_prev = torch.zeros_like(q)
+    b_prev = V0.new_zeros(n)
+    scale = V0.new_zeros(n)
+    for j in range(steps):
+        Q[:, j] = q.T
+        w = _apply64(op, q)
+        a = (q * w).sum(0)
+        w = _orthogonalize(w - a * q - b_prev * q_prev, Q[:, : j + 1])
+        b = w.norm(dim=0)
+        scale = torch.maximum(scale, a.abs() + b + b_prev)
+        b = torch.where(b <= tol * scale, torch.zeros_like(b), b)
+        alpha[:, j], beta[:, j] = a, b
+        q_prev, b_prev = q, b
+        q = torch.where(b > 0, w / torch.where(b > 0, b, torch.ones_like(b)), torch.zeros_like(w))
+    return alpha, beta[:, :-1]
+
+
+def _tridiagonal(alpha: Tensor, beta: Tensor) -> Tensor:
+    """(..., m) diagonals and (..., m-1) off-diagonals -> (..., m, m) symmetric tridiagonal."""
+    return (torch.diag_embed(alpha) + torch.diag_embed(beta, offset=1)
+            + torch.diag_embed(beta, offset=-1))
+
+
+def _order(theta: Tensor, which: str) -> Tensor:
+    if which == "largest":
+        return torch.argsort(theta, descending=True)
+    if which == "smallest":
+        return torch.argsort(theta)
+    return torch.argsort(theta.abs(), descending=True)
+
+
+def _key(theta: Tensor, which: str) -> Tensor:
+    """Larger key = wanted first."""
+    return {"largest": theta, "smallest": -theta, "magnitude": theta.abs()}[which]
+
+
+def _lanczos_eigs(
+    op: _Operator,
+    k: int = 1,
+    *,
+    which: str = "largest",
+    max_iter: int = 100,
+    tol: float | None = None,
+    generator: torch.Generator | None = None,
+    return_vectors: bool = False,
+) -> Tensor | tuple[Tensor, Tensor]:
+    """Lanczos with full reorthogonalization, Rayleigh–Ritz on the whole basis, and restarts.
+
+    The basis ``Q`` and the products ``HQ`` are kept (float64), so the Ritz pairs come from the
+    projected matrix ``Q H Q^T`` of everything explored, and a residual ``||H y - θ y||`` can be
+    computed exactly. A Lanczos sequence from a random start ends when its wanted Ritz pairs
+    have converged (``beta_m |e_m^T s_i| <= tol·max|θ|``, then checked explicitly) or when it
+    breaks down (invariant subspace). Single-vector Krylov spaces hold one vector of each
+    eigenspace, so a repeated eigenvalue (e.g. the ``out_features`` copies in the output-layer
+    block of a squared loss) is seen once; for ``k >= 2`` a new sequence is therefore started
+    from a random vector orthogonal to the basis (Lanczos on the deflated operator
+    ``(I - QQ^T) H (I - QQ^T)``, which holds every missed copy), run until its own best Ritz pair
+    has converged, and the search stops once such a sequence leaves the wanted values unchanged.
+    ``k = 1`` needs no such check (a copy does not change the top value).
+    """
+    if which not in WHICH:
+        raise unknown_name("eigenvalue order", which, WHICH)
+    if not 1 <= k <= op.dim:
+        raise ConfigError(f"k={k} eigenvalues requested of a {op.dim}-dimensional Hessian; "
+                          f"k must lie in 1..{op.dim}")
+    if max_iter < k:
+        raise ConfigError(f"max_iter={max_iter} is smaller than k={k}; raise max_iter")
+    if tol is None:
+        tol = max(1e-10, 100 * torch.finfo(getattr(op, "dtype", torch.float64)).eps)
+    gen = _default_generator(generator)
+    P, steps, brk = op.dim, min(max_iter, op.dim), _breakdown(op)
+    f64 = dict(dtype=torch.float64, device=op.device)
+    Q, HQ = torch.zeros(steps, P, **f64), torch.zeros(steps, P, **f64)
+    M = torch.zeros(steps, steps, **f64)
+    alpha, beta = torch.zeros(steps, **f64), torch.zeros(steps, **f64)
+    q = _randn(gen, (P,), op.device)
+    q = q / q.norm()
+    start, b_prev, scale = 0, 0.0, 0.0
+    reference: Tensor | None = None  # wanted values when the previous sequence ended
+    converged, residual, m = False, math.inf, 0
+    for j in range(steps):
+        m = j + 1
+        Q[j] = q
+        HQ[j] = hq = _apply64(op, q[:, None])[:, 0]
+        row = 0.5 * (HQ[:m] @ q + Q[:m] @ hq)
+        M[j, :m], M[:m, j] = row, row
+        alpha[j] = M[j, j]
+        w = hq - alpha[j] * q - (b_prev * Q[j - 1] if j > start else 0.0)
+        w = _orthogonalize(w[:, None], Q[None, :m])[:, 0]
+        b = float(w.norm())
+        scale = max(scale, float(hq.norm()))
+        broken = b <= brk * scale
+        theta, S = torch.linalg.eigh(M[:m, :m])
+        size = float(theta.abs().max()) or torch.finfo(torch.float64).tiny
+        if m == P:  # the basis spans everything: the Ritz values are the eigenvalues
+            converged, residual = True, 0.0
+            break
+        # Cheap test (the Lanczos relation of the current sequence), then the explicit residual.
+        if reference is None:
+            cheap = m >= k and (broken or float((b * S[-1, _order(theta, which)[:k]].abs()).max())
+                                <= tol * size)
+        else:
+            t_own, s_own = torch.linalg.eigh(_tridiagonal(alpha[start:m], beta[start: m - 1]))
+            best = _order(t_own, which)[0]
+            cheap = broken or b * float(s_own[-1, best].abs()) <= tol * size
+        ended = broken
+        if cheap:
+            idx = _order(theta, which)[:k]
+            Y = S[:, idx]
+            R = HQ[:m].T @ Y - (Q[:m].T @ Y) * theta[idx]
+            residual = float(R.norm(dim=0).max()) / size
+            if residual <= tol:
+                wanted = torch.sort(_key(theta, which), descending=True).values[:k]
+                if k == 1 or (reference is not None
+                              and float((wanted - reference).abs().max()) <= tol * size):
+                    converged = True
+                    break
+                reference, ended = wanted, True
+        if ended:  # start a new sequence orthogonal to everything explored
+            r = _orthogonalize(_randn(gen, (P, 1), op.device), Q[None, :m])[:, 0]
+            q, start, b_prev = r / r.norm(), m, 0.0
+        else:
+            beta[j], b_prev = b, b
+            q = w / b
+    if not converged:
+        warnings.warn(
+            f"Lanczos did not converge in {m} steps: largest relative Ritz residual "
+            f"{residual:.2e} > tol={tol:.1e}; raise max_iter",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+    theta, S = torch.linalg.eigh(M[:m, :m])
+    idx = _order(theta, which)[:k]
+    values = theta[idx]
+    if not return_vectors:
+        return values
+    vectors = Q[:m].T @ S[:, idx]
+    return values, vectors / vectors.norm(dim=0)
+
+
+# ----------------------------------------------------------------------------------------------
+# Trace
+
+
+def _trace(
+    op: _Operator,
+    *,
+    n_samples: int = 60,
+    method: str = "hutch++",
+    generator: torch.Generator | None = None,
+) -> tuple[float, float]:
+    if method not in TRACE_METHODS:
+        raise unknown_name("trace method", method, TRACE_METHODS)
+    gen = _default_generator(generator)
+    P = op.dim
+    if method == "hutchinson":
+        if n_samples < 2:
+            raise ConfigError(f"hutchinson needs n_samples >= 2 for a standard error, "
+                              f"got {n_samples}")
+        Z = _rademacher(gen, (P, n_samples), op.device)
+        samples = (Z * _apply64(op, Z)).sum(0)
+        return float(samples.mean()), float(samples.std() / math.sqrt(n_samples))
+    if n_samples < 4:
+        raise ConfigError(f"hutch++ needs n_samples >= 4 (sketch, its products and >= 2 residual "
+                          f"probes), got {n_samples}")
+    s = n_samples // 3
+    g = n_samples - 2 * s
+    S = _rademacher(gen, (P, s), op.device)
+    Q = torch.linalg.qr(_apply64(op, S)).Q  # (P, min(P, s)), orthonormal columns
+    low_rank = torch.trace(Q.T @ _apply64(op, Q))
+    G = _rademacher(gen, (P, g), op.device)
+    G = G - Q @ (Q.T @ G)
+    samples = (G * _apply64(op, G)).sum(0)
+    return float(low_rank + samples.mean()), float(samples.std() / math.sqrt(g))
+
+
+# ----------------------------------------------------------------------------------------------
+# Stochastic Lanczos quadrature
+
+
+@dataclass(frozen=True)
+class SpectralDensity:
+    r"""A discrete approximation of the Hessian's eigenvalue distribution
+    :math:`\phi(t) = \frac1P\sum_i \delta(t-\lambda_i)` by stochastic Lanczos quadrature.
+
+    ``nodes`` (n_probes, m): the Ritz values of each probe's Lanczos tridiagonal matrix.
+    ``weights`` (n_probes, m): the squared first components of its eigenvectors divided by
+    ``n_probes``, so each probe's row sums to ``1/n_probes`` and all weights sum to 1 (the
+    measure is a probability distribution over eigenvalues). ``dim``: ``P``. float64.
+    """
+
+    nodes: Tensor
+    weights: Tensor
+    dim: int
+
+    @property
+    def n_probes(self) -> int:
+        return int(self.nodes.shape[0])
+
+    def probe_moments(self, k: int) -> Tensor:
+        """Each probe's quadrature of :math:`v^\\top H^k v` (unit ``v``), shape (n_probes,);
+        exact (up to rounding) for ``k <= 2m - 1``."""
+        return self.n_probes * (self.weights * self.nodes**k).sum(1)
+
+    def moment(self, k: int) -> float:
+        """:math:`\\int t^k \\phi(t) dt \\approx \\operatorname{tr}(H^k)/P` (k = 0 gives 1)."""
+        return float((self.weights * self.nodes**k).sum())
+
+    def moment_standard_error(self, k: int) -> float:
+        """Standard error of `moment(k)` from the spread over probes (std / sqrt(n_probes))."""
+        if self.n_probes < 2:
+            return math.nan
+        return float(self.probe_moments(k).std() / math.sqrt(self.n_probes))
+
+    def smoothed(self, grid: Tensor, sigma: float) -> Tensor:
+        """The density broadened by a Gaussian of standard deviation ``sigma`` (loss units),
+        evaluated at ``grid`` (any shape); integrates to 1 over the real line. float64."""
+        if sigma <= 0:
+            raise ConfigError(f"sigma must be positive, got {sigma}")
+        t = grid.to(device=self.nodes.device, dtype=torch.float64)
+        diff = t.reshape(-1, 1) - self.nodes.reshape(1, -1)
+        kernel = torch.exp(-0.5 * (diff / sigma) ** 2) / (sigma * math.sqrt(2 * math.pi))
+        return (kernel @ self.weights.reshape(-1)).reshape(t.shape)
+
+
+def _slq(
+    op: _Operator,
+    *,
+    n_probes: int = 8,
+    lanczos_steps: int = 64,
+    generator: torch.Generator | None = None,
+    probes: Tensor | None = None,
+) -> SpectralDensity:
+    if lanczos_steps < 1:
+        raise ConfigError(f"lanczos_steps must be >= 1, got {lanczos_steps}")
+    if probes is None:
+        if n_probes < 1:
+            raise ConfigError(f"n_probes must be >= 1, got {n_probes}")
+        V0 = _rademacher(_default_generator(generator), (op.dim, n_probes), op.device)
+    else:
+        if probes.dim() != 2 or probes.shape[0] != op.dim:
+            raise ShapeError(f"probes must have shape ({op.dim}, n_probes), "
+                             f"got {tuple(probes.shape)}")
+        V0 = probes.to(device=op.device, dtype=torch.float64)
+        if bool((V0.norm(dim=0) == 0).any()):
+            raise ShapeError("a probe is the zero vector; probes must be nonzero columns")
+    alpha, beta = _lanczos(op, V0, min(lanczos_steps, op.dim))
+    theta, S = torch.linalg.eigh(_tridiagonal(alpha, beta))
+    weights = S[:, 0, :] ** 2 / V0.shape[1]
+    return SpectralDensity(nodes=theta, weights=weights, dim=op.dim)
+
+
+# ----------------------------------------------------------------------------------------------
+# Public functions of (model, loss_fn, batches)
+
+
+def hvp(
+    model: nn.Module,
+    loss_fn: LossFn,
+    batches: list,
+    v: Tensor,
+    *,
+    params: Sequence[str] | str | None = None,
+    mode: str = "auto",
+) -> Tensor:
+    """The Hessian-vector product ``H v`` of the mean loss over ``batches``.
+
+    ``v``: flat ``(P,)`` over the selected trainable parameters (``named_parameters`` order).
+    Returns ``(P,)`` in the parameters' dtype. Build a `HessianOperator` for many products.
+    """
+    return HessianOperator(model, loss_fn, batches, params=params, mode=mode).matvec(v)
+
+
+def top_eigenvalues(
+    model: nn.Module,
+    loss_fn: LossFn,
+    batches: list,
+    k: int = 1,
+    *,
+    params: Sequence[str] | str | None = None,
+    which: str = "largest",
+    max_iter: int = 100,
+    tol: float | None = None,
+    generator: torch.Generator | None = None,
+    return_vectors: bool = False,
+) -> Tensor | tuple[Tensor, Tensor]:
+    """The ``k`` extreme eigenvalues of ``H`` by Lanczos with full reorthogonalization.
+
+    ``which``: ``"largest"`` (algebraic, descending; the sharpness of the edge of stability is
+    the first), ``"smallest"`` (algebraic, ascending; negative ones show saddle directions) or
+    ``"magnitude"`` (descending ``|λ|``, what power iteration finds). A Lanczos sequence stops
+    when every wanted Ritz pair has residual ``||H y - θ y|| <= tol · max|θ|`` (which bounds
+    ``|θ - λ|``; default ``tol = max(1e-10, 100 eps(dtype))``); for ``k >= 2`` one more sequence,
+    orthogonal to everything explored, must leave the wanted values unchanged, so repeated
+    eigenvalues are reported with their multiplicity (this roughly doubles the products). After
+    ``min(max_iter, P)`` products without convergence it warns (RuntimeWarning) and returns the
+    current Ritz values. The random starts come from ``generator`` (default: seed 0).
+
+    Returns a float64 tensor ``(k,)`` on the parameters' device; with ``return_vectors`` also
+    the unit Ritz vectors ``(P, k)`` (float64).
+    """
+    with side_effect_free(model):
+        op = HessianOperator(model, loss_fn, batches, params=params)
+        return _lanczos_eigs(op, k, which=which, max_iter=max_iter, tol=tol,
+                             generator=generator, return_vectors=return_vectors)
+
+
+def trace(
+    model: nn.Module,
+    loss_fn: LossFn,
+    batches: list,
+    *,
+    n_samples: int = 60,
+    method: str = "hutch++",
+    params: Sequence[str] | str | None = None,
+    generator: torch.Generator | None = None,
+) -> tuple[float, float]:
+    """``(estimate, standard_error)`` of ``tr H`` from ``n_samples`` Hessian-vector products.
+
+    ``"hutchinson"``: mean of ``z^T H z`` over ``n_samples`` Rademacher ``z``; standard error
+    = sample std / sqrt(n_samples). ``"hutch++"`` (Meyer et al. 2021, Algorithm 1):
+    ``⌊n/3⌋`` products sketch ``Q = orth(H S)``, ``⌊n/3⌋`` give ``tr(Q^T H Q)`` exactly, and
+    the remaining ``g = n - 2⌊n/3⌋`` Rademacher probes projected off ``Q`` estimate the residual
+    trace. Since ``tr(Q^T H Q) + tr((I-QQ^T) H (I-QQ^T)) = tr H`` for every orthonormal ``Q``,
+    the estimate is unbiased given ``Q``, and its standard error is that of the residual part:
+    its sample std / sqrt(g). Probes from ``generator`` (default: seed 0).
+    """
+    with side_effect_free(model):
+        op = HessianOperator(model, loss_fn, batches, params=params)
+        return _trace(op, n_samples=n_samples, method=method, generator=generator)
+
+
+def density(
+    model: nn.Module,
+    loss_fn: LossFn,
+    batches: list,
+    *,
+    n_probes: int = 8,
+    lanczos_steps: int = 64,
+    params: Sequence[str] | str | None = None,
+    generator: torch.Generator | None = None,
+    probes: Tensor | None = None,
+) -> SpectralDensity:
+    """Eigenvalue density of ``H`` by stochastic Lanczos quadrature (Ghorbani et al. 2019).
+
+    ``n_probes`` Rademacher probes (normalized inside Lanczos; or explicit ``probes`` (P, n)),
+    each run for ``min(lanczos_steps, P)`` Lanczos steps, all probes side by side (one batched
+    Hessian product per step). Returns a `SpectralDensity` whose ``moment(k)`` estimates
+    ``tr(H^k)/P`` without bias for ``k <= 2·lanczos_steps - 1``.
+    """
+    with side_effect_free(model):
+        op = HessianOperator(model, loss_fn, batches, params=params)
+        return _slq(op, n_probes=n_probes, lanczos_steps=lanczos_steps, generator=generator,
+                    probes=probes)
+
+
+def sharpness(
+    model: nn.Module,
+    loss_fn: LossFn,
+    batches: list,
+    *,
+    params: Sequence[str] | str | None = None,
+    max_iter: int = 100,
+    tol: float | None = None,
+    generator: torch.Generator | None = None,
+) -> float:
+    """The sharpness ``λ_max(H)``: the largest algebraic eigenvalue (Cohen et al. 2021)."""
+    values = top_eigenvalues(model, loss_fn, batches, 1, params=params, which="largest",
+                             max_iter=max_iter, tol=tol, generator=generator)
+    return float(values[0])
+
+
+def adam_preconditioner(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    *,
+    params: Sequence[str] | str | None = None,
+) -> Tensor:
+    """Adam's diagonal preconditioner ``P_t = (1 - β1^t)(sqrt(v̂_t) + ε)`` as a flat ``(P,)``
+    float64 vector over the selected parameters, so that Adam's step is
+    ``w_{t+1} = w_t - lr · exp_avg / P_t`` (Cohen et al. 2022; with ``amsgrad`` the running max
+    of ``v`` replaces ``v``, as PyTorch does). Needs a `torch.optim.Adam` or `AdamW` that has
+    taken at least one step on every selected parameter.
+    """
+    if not isinstance(optimizer, torch.optim.Adam):
+        raise ConfigError(f"the preconditioner is defined for torch.optim.Adam/AdamW, got "
+                          f"{type(optimizer).__name__}")
+    names = _select(model, params)
+    named = dict(model.named_parameters())
+    groups = {id(p): g for g in optimizer.param_groups for p in g["params"]}
+    parts = []
+    for n in names:
+        p = named[n]
+        state = optimizer.state.get(p, {})
+        if id(p) not in groups or "exp_avg_sq" not in state:
+            raise ConfigError(f"parameter {n!r} has no Adam state; it must be in the optimizer "
+                              "and the optimizer must have taken a step")
+        group = groups[id(p)]
+        beta1, beta2 = group["betas"]
+        t = float(state["step"])
+        v = state["max_exp_avg_sq"] if group.get("amsgrad", False) else state["exp_avg_sq"]
+        v_hat = v.detach().to(torch.float64) / (1 - beta2**t)
+        parts.append(((1 - beta1**t) * (v_hat.sqrt() + group["eps"])).reshape(-1))
+    return torch.cat(parts)
+
+
+def preconditioned_sharpness(
+    model: nn.Module,
+    loss_fn: LossFn,
+    batches: list,
+    optimizer: torch.optim.Optimizer,
+    *,
+    params: Sequence[str] | str | None = None,
+    max_iter: int = 100,
+    tol: float | None = None,
+    generator: torch.Generator | None = None,
+) -> float:
+    """``λ_max(P_t^{-1} H)`` for Adam's current preconditioner (Cohen et al. 2022).
+
+    Computed as the top eigenvalue of the symmetric ``P^{-1/2} H P^{-1/2}`` (same spectrum) by
+    Lanczos. Adam's coupled L2 ``weight_decay`` λ is part of its gradient, so ``H + λI`` is used
+    for those parameter groups; decoupled decay (AdamW) is not a curvature term and is left out,
+    as in the paper. Compare with ``stability_threshold(lr, beta1)`` (38/η for β1 = 0.9).
+    """
+    with side_effect_free(model):
+        op = HessianOperator(model, loss_fn, batches, params=params)
+        P = adam_preconditioner(model, optimizer, params=params)
+        named = dict(model.named_parameters())
+        groups = {id(p): g for g in optimizer.param_groups for p in g["params"]}
+        shift = torch.cat([
+            torch.full((named[n].numel(),), 0.0 if groups[id(named[n])].get(
+                "decoupled_weight_decay", False) else float(groups[id(named[n])]["weight_decay"]),
+                dtype=torch.float64)
+            for n in op.names
+        ])
+        pre = _Preconditioned(op, P.rsqrt(), shift)
+        values = _lanczos_eigs(pre, 1, which="largest", max_iter=max_iter, tol=tol,
+                               generator=generator)
+        return float(values[0])
+
+
+def stability_threshold(lr: float, beta1: float = 0.0) -> float:
+    """The largest (preconditioned) sharpness at which the optimizer is stable on a quadratic:
+    ``(2 + 2β1) / ((1 - β1) lr)`` for EMA momentum ``m ← β1 m + (1-β1) g`` as in Adam
+    (38/lr for β1 = 0.9), which is ``2/lr`` for gradient descent (``β1 = 0``)."""
+    if not lr > 0:
+        raise ConfigError(f"lr must be positive, got {lr}")
+    if not 0 <= beta1 < 1:
+        raise ConfigError(f"beta1 must lie in [0, 1), got {beta1}")
+    return (2 + 2 * beta1) / ((1 - beta1) * lr)
+
+
+def edge_of_stability(sharpness: float | Tensor, lr: float, beta1: float = 0.0) -> float:
+    """``sharpness / stability_threshold(lr, beta1)``: 1 at the edge of stability.
+
+    For gradient descent pass the sharpness ``λ_max(H)`` and ``beta1 = 0`` (ratio
+    ``λ_max / (2/η)``, Cohen et al. 2021). For Adam the relevant quantity is the preconditioned
+    sharpness (`preconditioned_sharpness`) with Adam's ``beta1`` (Cohen et al. 2022); the raw
+    sharpness against 2/η says nothing about Adam's stability.
+    """
+    return float(sharpness) / stability_threshold(lr, beta1)

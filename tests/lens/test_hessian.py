@@ -1,0 +1,453 @@
+"""Checks of layerlab.lens.hessian against closed forms and the dense Hessian of
+torch.autograd.functional.hessian (an independent reverse-over-reverse computation on a flat vector)."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from layerlab.errors import ConfigError, ShapeError
+from layerlab.lens import hessian as H
+
+DT = torch.float64
+
+
+# ----------------------------------------------------------------------------------------------
+# Fixtures
+
+
+def haar(n: int, seed: int) -> torch.Tensor:
+    g = torch.randn(n, n, generator=torch.Generator().manual_seed(seed), dtype=DT)
+    q, r = torch.linalg.qr(g)
+    return q * torch.sign(torch.diagonal(r))
+
+
+class Quadratic(nn.Module):
+    """loss = ½ θᵀAθ − bᵀθ: Hessian A everywhere."""
+
+    def __init__(self, A: torch.Tensor, seed: int = 0) -> None:
+        super().__init__()
+        g = torch.Generator().manual_seed(seed)
+        self.theta = nn.Parameter(torch.randn(A.shape[0], generator=g, dtype=DT))
+        self.register_buffer("A", A)
+        self.register_buffer("b", torch.randn(A.shape[0], generator=g, dtype=DT))
+
+    def forward(self) -> torch.Tensor:
+        return 0.5 * self.theta @ self.A @ self.theta - self.b @ self.theta
+
+
+def quad_loss(model: nn.Module, batch: object) -> torch.Tensor:
+    return model()
+
+
+def quadratic(eigs: torch.Tensor, seed: int = 0) -> tuple[Quadratic, torch.Tensor]:
+    U = haar(len(eigs), seed)
+    A = U @ torch.diag(eigs) @ U.T
+    return Quadratic(0.5 * (A + A.T), seed=seed + 1), A
+
+
+# A spectrum with both signs, distinct gaps and a bulk.
+KNOWN = torch.tensor([50.0, 20.0, 10.0, 5.0, 2.0, -7.0, -3.0], dtype=DT)
+KNOWN = torch.cat([KNOWN, torch.linspace(-1, 1, 33, dtype=DT)])  # P = 40
+
+
+def mlp(seed: int = 0) -> nn.Sequential:
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Linear(4, 14), nn.Tanh(), nn.Linear(14, 2)).to(DT)  # 100 params
+
+
+def mse(model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+    x, y = batch
+    return ((model(x) - y) ** 2).mean()
+
+
+def data(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, 4, generator=g, dtype=DT)
+    return x, torch.randn(n, 2, generator=g, dtype=DT)
+
+
+def reference_hessian(model: nn.Sequential, batches: list) -> torch.Tensor:
+    """Dense Hessian of the mean batch loss from torch.autograd.functional.hessian on a flat vector,
+    with the tanh MLP written out by hand (no functional_call)."""
+    W1, b1, W2, b2 = (p.detach() for p in model.parameters())
+    sizes = [W1.numel(), b1.numel(), W2.numel(), b2.numel()]
+
+    def loss(flat: torch.Tensor) -> torch.Tensor:
+        w1, c1, w2, c2 = torch.split(flat, sizes)
+        total = 0.0
+        for x, y in batches:
+            h = torch.tanh(x @ w1.reshape(W1.shape).T + c1)
+            total = total + ((h @ w2.reshape(W2.shape).T + c2 - y) ** 2).mean()
+        return total / len(batches)
+
+    flat0 = torch.cat([W1.reshape(-1), b1, W2.reshape(-1), b2])
+    return torch.autograd.functional.hessian(loss, flat0)
+
+
+@pytest.fixture(scope="module")
+def mlp_case():
+    model = mlp(0)
+    batches = [data(32, 1)]
+    return model, batches, reference_hessian(model, batches)
+
+
+def rel(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float((a - b).abs().max() / b.abs().max())
+
+
+# ----------------------------------------------------------------------------------------------
+# Known quadratic
+
+
+def test_quadratic_products_eigenvalues_and_trace_are_exact():
+    model, A = quadratic(KNOWN)
+    v = torch.randn(40, generator=torch.Generator().manual_seed(5), dtype=DT)
+    assert rel(H.hvp(model, quad_loss, [None], v), A @ v) < 1e-12
+    op = H.HessianOperator(model, quad_loss, [None])
+    assert op.dim == 40 and rel(op.dense(), A) < 1e-12
+
+    # Lanczos eigenvalues to 1e-8 relative (tolerance of issue 5), three orders.
+    top = H.top_eigenvalues(model, quad_loss, [None], k=5)
+    assert rel(top, torch.sort(KNOWN, descending=True).values[:5]) < 1e-8
+    low = H.top_eigenvalues(model, quad_loss, [None], k=3, which="smallest")
+    assert rel(low, torch.sort(KNOWN).values[:3]) < 1e-8
+    mag = H.top_eigenvalues(model, quad_loss, [None], k=4, which="magnitude")
+    assert rel(mag, torch.tensor([50.0, 20.0, 10.0, -7.0], dtype=DT)) < 1e-8
+    assert float(abs(H.sharpness(model, quad_loss, [None]) - 50.0)) < 50.0 * 1e-8
+
+    # Hutch++ with n_samples = 3P: the sketch spans R^P, so the estimate is exact and SE = 0.
+    est, se = H.trace(model, quad_loss, [None], n_samples=120, method="hutch++")
+    assert abs(est - float(KNOWN.sum())) < 1e-8 * float(KNOWN.abs().sum()) and se < 1e-8
+    est, se = H.trace(model, quad_loss, [None], n_samples=400, method="hutchinson")
+    assert abs(est - float(KNOWN.sum())) < 3 * se
+
+
+def test_lanczos_restarts_after_an_invariant_subspace():
+    # Eigenvalues 3 (x20) and 1 (x20): every Krylov space has dimension <= 2, so the top-3 needs
+    # a restart; the answer is {3, 3, 3}.
+    eigs = torch.cat([torch.full((20,), 3.0, dtype=DT), torch.ones(20, dtype=DT)])
+    model, _ = quadratic(eigs, seed=3)
+    top = H.top_eigenvalues(model, quad_loss, [None], k=3)
+    assert rel(top, torch.full((3,), 3.0, dtype=DT)) < 1e-10
+
+
+# ----------------------------------------------------------------------------------------------
+# Small MLP against the dense Hessian
+
+
+def test_mlp_dense_and_top5_match_autograd(mlp_case):
+    model, batches, Href = mlp_case
+    exact = torch.linalg.eigvalsh(Href)
+    op = H.HessianOperator(model, mse, batches)
+    assert op.dim == 100
+    assert rel(op.dense(), Href) < 1e-10  # float64, same function: rounding only
+
+    vals, vecs = H.top_eigenvalues(model, mse, batches, k=5, return_vectors=True)
+    assert rel(vals, torch.flip(exact, [0])[:5]) < 1e-8  # relative to |λ_max|
+    residual = (Href @ vecs - vecs * vals).norm(dim=0).max()
+    assert float(residual) < 1e-7 * float(exact.abs().max())
+    mag = H.top_eigenvalues(model, mse, batches, k=5, which="magnitude")
+    ref = exact[torch.argsort(exact.abs(), descending=True)[:5]]
+    assert rel(mag, ref) < 1e-8
+    # The MLP's Hessian is indefinite away from a minimum: check the negative end too.
+    low = H.top_eigenvalues(model, mse, batches, k=2, which="smallest")
+    assert exact[0] < 0 and float((low - exact[:2]).abs().max()) < 1e-8 * float(exact.abs().max())
+
+
+def test_mlp_trace_within_three_standard_errors(mlp_case):
+    model, batches, Href = mlp_case
+    exact = float(torch.trace(Href))
+    n = 200
+    est, se = H.trace(model, mse, batches, n_samples=n, method="hutchinson")
+    assert abs(est - exact) < 3 * se
+    # Rademacher: Var(zᵀHz) = 2 Σ_{i≠j} H_ij², so the SE should be near sqrt(that / n).
+    sd = math.sqrt(2 * float((Href**2).sum() - (torch.diagonal(Href) ** 2).sum()) / n)
+    assert 0.75 < se / sd < 1.33, (se, sd)
+
+    est, se = H.trace(model, mse, batches, n_samples=60, method="hutch++")
+    assert abs(est - exact) < 3 * se and 0 < se
+
+
+def test_hutchpp_beats_hutchinson_at_equal_budget_and_reports_honest_errors():
+    # Four dominant eigenvalues over a [0, 1] bulk: the regime Hutch++ is built for.
+    g = torch.Generator().manual_seed(11)
+    eigs = torch.cat([torch.tensor([200.0, 150.0, 120.0, 100.0], dtype=DT),
+                      torch.rand(56, generator=g, dtype=DT)])
+    model, _ = quadratic(eigs, seed=7)
+    exact, budget, trials = float(eigs.sum()), 30, 30
+    err = {m: [] for m in H.TRACE_METHODS}
+    ses = {m: [] for m in H.TRACE_METHODS}
+    for t in range(trials):
+        for m in H.TRACE_METHODS:
+            est, se = H.trace(model, quad_loss, [None], n_samples=budget, method=m,
+                              generator=torch.Generator().manual_seed(100 + t))
+            err[m].append(est - exact)
+            ses[m].append(se)
+    mae = {m: float(np.mean(np.abs(err[m]))) for m in err}
+    assert mae["hutch++"] < mae["hutchinson"] / 5, mae
+    # The reported SE is the error's scale: RMS error / RMS SE over 30 trials. Heavy-tailed
+    # quadratic forms make this ratio noisy (over 200 trials: 1.01 and 1.00; 30-trial windows
+    # range 0.6-1.26), so the band is [0.5, 1.7]: a SE off by a factor of 2 fails.
+    for m in err:
+        ratio = math.sqrt(np.mean(np.square(err[m])) / np.mean(np.square(ses[m])))
+        assert 0.5 < ratio < 1.7, (m, ratio)
+    # Hutchinson's SE against its exact value sqrt(2 Σ_{i≠j} A_ij² / m), within 20%.
+    A = model.A
+    sd = math.sqrt(2 * float((A**2).sum() - (torch.diagonal(A) ** 2).sum()) / budget)
+    assert abs(math.sqrt(np.mean(np.square(ses["hutchinson"]))) / sd - 1) < 0.2
+
+
+# ----------------------------------------------------------------------------------------------
+# Stochastic Lanczos quadrature
+
+
+def test_slq_moments_match_traces_of_powers(mlp_case):
+    model, batches, Href = mlp_case
+    P, n_probes = Href.shape[0], 40
+    dens = H.density(model, mse, batches, n_probes=n_probes, lanczos_steps=12)
+    assert dens.nodes.shape == (n_probes, 12)
+    assert abs(float(dens.weights.sum()) - 1) < 1e-12
+    Hk = torch.eye(P, dtype=DT)
+    for k in range(1, 5):
+        Hk = Hk @ Href
+        exact = float(torch.trace(Hk)) / P
+        # The quadrature is exact for degree <= 2*12-1, so the only error is the probe average:
+        # Rademacher z, sd of zᵀHᵏz/P is sqrt(2 Σ_{i≠j} (Hᵏ)_ij²)/P; allow 4 sd of the mean.
+        sd = math.sqrt(2 * float((Hk**2).sum() - (torch.diagonal(Hk) ** 2).sum())) / P
+        tol = 4 * sd / math.sqrt(n_probes)
+        assert abs(dens.moment(k) - exact) < tol, (k, dens.moment(k), exact, tol)
+        assert 0.5 < dens.moment_standard_error(k) / (sd / math.sqrt(n_probes)) < 2
+
+    # Per probe the Gauss rule reproduces vᵀHᵏv/vᵀv for k <= 2m-1 (here m = 3, k <= 5).
+    probes = torch.randn(P, 3, generator=torch.Generator().manual_seed(2), dtype=DT)
+    dens = H.density(model, mse, batches, lanczos_steps=3, probes=probes)
+    Hk = torch.eye(P, dtype=DT)
+    for k in range(1, 6):
+        Hk = Hk @ Href
+        quad_form = (probes * (Hk @ probes)).sum(0) / (probes**2).sum(0)
+        assert rel(dens.probe_moments(k), quad_form) < 1e-9
+
+
+def test_slq_full_lanczos_recovers_the_spectrum_and_smooths_to_a_density():
+    model, _ = quadratic(KNOWN, seed=4)
+    dens = H.density(model, quad_loss, [None], n_probes=2, lanczos_steps=40)
+    heavy = dens.nodes[dens.weights > 1e-6]
+    dist = (heavy[:, None] - KNOWN[None, :]).abs().min(dim=1).values
+    assert float(dist.max()) < 1e-8  # every weighted node is an eigenvalue of A
+    grid = torch.linspace(-20, 70, 9001, dtype=DT)
+    phi = dens.smoothed(grid, sigma=0.5)
+    assert abs(float(torch.trapezoid(phi, grid)) - 1) < 1e-6
+    assert abs(float(torch.trapezoid(grid * phi, grid)) - dens.moment(1)) < 1e-6
+
+
+# ----------------------------------------------------------------------------------------------
+# Blocks, batches, product forms
+
+
+def test_per_layer_block_is_the_dense_sub_block(mlp_case):
+    model, batches, Href = mlp_case
+    idx = {"0.weight": range(0, 56), "0.bias": range(56, 70), "2.weight": range(70, 98),
+           "2.bias": range(98, 100)}
+    for sel, names in [(["2."], ["2.weight", "2.bias"]), (["0.weight", "2.bias"],
+                                                          ["0.weight", "2.bias"])]:
+        op = H.HessianOperator(model, mse, batches, params=sel)
+        assert op.names == names
+        rows = torch.tensor([i for n in names for i in idx[n]])
+        block = Href[rows][:, rows]
+        assert rel(op.dense(), block) < 1e-10
+        # The output-layer block of a squared loss is I_2 ⊗ (a 15x15 matrix): every eigenvalue
+        # is doubled, which one Krylov sequence sees once; k = 4 must return a, a, b, b.
+        top = H.top_eigenvalues(model, mse, batches, k=4, params=sel)
+        assert rel(top, torch.flip(torch.linalg.eigvalsh(block), [0])[:4]) < 1e-8
+    with pytest.raises(ConfigError, match="0.weight"):
+        H.HessianOperator(model, mse, batches, params=["0.wieght"])
+    frozen = mlp(0)
+    frozen[2].bias.requires_grad_(False)
+    with pytest.raises(ConfigError, match="frozen"):
+        H.HessianOperator(frozen, mse, batches, params=["2.bias"])
+
+
+def test_list_of_batches_is_the_hessian_of_the_average_loss():
+    model = mlp(1)
+    batches = [data(4, 21), data(5, 22), data(7, 23)]  # unequal sizes: mean of batch means
+    Href = reference_hessian(model, batches)
+    dense = H.HessianOperator(model, mse, batches).dense()
+    assert rel(dense, Href) < 1e-10
+    pooled = reference_hessian(model, [tuple(torch.cat(t) for t in zip(*batches))])
+    assert rel(pooled, Href) > 1e-3  # the convention matters: this is not the pooled loss
+
+
+class Cube(torch.autograd.Function):
+    """x³ with a hand-written backward and no forward-mode (jvp) rule."""
+
+    generate_vmap_rule = True
+
+    @staticmethod
+    def forward(x):
+        return x**3
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        ctx.save_for_backward(inputs[0])
+
+    @staticmethod
+    def backward(ctx, g):
+        (x,) = ctx.saved_tensors
+        return 3 * x**2 * g
+
+
+def test_product_forms_agree_and_auto_falls_back_without_forward_ad(mlp_case):
+    model, batches, Href = mlp_case
+    fwd = H.HessianOperator(model, mse, batches, mode="forward-over-reverse").dense()
+    rev = H.HessianOperator(model, mse, batches, mode="reverse-over-reverse").dense()
+    assert rel(fwd, rev) < 1e-12 and rel(rev, Href) < 1e-10
+
+    torch.manual_seed(3)
+    lin = nn.Linear(3, 2).to(DT)
+    x = torch.randn(6, 3, dtype=DT)
+
+    def cube_loss(model: nn.Module, batch: torch.Tensor) -> torch.Tensor:
+        return Cube.apply(model(batch)).mean()
+
+    op = H.HessianOperator(lin, cube_loss, [x])
+    dense = op.dense()
+    assert op.mode == "reverse-over-reverse" and op.fallback_reason is not None
+
+    def flat_loss(flat: torch.Tensor) -> torch.Tensor:
+        return ((x @ flat[:6].reshape(2, 3).T + flat[6:]) ** 3).mean()
+
+    ref = torch.autograd.functional.hessian(
+        flat_loss, torch.cat([lin.weight.detach().reshape(-1), lin.bias.detach()]))
+    assert rel(dense, ref) < 1e-10
+
+
+# ----------------------------------------------------------------------------------------------
+# Edge of stability
+
+
+def test_gd_is_stable_below_two_over_lr_and_unstable_above():
+    eigs = torch.cat([torch.tensor([8.0, 3.0], dtype=DT), torch.linspace(0.1, 1, 18, dtype=DT)])
+    model, A = quadratic(eigs, seed=9)
+    s = H.sharpness(model, quad_loss, [None])
+    assert abs(s - 8.0) < 1e-8
+    theta_star = torch.linalg.solve(A, model.b)
+    for c in (0.95, 1.05):
+        lr = c * 2 / s
+        assert abs(H.edge_of_stability(s, lr) - c) < 1e-12
+        e = model.theta.detach() - theta_star
+        e0 = e.norm()
+        for _ in range(600):
+            e = e - lr * (A @ e)  # GD on the quadratic, written on the error
+        grew = float(e.norm() / e0)  # slowest contraction |1 - lr·0.1|^600 ≈ 5e-7
+        assert (grew < 1e-5) if c < 1 else (grew > 1e6), (c, grew)
+
+
+def test_adam_preconditioner_and_preconditioned_sharpness():
+    eigs = torch.linspace(0.5, 6.0, 10, dtype=DT)
+    model, A = quadratic(eigs, seed=12)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2, betas=(0.9, 0.99), eps=1e-8)
+    for _ in range(5):
+        opt.zero_grad()
+        model().backward()
+        opt.step()
+    # P is the matrix in Adam's step w <- w - lr P^{-1} exp_avg: check on one more step.
+    opt.zero_grad()
+    model().backward()
+    before = model.theta.detach().clone()
+    opt.step()
+    P = H.adam_preconditioner(model, opt)
+    step = model.theta.detach() - before
+    assert rel(step, -1e-2 * opt.state[model.theta]["exp_avg"] / P) < 1e-12
+
+    # λ_max(P^{-1}A) against numpy's eigenvalues of the non-symmetric product.
+    ref = float(np.max(np.linalg.eigvals((A / P[:, None]).numpy()).real))
+    ps = H.preconditioned_sharpness(model, quad_loss, [None], opt)
+    assert abs(ps - ref) < 1e-8 * ref
+
+    # With P frozen, Adam's EMA-momentum iteration is stable iff ps < (2 + 2β1)/((1-β1) lr).
+    beta1 = 0.9
+    for c in (0.95, 1.05):
+        lr = c * H.stability_threshold(1.0, beta1) / ps
+        assert abs(H.edge_of_stability(ps, lr, beta1) - c) < 1e-12
+        e = model.theta.detach().clone()
+        e0, m = e.norm(), torch.zeros_like(e)
+        for _ in range(300):  # spectral radius 0.949 (c=0.95) and 1.48 (c=1.05)
+            m = beta1 * m + (1 - beta1) * (A @ e)
+            e = e - lr * m / P
+        grew = float(e.norm() / e0)
+        assert (grew < 1e-3) if c < 1 else (grew > 1e3), (c, grew)
+
+
+# ----------------------------------------------------------------------------------------------
+# Purity, reproducibility, errors
+
+
+class Noisy(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(4, 6), nn.BatchNorm1d(6), nn.Tanh(), nn.Dropout(0.3),
+                                 nn.Linear(6, 2)).to(DT)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+def test_side_effect_free_and_reproducible():
+    torch.manual_seed(0)
+    model = Noisy()
+    batches = [data(16, 31), data(16, 32)]
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    mse(model, batches[0]).backward()
+    opt.step()
+    for p in model.parameters():
+        p.grad = torch.randn_like(p)
+    model.net[2].eval()  # mixed flags must survive
+    params = {n: p.detach().clone() for n, p in model.named_parameters()}
+    grads = {n: (p.grad, p.grad.clone()) for n, p in model.named_parameters()}
+    buffers = {n: b.clone() for n, b in model.named_buffers()}
+    flags = [m.training for m in model.modules()]
+    rng = torch.get_rng_state()
+
+    v = torch.ones(sum(p.numel() for p in model.parameters()), dtype=DT)
+    H.hvp(model, mse, batches, v)
+    H.top_eigenvalues(model, mse, batches, k=2)
+    first = H.trace(model, mse, batches, n_samples=12)
+    H.trace(model, mse, batches, n_samples=12, method="hutchinson")
+    H.density(model, mse, batches, n_probes=2, lanczos_steps=5)
+    H.sharpness(model, mse, batches, params=["net.0."])
+    H.preconditioned_sharpness(model, mse, batches, opt)
+    op = H.HessianOperator(model, mse, batches)
+    op.dense()
+
+    assert all(torch.equal(p, params[n]) for n, p in model.named_parameters())
+    assert all(p.grad is grads[n][0] and torch.equal(p.grad, grads[n][1])
+               for n, p in model.named_parameters())
+    assert all(torch.equal(b, buffers[n]) for n, b in model.named_buffers())
+    assert [m.training for m in model.modules()] == flags
+    assert torch.equal(torch.get_rng_state(), rng)
+    assert H.trace(model, mse, batches, n_samples=12) == first  # default generator is seeded
+
+
+def test_bad_inputs_raise_with_the_fix():
+    model, _ = quadratic(KNOWN)
+    with pytest.raises(ConfigError, match="k must lie"):
+        H.top_eigenvalues(model, quad_loss, [None], k=41)
+    with pytest.raises(ConfigError, match="largest"):
+        H.top_eigenvalues(model, quad_loss, [None], which="larget")
+    with pytest.raises(ConfigError, match="hutch"):
+        H.trace(model, quad_loss, [None], method="hutchpp")
+    with pytest.raises(ShapeError, match=r"\(40,\)"):
+        H.hvp(model, quad_loss, [None], torch.ones(39, dtype=DT))
+    with pytest.raises(ConfigError, match=r"\[batch\]"):
+        H.hvp(model, quad_loss, None, torch.ones(40, dtype=DT))
+    with pytest.raises(ShapeError, match="scalar"):
+        H.hvp(model, lambda m, b: m.theta * 1.0, [None], torch.ones(40, dtype=DT))
+    with pytest.raises(ConfigError, match="Adam"):
+        H.preconditioned_sharpness(model, quad_loss, [None], torch.optim.SGD(model.parameters(),
+                                                                            lr=0.1))
+    with pytest.raises(ConfigError, match="step"):
+        H.adam_preconditioner(model, torch.optim.Adam(model.parameters()))
