@@ -10,6 +10,8 @@ a training run.
 Every instrument is side-effect free (see ``side_effect_free``): training with it attached gives
 bit-identical losses to training without it.
 """
+from . import collapse, dynamics, hessian, landscape, ntk, probes, similarity, spectra, theory
 from ._util import LossFn, side_effect_free
 
-__all__ = ["LossFn", "side_effect_free"]
+__all__ = ["LossFn", "collapse", "dynamics", "hessian", "landscape", "ntk", "probes", "side_effect_free",
+           "similarity", "spectra", "theory"]

@@ -7,6 +7,7 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 # A loss function of a model on one batch, returning a scalar tensor (a mean over the batch).
 LossFn = Callable[[nn.Module, Any], Tensor]
@@ -20,6 +21,11 @@ def side_effect_free(model: nn.Module, *, eval_mode: bool = True) -> Iterator[nn
     states are forked, and every parameter's ``.grad`` is set aside. On exit: the train/eval flag
     of every submodule, the RNG states and the ``.grad`` tensors (the same objects, same values)
     are restored. Parameters themselves must not be modified in place by the instrument.
+
+    Scaled-dot-product attention runs on its math backend inside: the fused CPU and flash
+    kernels have neither the double backward (Hessian-vector products) nor the forward-mode
+    derivative (NTK-vector products) that instruments take; the math form computes the same
+    function.
     """
     modes = [(m, m.training) for m in model.modules()]
     params = list(model.parameters())
@@ -28,7 +34,7 @@ def side_effect_free(model: nn.Module, *, eval_mode: bool = True) -> Iterator[nn
         p.grad = None
     devices = sorted({p.device.index or 0 for p in params if p.device.type == "cuda"})
     try:
-        with torch.random.fork_rng(devices=devices):
+        with torch.random.fork_rng(devices=devices), sdpa_kernel([SDPBackend.MATH]):
             if eval_mode:
                 model.eval()
             yield model

@@ -34,6 +34,7 @@ class ProbeContext:
     lr: float
     state: dict[str, Any]
     load_array: Callable[[int, str], Tensor | None]  # (step, "<probe>/<key>") -> stored array
+    optimizer: torch.optim.Optimizer | None = None  # the run's optimizer (read only); None offline
 
     def inputs(self, batch: Any = None) -> Tensor:
         return (batch or self.batch).inputs
@@ -102,11 +103,12 @@ class ProbeRunner:
         self.state: dict[str, dict[str, Any]] = {name: {} for name in names}
         self.load_array = load_array or (lambda step, name: None)
 
-    def __call__(self, step: int, model: nn.Module, *, lr: float) -> ProbeOutput:
+    def __call__(self, step: int, model: nn.Module, *, lr: float,
+                 optimizer: torch.optim.Optimizer | None = None) -> ProbeOutput:
         out = ProbeOutput()
         for name in self.names:
             ctx = ProbeContext(model=model, task=self.task, batch=self.batch, step=step, lr=lr,
-                               state=self.state[name], load_array=self.load_array)
+                               state=self.state[name], load_array=self.load_array, optimizer=optimizer)
             with side_effect_free(model):
                 result = PROBES[name](ctx, **self.options.get(name, {}))
             out.scalars.update({f"{name}/{k}": float(v) for k, v in result.scalars.items()})
@@ -327,3 +329,31 @@ def spectra_probe(ctx: ProbeContext, *, min_size: int = 50, arrays: bool = True)
     if arrays:
         out_arrays = {f"esd.{name}": v for name, v in spectra.layer_esds(ctx.model).items()}
     return ProbeOutput(scalars, out_arrays)
+
+
+@register_probe("hessian")
+def hessian_probe(ctx: ProbeContext, *, k: int = 1, trace_samples: int = 0, max_iter: int = 60) -> ProbeOutput:
+    """Curvature of the loss on the probe batch: the top-`k` Hessian eigenvalues by Lanczos
+    (``lambda_1`` = the sharpness), the edge-of-stability ratio ``gd_edge_ratio`` = sharpness ·
+    lr / 2 (Cohen et al. 2021, arXiv:2103.00065: gradient descent is unstable above 1) and, under
+    Adam/AdamW, the preconditioned sharpness and ``adam_edge_ratio`` against Adam's threshold
+    (2 + 2β1)/((1 − β1) lr) (Cohen et al. 2022, arXiv:2207.14484). With `trace_samples` > 0
+    also the Hutch++ trace and its standard error."""
+    from . import hessian
+
+    op = hessian.HessianOperator(ctx.model, ctx.loss_fn, [ctx.batch])
+    gen = torch.Generator().manual_seed(ctx.step)
+    eig = op.top_eigenvalues(k=min(k, op.dim), max_iter=max_iter, generator=gen)
+    scalars = {f"lambda_{i + 1}": float(v) for i, v in enumerate(eig)}
+    scalars["sharpness"] = scalars["lambda_1"]
+    scalars["gd_edge_ratio"] = scalars["lambda_1"] * ctx.lr / 2
+    opt = ctx.optimizer
+    if isinstance(opt, torch.optim.Adam | torch.optim.AdamW) and opt.state:
+        pre = hessian.preconditioned_sharpness(ctx.model, ctx.loss_fn, [ctx.batch], opt, max_iter=max_iter)
+        beta1 = opt.param_groups[0]["betas"][0]
+        scalars["preconditioned_sharpness"] = float(pre)
+        scalars["adam_edge_ratio"] = float(hessian.edge_of_stability(pre, ctx.lr, beta1))
+    if trace_samples > 0:
+        est, se = op.trace(n_samples=trace_samples, method="hutch++", generator=gen)
+        scalars["trace"], scalars["trace_se"] = float(est), float(se)
+    return ProbeOutput(scalars)
