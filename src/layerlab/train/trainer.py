@@ -101,7 +101,7 @@ class Trainer:
         probe_steps = set(spec.probes.steps(total))
         if probes is not None and start == 0:
             t_side = time.perf_counter()
-            self._probe(probes, 0, model, lr_at(0, total, spec.optim))
+            self._probe(probes, 0, model, lr_at(0, total, spec.optim), optimizer)
             side_time += time.perf_counter() - t_side
 
         while step < total and not finished:
@@ -140,7 +140,7 @@ class Trainer:
             if evaluate or checkpoint or probe:
                 t_side = time.perf_counter()
                 if probe:
-                    self._probe(probes, step, model, lr)
+                    self._probe(probes, step, model, lr, optimizer)
                 if evaluate:
                     val = task.evaluate(model, "val", batch_size=tr.eval_batch_size)
                     self.recorder.log(step, "val", val)
@@ -177,9 +177,10 @@ class Trainer:
         return ProbeRunner(p.names, p.options, self.task, batch_size=p.batch_size, device=self.device,
                            dtype=self.dtype, load_array=self.recorder.load_artifact)
 
-    def _probe(self, probes: ProbeRunner, step: int, model: nn.Module, lr: float) -> None:
+    def _probe(self, probes: ProbeRunner, step: int, model: nn.Module, lr: float,
+               optimizer: torch.optim.Optimizer) -> None:
         """Run the probes; they restore modes, gradients and RNG, so training is unaffected."""
-        out = probes(step, model, lr=lr)
+        out = probes(step, model, lr=lr, optimizer=optimizer)
         if out.scalars:
             self.recorder.log(step, "probe", out.scalars)
         for name, array in out.arrays.items():
