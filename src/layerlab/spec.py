@@ -33,7 +33,7 @@ class OptimSpec:
     warmup_steps: int = 0
     schedule: str = "cosine"
     min_lr_ratio: float = 0.1  # cosine decays from lr to lr * min_lr_ratio
-    grad_clip: float | None = 1.0  # max global gradient norm; None disables clipping
+    grad_clip: float | None = 1.0  # max global gradient norm; None or 0 disables clipping (TOML has no None)
 
     def __post_init__(self) -> None:
         if self.name not in OPTIMIZERS:

@@ -332,24 +332,28 @@ def spectra_probe(ctx: ProbeContext, *, min_size: int = 50, arrays: bool = True)
 
 
 @register_probe("hessian")
-def hessian_probe(ctx: ProbeContext, *, k: int = 1, trace_samples: int = 0, max_iter: int = 60) -> ProbeOutput:
+def hessian_probe(ctx: ProbeContext, *, k: int = 1, trace_samples: int = 0, max_iter: int = 100,
+                  tol: float = 1e-8) -> ProbeOutput:
     """Curvature of the loss on the probe batch: the top-`k` Hessian eigenvalues by Lanczos
     (``lambda_1`` = the sharpness), the edge-of-stability ratio ``gd_edge_ratio`` = sharpness ·
     lr / 2 (Cohen et al. 2021, arXiv:2103.00065: gradient descent is unstable above 1) and, under
     Adam/AdamW, the preconditioned sharpness and ``adam_edge_ratio`` against Adam's threshold
     (2 + 2β1)/((1 − β1) lr) (Cohen et al. 2022, arXiv:2207.14484). With `trace_samples` > 0
-    also the Hutch++ trace and its standard error."""
+    also the Hutch++ trace and its standard error. Lanczos stops at a relative Ritz residual of
+    `tol` (clustered top eigenvalues, as at a deep linear network's saddle, take many more
+    steps to reach the instrument's default of 1e-10 for an eigenvalue already right to ~1e-11)."""
     from . import hessian
 
     op = hessian.HessianOperator(ctx.model, ctx.loss_fn, [ctx.batch])
     gen = torch.Generator().manual_seed(ctx.step)
-    eig = op.top_eigenvalues(k=min(k, op.dim), max_iter=max_iter, generator=gen)
+    eig = op.top_eigenvalues(k=min(k, op.dim), max_iter=max_iter, tol=tol, generator=gen)
     scalars = {f"lambda_{i + 1}": float(v) for i, v in enumerate(eig)}
     scalars["sharpness"] = scalars["lambda_1"]
     scalars["gd_edge_ratio"] = scalars["lambda_1"] * ctx.lr / 2
     opt = ctx.optimizer
     if isinstance(opt, torch.optim.Adam | torch.optim.AdamW) and opt.state:
-        pre = hessian.preconditioned_sharpness(ctx.model, ctx.loss_fn, [ctx.batch], opt, max_iter=max_iter)
+        pre = hessian.preconditioned_sharpness(ctx.model, ctx.loss_fn, [ctx.batch], opt, max_iter=max_iter,
+                                               tol=tol)
         beta1 = opt.param_groups[0]["betas"][0]
         scalars["preconditioned_sharpness"] = float(pre)
         scalars["adam_edge_ratio"] = float(hessian.edge_of_stability(pre, ctx.lr, beta1))
@@ -357,3 +361,40 @@ def hessian_probe(ctx: ProbeContext, *, k: int = 1, trace_samples: int = 0, max_
         est, se = op.trace(n_samples=trace_samples, method="hutch++", generator=gen)
         scalars["trace"], scalars["trace_se"] = float(est), float(se)
     return ProbeOutput(scalars)
+
+
+@register_probe("modes")
+def modes_probe(ctx: ProbeContext) -> ProbeOutput:
+    """A 2-layer deep linear network on ``linear_teacher``: each teacher mode's strength
+    ``u.<α>`` = u_αᵀ W2 W1 v_α beside Saxe et al.'s closed form ``theory.<α>`` (arXiv:1312.6120)
+    from the effective initial strength (``lens.theory.effective_initial_strength``) with
+    τ = 1/lr steps (full-batch gradient descent at a constant learning rate, the loss of
+    ``linear_teacher``), and the largest relative gap ``max_rel_error`` over modes that have
+    risen above a tenth of their target."""
+    from .theory import deep_linear_mode, effective_initial_strength
+
+    model, task = ctx.model, ctx.task
+    weights = getattr(model, "weights", None)
+    if getattr(task, "name", "") != "linear_teacher" or weights is None or len(weights) != 2:
+        raise ConfigError("the modes probe needs task 'linear_teacher' and backbone 'deep_linear' with "
+                          "n_layers = 2; remove it from this run's probes")
+    order = torch.argsort(task.S, descending=True)
+    s, U, V = task.S[order], task.U[:, order], task.V[:, order]
+    u = torch.einsum("oa,oi,ia->a", U, model.product().detach().double().cpu(), V)
+    if "u0" not in ctx.state:
+        if ctx.step == 0:
+            ctx.state["u0"] = effective_initial_strength(weights[0].cpu(), weights[1].cpu(), U, V)
+        else:
+            stored = ctx.load_array(0, "modes/u0")
+            if stored is not None:
+                ctx.state["u0"] = stored.double()
+    scalars = {f"u.{i}": float(v) for i, v in zip(order.tolist(), u)}
+    arrays = {"u0": ctx.state["u0"]} if ctx.step == 0 and "u0" in ctx.state else {}
+    if "u0" in ctx.state:
+        theory = deep_linear_mode(torch.tensor(float(ctx.step), dtype=torch.float64), s, ctx.state["u0"],
+                                  1.0 / ctx.lr)
+        scalars.update({f"theory.{i}": float(v) for i, v in zip(order.tolist(), theory)})
+        risen = theory > 0.1 * s
+        if risen.any():
+            scalars["max_rel_error"] = float(((u - theory).abs() / theory)[risen].max())
+    return ProbeOutput(scalars, arrays)

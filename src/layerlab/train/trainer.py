@@ -116,7 +116,7 @@ class Trainer:
             loss = task.loss(model(inputs), batch)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            if clip is not None:
+            if clip:  # None or 0: no clipping
                 nn.utils.clip_grad_norm_(model.parameters(), clip)
             optimizer.step()
             window.append(loss.detach())
