@@ -30,8 +30,20 @@ def curve(rec: MemoryRecorder) -> list[float]:
     return [v for _, v in rec.series("train", "loss")]
 
 
+GENERIC = [n for n in probe_names() if n != "modes"]  # "modes" needs a deep linear net (tested below)
+
+
+def deep_linear_spec(probes: ProbeSpec = ProbeSpec(), steps: int = 800) -> RunSpec:
+    return RunSpec(task=TaskSpec("linear_teacher", {"in_features": 6, "out_features": 6,
+                                                    "singular_values": [3.0, 1.5], "n_train": 32}),
+                   model=ModelSpec(backbone="deep_linear", d_model=12, n_layers=2, init="small", init_scale=1e-3),
+                   optim=OptimSpec(name="sgd", lr=0.005, momentum=0.0, schedule="constant", grad_clip=0),
+                   train=TrainSpec(steps=steps, batch_size=0, eval_every=200, log_every=10, dtype="float64"),
+                   probes=probes)
+
+
 @pytest.mark.parametrize("make", [digits_spec, seq_spec])
-@pytest.mark.parametrize("name", probe_names())
+@pytest.mark.parametrize("name", GENERIC)
 def test_training_with_a_probe_is_bit_identical(make, name):
     plain, probed = MemoryRecorder(), MemoryRecorder()
     Trainer(make(), recorder=plain).fit()
@@ -111,3 +123,20 @@ def test_probes_resume_after_an_interrupt_exactly(tmp_path):
     Trainer(spec, recorder=rec, checkpoint_path=ckpt).fit()
     probe_rows = lambda r: sorted(x for x in r.rows if x[1] == "probe")  # noqa: E731
     assert probe_rows(rec) == probe_rows(ref)
+
+
+def test_modes_probe_follows_saxe_closed_form_and_leaves_training_alone():
+    plain, probed = MemoryRecorder(), MemoryRecorder()
+    Trainer(deep_linear_spec(), recorder=plain).fit()
+    spec = deep_linear_spec(ProbeSpec(names=("modes",), schedule="every", every=20))
+    Trainer(spec, recorder=probed).fit()
+    assert curve(probed) == curve(plain)
+    probe = {(s, n): v for s, sp, n, v in probed.rows if sp == "probe"}
+    # mode 0 (s = 3) rises around step ln(3/u0)/(2*3*0.005) ~ 400 and has settled by step 800
+    u0 = [probe[(s, "modes/u.0")] for s in range(0, 801, 20)]
+    th0 = [probe[(s, "modes/theory.0")] for s in range(0, 801, 20)]
+    assert u0[0] < 1e-3 and u0[-1] == pytest.approx(3.0, rel=1e-3)  # a sigmoidal rise to s
+    risen = [(u, t) for u, t in zip(u0, th0) if t > 0.3]
+    assert len(risen) >= 5 and max(abs(u - t) / t for u, t in risen) < 0.10  # GD vs flow: O(lr * s) gap
+    with pytest.raises(ConfigError, match="linear_teacher"):
+        Trainer(digits_spec(ProbeSpec(names=("modes",)))).fit()
