@@ -94,6 +94,20 @@ def test_weights_probe_matches_the_parameters():
     assert final["weights/head.weight"] == pytest.approx(trainer.model.head.weight.double().norm().item(), rel=1e-12)
 
 
+def test_dynamics_probe_reads_the_step_gradients():
+    rec = MemoryRecorder()
+    spec = digits_spec(ProbeSpec(names=("dynamics",), schedule="every", every=30))
+    trainer = Trainer(spec, recorder=rec)
+    trainer.fit()  # the last step's gradients stay on the parameters
+    final = {n: v for s, sp, n, v in rec.rows if sp == "probe" and s == 30}
+    total = torch.sqrt(sum(p.grad.double().square().sum() for p in trainer.model.parameters()))
+    assert final["dynamics/grad_norm"] == pytest.approx(total.item(), rel=1e-12)
+    assert final["dynamics/grad_norm.head"] == pytest.approx(
+        torch.sqrt(trainer.model.head.weight.grad.double().square().sum()
+                   + trainer.model.head.bias.grad.double().square().sum()).item(), rel=1e-12)
+    assert "dynamics/grad_norm" not in {n for s, sp, n, v in rec.rows if sp == "probe" and s == 0}
+
+
 def test_store_keeps_arrays_losslessly_and_forgets_them_on_truncate(tmp_path):
     store = Store(tmp_path)
     spec = digits_spec()

@@ -35,6 +35,7 @@ class ProbeContext:
     state: dict[str, Any]
     load_array: Callable[[int, str], Tensor | None]  # (step, "<probe>/<key>") -> stored array
     optimizer: torch.optim.Optimizer | None = None  # the run's optimizer (read only); None offline
+    grads: dict[str, Tensor] = field(default_factory=dict)  # the last step's gradients, by parameter name
 
     def inputs(self, batch: Any = None) -> Tensor:
         return (batch or self.batch).inputs
@@ -106,9 +107,12 @@ class ProbeRunner:
     def __call__(self, step: int, model: nn.Module, *, lr: float,
                  optimizer: torch.optim.Optimizer | None = None) -> ProbeOutput:
         out = ProbeOutput()
+        # side_effect_free sets the .grad fields aside; the probes read the step's gradients here
+        grads = {n: p.grad for n, p in model.named_parameters() if p.grad is not None}
         for name in self.names:
             ctx = ProbeContext(model=model, task=self.task, batch=self.batch, step=step, lr=lr,
-                               state=self.state[name], load_array=self.load_array, optimizer=optimizer)
+                               state=self.state[name], load_array=self.load_array, optimizer=optimizer,
+                               grads=grads)
             with side_effect_free(model):
                 result = PROBES[name](ctx, **self.options.get(name, {}))
             out.scalars.update({f"{name}/{k}": float(v) for k, v in result.scalars.items()})
@@ -196,18 +200,24 @@ def ntk_probe(ctx: ProbeContext, *, n_examples: int = 32, method: str = "jacobia
 
 @register_probe("dynamics")
 def dynamics_probe(ctx: ProbeContext, *, per_block: bool = True) -> ProbeOutput:
-    """Training signals of the current step: gradient norm (total and per block; from the
-    gradients of the step just taken, absent at step 0), the largest activation over the median
+    """Training signals of the current step: gradient norm (total and per block; the gradients
+    of the step just taken as the optimizer used them, i.e. after clipping; absent at step 0), the largest activation over the median
     in each block's output (massive activations, Sun et al. 2024, arXiv:2402.17762), mean
     attention entropy per attention layer, and the number of distinct ReLU activation patterns
     the probe batch visits (Hanin & Rolnick 2019, arXiv:1906.00904)."""
     from . import dynamics
 
     model, scalars = ctx.model, {}
-    if any(p.grad is not None for p in model.parameters()):
-        scalars["grad_norm"] = dynamics.gradient_norms(model, by="total")["total"]
+    if ctx.grads:
+        sq = {n: g.detach().double().square().sum() for n, g in ctx.grads.items()}
+        scalars["grad_norm"] = torch.stack(list(sq.values())).sum().sqrt().item()
         if per_block:
-            scalars.update({f"grad_norm.{k}": v for k, v in dynamics.gradient_norms(model, by="block").items()})
+            blocks_sq: dict[str, Tensor] = {}
+            for n, v in sq.items():
+                parts = n.split(".")
+                key = ".".join(parts[:2]) if len(parts) > 2 and parts[1].isdigit() else parts[0]
+                blocks_sq[key] = blocks_sq.get(key, 0.0) + v
+            scalars.update({f"grad_norm.{k}": float(v) ** 0.5 for k, v in blocks_sq.items()})
     blocks = [n for n, _ in model.named_children() if n in ("blocks", "layers")]
     if blocks:
         names = [f"{blocks[0]}.{i}" for i in range(len(getattr(model, blocks[0])))]
@@ -258,7 +268,8 @@ def _features(ctx: ProbeContext, modules: list[str], kind: str, n: int | None = 
 def collapse_probe(ctx: ProbeContext) -> ProbeOutput:
     """Neural collapse of the features the head reads (the input of ``model.head``) at the scored
     positions: NC1–NC4 and the equinorm/equiangularity measures (Papyan, Han & Donoho 2020,
-    arXiv:2008.08186), with the head's weight as the classifier."""
+    arXiv:2008.08186), with the head's weight as the classifier, over the classes present in the
+    probe batch (``n_classes``; the head's rows of the others are left out)."""
     from . import collapse
 
     head = getattr(ctx.model, "head", None)
@@ -266,9 +277,14 @@ def collapse_probe(ctx: ProbeContext) -> ProbeOutput:
         raise ConfigError("the collapse probe needs a model with a linear `head` (layerlab's backbones have one)")
     _, targets, _ = scored(ctx)
     features = _features(ctx, ["head"], "input")["head"]
-    if targets.unique().numel() < 2:
+    present = targets.unique()  # sorted; a probe batch need not hold every class
+    if present.numel() < 2:
         return ProbeOutput()
-    return ProbeOutput(collapse.metrics(features, targets, head.weight, head.bias))
+    labels = torch.searchsorted(present, targets)
+    bias = None if head.bias is None else head.bias[present]
+    out = collapse.metrics(features, labels, head.weight[present], bias)
+    out["n_classes"] = float(present.numel())
+    return ProbeOutput(out)
 
 
 @register_probe("similarity")
@@ -333,7 +349,7 @@ def spectra_probe(ctx: ProbeContext, *, min_size: int = 50, arrays: bool = True)
 
 @register_probe("hessian")
 def hessian_probe(ctx: ProbeContext, *, k: int = 1, trace_samples: int = 0, max_iter: int = 100,
-                  tol: float = 1e-8) -> ProbeOutput:
+                  tol: float = 1e-6) -> ProbeOutput:
     """Curvature of the loss on the probe batch: the top-`k` Hessian eigenvalues by Lanczos
     (``lambda_1`` = the sharpness), the edge-of-stability ratio ``gd_edge_ratio`` = sharpness ·
     lr / 2 (Cohen et al. 2021, arXiv:2103.00065: gradient descent is unstable above 1) and, under
@@ -341,7 +357,7 @@ def hessian_probe(ctx: ProbeContext, *, k: int = 1, trace_samples: int = 0, max_
     (2 + 2β1)/((1 − β1) lr) (Cohen et al. 2022, arXiv:2207.14484). With `trace_samples` > 0
     also the Hutch++ trace and its standard error. Lanczos stops at a relative Ritz residual of
     `tol` (clustered top eigenvalues, as at a deep linear network's saddle, take many more
-    steps to reach the instrument's default of 1e-10 for an eigenvalue already right to ~1e-11)."""
+    steps to reach the instrument's default of 1e-10, for an eigenvalue already right to ~1e-8)."""
     from . import hessian
 
     op = hessian.HessianOperator(ctx.model, ctx.loss_fn, [ctx.batch])
