@@ -5,7 +5,7 @@ from pathlib import Path
 
 from .store import Store
 
-MAX_LABELLED = 8  # a probe panel with more series (one per layer) labels only its summary series
+MAX_LABELLED = 12  # a probe panel with more series (one per layer) labels only its summary series
 
 
 def _series(store: Store, run_id: str) -> dict[tuple[str, str], list[tuple[int, float]]]:
@@ -57,7 +57,9 @@ def plot_run(store: Store, run_id: str, output: str | Path | None = None) -> Pat
         summary = {k: v for k, v in keyed.items() if "." not in k} if len(keyed) > MAX_LABELLED else keyed
         for key, pts in sorted(keyed.items()):
             xs, ys = [s for s, _ in pts], [v for _, v in pts]
-            if key in summary:
+            if key.startswith("theory"):  # a closed form beside its measurement: dashed
+                ax.plot(xs, ys, ls="--", color="black", lw=0.9, label=key if key in summary else None)
+            elif key in summary:
                 ax.plot(xs, ys, marker=".", label=key)
             else:
                 ax.plot(xs, ys, lw=0.6, alpha=0.4, color="gray")
