@@ -2,12 +2,14 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 from torch.nn.attention import SDPBackend, sdpa_kernel
+
+from ..errors import ConfigError, unknown_name
 
 # A loss function of a model on one batch, returning a scalar tensor (a mean over the batch).
 LossFn = Callable[[nn.Module, Any], Tensor]
@@ -49,3 +51,41 @@ def named_trainable(model: nn.Module) -> dict[str, Tensor]:
     """The parameters that require gradients, by name (the space Hessians and NTKs live in)."""
     return {n: p for n, p in model.named_parameters() if p.requires_grad}
 
+
+
+def select_parameters(model: nn.Module, params: str | Sequence[str] | None, *,
+                      trainable_only: bool = True) -> list[str]:
+    """Names of the parameters an instrument works on, in the model's order.
+
+    ``params`` is None (all of them), a name or a list of names; a name selects the parameter of
+    that name or every parameter of the submodule of that name (``"fc1"`` or ``"fc1."`` selects
+    ``fc1.weight`` and ``fc1.bias``). With ``trainable_only`` only parameters that require
+    gradients count (Hessians and NTKs live in their space); naming only frozen ones is an error
+    that says so, and an unknown name suggests the closest parameter or module prefixes.
+    """
+    named = list(model.named_parameters())
+    pool = [n for n, p in named if p.requires_grad or not trainable_only]
+    if not pool:
+        raise ConfigError("the model has no trainable parameters (requires_grad=True); "
+                          "instruments differentiate with respect to those")
+    if params is None:
+        return pool
+    wanted = [params] if isinstance(params, str) else list(params)
+    if not wanted:
+        raise ConfigError("params is empty; pass None for all parameters")
+
+    def matches(name: str, item: str) -> bool:
+        return name == item or name.startswith(item if item.endswith(".") else item + ".")
+
+    chosen: set[str] = set()
+    for item in wanted:
+        hits = [n for n in pool if matches(n, item)]
+        if not hits:
+            frozen = [n for n, p in named if not p.requires_grad and matches(n, item)]
+            if frozen:
+                raise ConfigError(f"{item!r} selects only frozen parameters {frozen} (requires_grad=False); "
+                                  "unfreeze them or pick trainable ones")
+            prefixes = {n.rsplit(".", k)[0] for n in pool for k in range(1, n.count(".") + 1)}
+            raise unknown_name("parameter or module prefix", item, set(pool) | prefixes)
+        chosen.update(hits)
+    return [n for n in pool if n in chosen]

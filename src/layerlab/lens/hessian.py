@@ -84,7 +84,7 @@ from torch import Tensor, nn
 from torch.func import functional_call, grad, jvp, vjp, vmap
 
 from ..errors import ConfigError, ShapeError, unknown_name
-from ._util import LossFn, side_effect_free
+from ._util import LossFn, select_parameters, side_effect_free
 
 __all__ = [
     "HessianOperator",
@@ -119,40 +119,6 @@ def _check_batches(batches: Any) -> list:
     if not batches:
         raise ConfigError("batches is empty; pass at least one batch")
     return batches
-
-
-def _select(model: nn.Module, params: Sequence[str] | str | None) -> list[str]:
-    """Names of the trainable parameters picked by `params` (names or prefixes), in model order."""
-    named = list(model.named_parameters())
-    trainable = [n for n, p in named if p.requires_grad]
-    if not trainable:
-        raise ConfigError("the model has no trainable parameters (requires_grad=True); "
-                          "the Hessian is taken with respect to those")
-    if params is None:
-        return trainable
-    if isinstance(params, str):
-        params = [params]
-    if len(params) == 0:
-        raise ConfigError("params is empty; pass None for all trainable parameters")
-
-    def matches(name: str, item: str) -> bool:
-        prefix = item if item.endswith(".") else item + "."
-        return name == item or name.startswith(prefix)
-
-    chosen: set[str] = set()
-    for item in params:
-        hits = [n for n in trainable if matches(n, item)]
-        if not hits:
-            frozen = [n for n, p in named if not p.requires_grad and matches(n, item)]
-            if frozen:
-                raise ConfigError(
-                    f"{item!r} selects only frozen parameters {frozen}; the Hessian is taken "
-                    "with respect to trainable parameters (set requires_grad=True)"
-                )
-            prefixes = {n.rsplit(".", k)[0] for n in trainable for k in range(1, n.count(".") + 1)}
-            raise unknown_name("parameter name or prefix", item, set(trainable) | prefixes)
-        chosen.update(hits)
-    return [n for n in trainable if n in chosen]
 
 
 class _Bound(nn.Module):
@@ -226,7 +192,7 @@ class HessianOperator:
         self.mode = mode
         self.fallback_reason: str | None = None
         self.chunk_size = chunk_size
-        self.names = _select(model, params)
+        self.names = select_parameters(model, params)
         named = dict(model.named_parameters())
         selected = [named[n] for n in self.names]
         self.shapes = [p.shape for p in selected]
@@ -792,7 +758,7 @@ def adam_preconditioner(
     if not isinstance(optimizer, torch.optim.Adam):
         raise ConfigError(f"the preconditioner is defined for torch.optim.Adam/AdamW, got "
                           f"{type(optimizer).__name__}")
-    names = _select(model, params)
+    names = select_parameters(model, params)
     named = dict(model.named_parameters())
     groups = {id(p): g for g in optimizer.param_groups for p in g["params"]}
     parts = []

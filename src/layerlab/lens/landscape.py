@@ -52,7 +52,7 @@ import torch
 from torch import Tensor, nn
 
 from ..errors import ConfigError, ShapeError, unknown_name
-from ._util import LossFn, named_trainable, side_effect_free
+from ._util import LossFn, named_trainable, select_parameters, side_effect_free
 
 GROUPINGS = ("parameter", "layer", "block")
 ONE_D = ("zero", "filter")
@@ -95,22 +95,6 @@ def parameter_groups(model: nn.Module, by: str = "layer") -> dict[str, list[str]
             key = ".".join(parts[:2]) if parts[0] in containers and len(parts) > 2 else parts[0]
         groups.setdefault(key, []).append(name)
     return groups
-
-
-def _select(model: nn.Module, params: str | Iterable[str] | None) -> list[str]:
-    """Parameter names matched by ``params`` (exact names or module-name prefixes); all if None."""
-    names = [n for n, _ in model.named_parameters()]
-    if params is None:
-        return names
-    wanted = [params] if isinstance(params, str) else list(params)
-    chosen: list[str] = []
-    for w in wanted:
-        hit = [n for n in names if n == w or n.startswith(w + ".")]
-        if not hit:
-            modules = sorted({n.rsplit(".", 1)[0] for n in names if "." in n})
-            raise unknown_name("parameter or module prefix", w, names + modules)
-        chosen += [n for n in hit if n not in chosen]
-    return chosen
 
 
 class _Evaluate(nn.Module):
@@ -196,7 +180,7 @@ def interpolate(
     the mean of ``loss_fn`` over ``batches``, in the loss's units. Neither model is changed.
     """
     pa, pb = _check_pair(model_a, model_b)
-    moving = _select(model_a, params)
+    moving = select_parameters(model_a, params, trainable_only=False)
     a = _alphas(alphas)
     batches = _batches(batches)
     evaluate = _Evaluate(model_a, loss_fn)

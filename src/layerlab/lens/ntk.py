@@ -41,36 +41,10 @@ from torch import Tensor, nn
 from torch.func import functional_call, jacrev, jvp, vjp, vmap
 
 from ..errors import ConfigError, ShapeError, unknown_name
-from ._util import named_trainable, side_effect_free
+from ._util import select_parameters, side_effect_free
 
 METHODS = ("jacobian", "ntvp")
 OUTPUTS = ("full", "trace")
-
-
-def _select(model: nn.Module, params: str | Iterable[str] | None) -> list[str]:
-    """Names of the trainable parameters to differentiate, in the model's order.
-
-    A name selects the parameter of that name, or every trainable parameter of the submodule
-    of that name (``"fc1"`` selects ``fc1.weight`` and ``fc1.bias``).
-    """
-    trainable = list(named_trainable(model))
-    if not trainable:
-        raise ConfigError("ntk: the model has no parameter with requires_grad=True")
-    if params is None:
-        return trainable
-    wanted = [params] if isinstance(params, str) else list(params)
-    if not wanted:
-        raise ConfigError("ntk: params is empty; pass None for all trainable parameters")
-    frozen = {n for n, p in model.named_parameters() if not p.requires_grad}
-    chosen: set[str] = set()
-    for name in wanted:
-        hits = [n for n in trainable if n == name or n.startswith(name + ".")]
-        if not hits:
-            if name in frozen:
-                raise ConfigError(f"ntk: parameter {name!r} has requires_grad=False; unfreeze it first")
-            raise unknown_name("parameter", name, trainable)
-        chosen.update(hits)
-    return [n for n in trainable if n in chosen]
 
 
 def _check_inputs(x1: Tensor, x2: Tensor | None) -> None:
@@ -188,7 +162,7 @@ def empirical(
     if chunk_size is not None and int(chunk_size) < 1:
         raise ConfigError(f"ntk: chunk_size must be >= 1 or None, got {chunk_size}")
     _check_inputs(x1, x2)
-    names = _select(model, params)
+    names = select_parameters(model, params)
     x1 = x1.detach()
     x2 = None if x2 is None else x2.detach()
     with side_effect_free(model):
