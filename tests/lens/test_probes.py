@@ -154,3 +154,22 @@ def test_modes_probe_follows_saxe_closed_form_and_leaves_training_alone():
     assert len(risen) >= 5 and max(abs(u - t) / t for u, t in risen) < 0.10  # GD vs flow: O(lr * s) gap
     with pytest.raises(ConfigError, match="linear_teacher"):
         Trainer(digits_spec(ProbeSpec(names=("modes",)))).fit()
+
+
+def test_spectra_probe_agrees_with_the_instrument():
+    from layerlab.lens import spectra
+
+    rec = MemoryRecorder()
+    spec = RunSpec(task=TaskSpec("digits"), model=ModelSpec(backbone="classifier", d_model=64, n_layers=1),
+                   train=TrainSpec(steps=2, batch_size=32, eval_every=2), probes=ProbeSpec(names=("spectra",),
+                                                                                          schedule="every", every=2))
+    trainer = Trainer(spec, recorder=rec)
+    trainer.fit()
+    got = {n: v for s, sp, n, v in rec.rows if sp == "probe" and s == 2}
+    ref = spectra.layer_spectra(trainer.model)
+    assert ref, "the test needs a matrix large enough for a power-law fit"
+    for name, stats in ref.items():
+        for key in ("alpha", "ks_distance", "stable_rank", "effective_rank", "spectral_norm", "n_spikes"):
+            assert got[f"spectra/{key}.{name}"] == pytest.approx(stats[key], rel=1e-9), (name, key)
+    esd = rec.arrays[(2, f"spectra/esd.{next(iter(ref))}")]
+    assert torch.allclose(esd, spectra.esd(dict(trainer.model.named_parameters())[next(iter(ref))].detach()).cpu())

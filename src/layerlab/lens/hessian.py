@@ -407,6 +407,13 @@ def _key(theta: Tensor, which: str) -> Tensor:
     return {"largest": theta, "smallest": -theta, "magnitude": theta.abs()}[which]
 
 
+def _grown(buffer: Tensor, limit: int) -> Tensor:
+    """`buffer` with twice the rows (at most `limit`), its rows copied."""
+    out = torch.empty(min(2 * buffer.shape[0], limit), *buffer.shape[1:], dtype=buffer.dtype, device=buffer.device)
+    out[: buffer.shape[0]] = buffer
+    return out
+
+
 def _lanczos_eigs(
     op: _Operator,
     k: int = 1,
@@ -443,7 +450,9 @@ def _lanczos_eigs(
     gen = _default_generator(generator)
     P, steps, brk = op.dim, min(max_iter, op.dim), _breakdown(op)
     f64 = dict(dtype=torch.float64, device=op.device)
-    Q, HQ = torch.zeros(steps, P, **f64), torch.zeros(steps, P, **f64)
+    # the Krylov basis grows as needed: max_iter x P rows of float64 up front would cost more
+    # to allocate than the few products a well-separated top eigenvalue takes
+    Q, HQ = torch.empty(min(steps, 16), P, **f64), torch.empty(min(steps, 16), P, **f64)
     M = torch.zeros(steps, steps, **f64)
     alpha, beta = torch.zeros(steps, **f64), torch.zeros(steps, **f64)
     q = _randn(gen, (P,), op.device)
@@ -453,6 +462,8 @@ def _lanczos_eigs(
     converged, residual, m = False, math.inf, 0
     for j in range(steps):
         m = j + 1
+        if j == Q.shape[0]:
+            Q, HQ = _grown(Q, steps), _grown(HQ, steps)
         Q[j] = q
         HQ[j] = hq = _apply64(op, q[:, None])[:, 0]
         row = 0.5 * (HQ[:m] @ q + Q[:m] @ hq)

@@ -21,7 +21,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ..errors import ConfigError, unknown_name
+from ..errors import ConfigError, ShapeError, unknown_name
 from ._util import side_effect_free
 
 
@@ -319,45 +319,58 @@ def similarity_probe(ctx: ProbeContext, *, n_examples: int = 256) -> ProbeOutput
 
 @register_probe("spectra")
 def spectra_probe(ctx: ProbeContext, *, min_size: int = 50, arrays: bool = True) -> ProbeOutput:
-    """Weight spectra (Martin & Mahoney, arXiv:1810.01075). For every matrix: ``stable_rank.<p>``
-    and ``spectral_norm.<p>`` (largest singular value; conv kernels flattened to (out, rest));
-    for matrices with at least `min_size` eigenvalues also the power-law exponent ``alpha.<p>``,
-    alpha_sigma, ks_distance, n_spikes (above the Marchenko–Pastur edge) and effective_rank.
-    Summaries ``alpha_mean``, ``stable_rank_mean``, ``spectral_norm_max``. Arrays ``esd.<p>``:
-    the eigenvalues of WᵀW/N of every matrix."""
+    """Weight spectra (Martin & Mahoney, arXiv:1810.01075), one SVD per matrix. For every matrix
+    (conv kernels per spatial position): ``stable_rank.<p>`` and ``spectral_norm.<p>`` (largest
+    singular value); for matrices with at least `min_size` eigenvalues also the power-law
+    exponent ``alpha.<p>``, alpha_sigma, ks_distance, n_spikes (above the Marchenko–Pastur edge)
+    and effective_rank. Summaries ``alpha_mean``, ``stable_rank_mean``, ``spectral_norm_max``.
+    Arrays ``esd.<p>``: the eigenvalues of WᵀW/N."""
     from . import spectra
 
-    per_layer = spectra.layer_spectra(ctx.model, min_size=min_size)  # matrices large enough for a fit
-    keys = ("alpha", "alpha_sigma", "ks_distance", "n_spikes", "effective_rank")
-    scalars = {f"{key}.{name}": float(stats[key]) for name, stats in per_layer.items() for key in keys}
-    alphas = [s["alpha"] for s in per_layer.values() if s["alpha"] == s["alpha"]]  # NaN: no fit
+    scalars: dict[str, float] = {}
+    out_arrays: dict[str, Tensor] = {}
+    alphas, ranks, norms = [], [], []
+    for name, w in spectra._weights(ctx.model):
+        s, n, m = spectra._singular_values(w, "per_position")
+        lam = torch.sort(s**2 / n).values
+        ranks.append(spectra._stable_rank(s))
+        norms.append(float(s[0]))
+        scalars[f"stable_rank.{name}"], scalars[f"spectral_norm.{name}"] = ranks[-1], norms[-1]
+        if arrays:
+            out_arrays[f"esd.{name}"] = lam
+        if s.numel() < min_size:
+            continue
+        scalars[f"effective_rank.{name}"] = spectra._effective_rank(s)
+        scalars[f"n_spikes.{name}"] = float(spectra.marchenko_pastur(lam, aspect_ratio=n / m, matrix_size=m).n_spikes)
+        try:
+            fit = spectra.power_law(lam, min_log_spread=max(1e-4, torch.finfo(w.dtype).eps ** 0.5))
+        except ShapeError:  # too few distinct tail values for a fit
+            continue
+        scalars.update({f"alpha.{name}": fit.alpha, f"alpha_sigma.{name}": fit.sigma,
+                        f"ks_distance.{name}": fit.ks_distance})
+        alphas.append(fit.alpha)
     if alphas:
         scalars["alpha_mean"] = sum(alphas) / len(alphas)
-    matrices = {n: p.detach() for n, p in ctx.model.named_parameters() if p.dim() >= 2 and p.is_floating_point()}
-    ranks = {n: float(spectra.stable_rank(w)) for n, w in matrices.items()}
-    norms = {n: float(torch.linalg.matrix_norm(w.double().flatten(1), ord=2)) for n, w in matrices.items()}
-    scalars.update({f"stable_rank.{n}": v for n, v in ranks.items()})
-    scalars.update({f"spectral_norm.{n}": v for n, v in norms.items()})
-    if matrices:
-        scalars["stable_rank_mean"] = sum(ranks.values()) / len(ranks)
-        scalars["spectral_norm_max"] = max(norms.values())
-    out_arrays = {}
-    if arrays:
-        out_arrays = {f"esd.{name}": v for name, v in spectra.layer_esds(ctx.model).items()}
+    if ranks:
+        scalars["stable_rank_mean"] = sum(ranks) / len(ranks)
+        scalars["spectral_norm_max"] = max(norms)
     return ProbeOutput(scalars, out_arrays)
 
 
 @register_probe("hessian")
-def hessian_probe(ctx: ProbeContext, *, k: int = 1, trace_samples: int = 0, max_iter: int = 100,
-                  tol: float = 1e-6) -> ProbeOutput:
+def hessian_probe(ctx: ProbeContext, *, k: int = 1, trace_samples: int = 0, preconditioned: bool = False,
+                  max_iter: int = 100, tol: float = 1e-4) -> ProbeOutput:
     """Curvature of the loss on the probe batch: the top-`k` Hessian eigenvalues by Lanczos
     (``lambda_1`` = the sharpness), the edge-of-stability ratio ``gd_edge_ratio`` = sharpness ·
-    lr / 2 (Cohen et al. 2021, arXiv:2103.00065: gradient descent is unstable above 1) and, under
-    Adam/AdamW, the preconditioned sharpness and ``adam_edge_ratio`` against Adam's threshold
-    (2 + 2β1)/((1 − β1) lr) (Cohen et al. 2022, arXiv:2207.14484). With `trace_samples` > 0
-    also the Hutch++ trace and its standard error. Lanczos stops at a relative Ritz residual of
-    `tol` (clustered top eigenvalues, as at a deep linear network's saddle, take many more
-    steps to reach the instrument's default of 1e-10, for an eigenvalue already right to ~1e-8)."""
+    lr / 2 (Cohen et al. 2021, arXiv:2103.00065: gradient descent is unstable above 1) and, with
+    `preconditioned` under Adam/AdamW, the preconditioned sharpness and ``adam_edge_ratio``
+    against Adam's threshold (2 + 2β1)/((1 − β1) lr) (Cohen et al. 2022, arXiv:2207.14484; a
+    second Lanczos run). With `trace_samples` > 0 also the Hutch++ trace and its standard error.
+    Lanczos stops at a relative Ritz residual of `tol`: the Ritz value's error is about the
+    residual squared for an isolated eigenvalue (1e-8 at the default), and a clustered top, as
+    at a deep linear network's saddle, takes many steps to reach the instrument's own 1e-10.
+    Cost: each Lanczos step is one Hessian-vector product on the probe batch, ~3 training steps
+    of that batch size; the sharpness typically takes 5–30."""
     from . import hessian
 
     op = hessian.HessianOperator(ctx.model, ctx.loss_fn, [ctx.batch])
@@ -367,7 +380,7 @@ def hessian_probe(ctx: ProbeContext, *, k: int = 1, trace_samples: int = 0, max_
     scalars["sharpness"] = scalars["lambda_1"]
     scalars["gd_edge_ratio"] = scalars["lambda_1"] * ctx.lr / 2
     opt = ctx.optimizer
-    if isinstance(opt, torch.optim.Adam | torch.optim.AdamW) and opt.state:
+    if preconditioned and isinstance(opt, torch.optim.Adam | torch.optim.AdamW) and opt.state:
         pre = hessian.preconditioned_sharpness(ctx.model, ctx.loss_fn, [ctx.batch], opt, max_iter=max_iter,
                                                tol=tol)
         beta1 = opt.param_groups[0]["betas"][0]
