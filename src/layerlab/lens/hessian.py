@@ -423,6 +423,7 @@ def _lanczos_eigs(
     tol: float | None = None,
     generator: torch.Generator | None = None,
     return_vectors: bool = False,
+    start_vector: Tensor | None = None,
 ) -> Tensor | tuple[Tensor, Tensor]:
     """Lanczos with full reorthogonalization, Rayleigh–Ritz on the whole basis, and restarts.
 
@@ -437,6 +438,10 @@ def _lanczos_eigs(
     ``(I - QQ^T) H (I - QQ^T)``, which holds every missed copy), run until its own best Ritz pair
     has converged, and the search stops once such a sequence leaves the wanted values unchanged.
     ``k = 1`` needs no such check (a copy does not change the top value).
+
+    ``start_vector`` (optional) starts the first sequence there instead of at a random vector
+    (plus a 1e-3 random part, so no eigendirection is missed): a warm start from the previous top
+    eigenvector when the Hessian changes little between calls, as along a training run.
     """
     if which not in WHICH:
         raise unknown_name("eigenvalue order", which, WHICH)
@@ -455,7 +460,14 @@ def _lanczos_eigs(
     Q, HQ = torch.empty(min(steps, 16), P, **f64), torch.empty(min(steps, 16), P, **f64)
     M = torch.zeros(steps, steps, **f64)
     alpha, beta = torch.zeros(steps, **f64), torch.zeros(steps, **f64)
-    q = _randn(gen, (P,), op.device)
+    if start_vector is not None:
+        if start_vector.shape != (P,):
+            raise ShapeError(f"start_vector must have shape ({P},) (one entry per selected parameter), "
+                             f"got {tuple(start_vector.shape)}")
+        q = start_vector.to(**f64)
+        q = q / q.norm() + 1e-3 * _randn(gen, (P,), op.device) / math.sqrt(P)
+    else:
+        q = _randn(gen, (P,), op.device)
     q = q / q.norm()
     start, b_prev, scale = 0, 0.0, 0.0
     reference: Tensor | None = None  # wanted values when the previous sequence ended

@@ -358,8 +358,8 @@ def spectra_probe(ctx: ProbeContext, *, min_size: int = 50, arrays: bool = True)
 
 
 @register_probe("hessian")
-def hessian_probe(ctx: ProbeContext, *, k: int = 1, trace_samples: int = 0, preconditioned: bool = False,
-                  max_iter: int = 100, tol: float = 1e-4) -> ProbeOutput:
+def hessian_probe(ctx: ProbeContext, *, k: int = 1, n_examples: int = 256, trace_samples: int = 0,
+                  preconditioned: bool = False, max_iter: int = 100, tol: float = 1e-4) -> ProbeOutput:
     """Curvature of the loss on the probe batch: the top-`k` Hessian eigenvalues by Lanczos
     (``lambda_1`` = the sharpness), the edge-of-stability ratio ``gd_edge_ratio`` = sharpness ·
     lr / 2 (Cohen et al. 2021, arXiv:2103.00065: gradient descent is unstable above 1) and, with
@@ -369,20 +369,24 @@ def hessian_probe(ctx: ProbeContext, *, k: int = 1, trace_samples: int = 0, prec
     Lanczos stops at a relative Ritz residual of `tol`: the Ritz value's error is about the
     residual squared for an isolated eigenvalue (1e-8 at the default), and a clustered top, as
     at a deep linear network's saddle, takes many steps to reach the instrument's own 1e-10.
-    Cost: each Lanczos step is one Hessian-vector product on the probe batch, ~3 training steps
-    of that batch size; the sharpness typically takes 5–30."""
+    The Hessian is that of the loss on the first `n_examples` probe examples. Lanczos starts from
+    the previous call's top eigenvector (warm start; the Hessian moves little between probes).
+    Cost: each Lanczos step is one Hessian-vector product, ~3 training steps of a batch of
+    `n_examples`; the sharpness typically takes 3–30."""
     from . import hessian
 
-    op = hessian.HessianOperator(ctx.model, ctx.loss_fn, [ctx.batch])
+    batch = ctx.batch.slice(0, n_examples)
+    op = hessian.HessianOperator(ctx.model, ctx.loss_fn, [batch])
     gen = torch.Generator().manual_seed(ctx.step)
-    eig = op.top_eigenvalues(k=min(k, op.dim), max_iter=max_iter, tol=tol, generator=gen)
+    eig, vectors = op.top_eigenvalues(k=min(k, op.dim), max_iter=max_iter, tol=tol, generator=gen,
+                                      return_vectors=True, start_vector=ctx.state.get("top_vector"))
+    ctx.state["top_vector"] = vectors[:, 0]
     scalars = {f"lambda_{i + 1}": float(v) for i, v in enumerate(eig)}
     scalars["sharpness"] = scalars["lambda_1"]
     scalars["gd_edge_ratio"] = scalars["lambda_1"] * ctx.lr / 2
     opt = ctx.optimizer
     if preconditioned and isinstance(opt, torch.optim.Adam | torch.optim.AdamW) and opt.state:
-        pre = hessian.preconditioned_sharpness(ctx.model, ctx.loss_fn, [ctx.batch], opt, max_iter=max_iter,
-                                               tol=tol)
+        pre = hessian.preconditioned_sharpness(ctx.model, ctx.loss_fn, [batch], opt, max_iter=max_iter, tol=tol)
         beta1 = opt.param_groups[0]["betas"][0]
         scalars["preconditioned_sharpness"] = float(pre)
         scalars["adam_edge_ratio"] = float(hessian.edge_of_stability(pre, ctx.lr, beta1))
