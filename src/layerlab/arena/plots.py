@@ -63,6 +63,9 @@ def plot_run(store: Store, run_id: str, output: str | Path | None = None) -> Pat
                 ax.plot(xs, ys, marker=".", label=key)
             else:
                 ax.plot(xs, ys, lw=0.6, alpha=0.4, color="gray")
+        values = [v for pts in keyed.values() for _, v in pts if v == v and abs(v) != float("inf")]
+        if values and min(values) > 0 and max(values) > 1e3 * min(values):  # orders of magnitude apart
+            ax.set_yscale("log")
         ax.set_title(f"probe: {probe}")
         ax.set_xlabel("step")
         ax.set_xscale("symlog", linthresh=1)
