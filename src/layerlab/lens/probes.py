@@ -37,9 +37,6 @@ class ProbeContext:
     optimizer: torch.optim.Optimizer | None = None  # the run's optimizer (read only); None offline
     grads: dict[str, Tensor] = field(default_factory=dict)  # the last step's gradients, by parameter name
 
-    def inputs(self, batch: Any = None) -> Tensor:
-        return (batch or self.batch).inputs
-
     def loss_fn(self, model: nn.Module, batch: Any) -> Tensor:
         """The task's training loss of `model` on `batch` (a mean over scored positions)."""
         return self.task.loss(model(batch.inputs), batch)
@@ -167,11 +164,6 @@ class TargetLogit(nn.Module):
         return logits.gather(1, self.targets[: len(x), None])
 
 
-def _rows(ctx: ProbeContext, n: int) -> tuple[Tensor, Tensor, Tensor | None]:
-    inputs, targets, position = scored(ctx, n)
-    return inputs, targets, position
-
-
 @register_probe("ntk")
 def ntk_probe(ctx: ProbeContext, *, n_examples: int = 32, method: str = "jacobian") -> ProbeOutput:
     """Empirical NTK of the target-class logit on the first `n_examples` probe examples.
@@ -183,7 +175,7 @@ def ntk_probe(ctx: ProbeContext, *, n_examples: int = 32, method: str = "jacobia
     """
     from . import ntk
 
-    inputs, targets, position = _rows(ctx, n_examples)
+    inputs, targets, position = scored(ctx, n_examples)
     f = TargetLogit(ctx.model, targets, position)
     k = ntk.empirical(f, inputs, method=method, output="trace").double()
     if "k0" not in ctx.state:  # the kernel at initialization: kept, or read back after a resume
