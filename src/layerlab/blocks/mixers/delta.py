@@ -129,8 +129,15 @@ class _DeltaMixer(MultiHeadMixer):
         """Causal depthwise convolution over the sequence: (B, L, C) -> (B, L, C)."""
         if self.conv is None:
             return u
-        padded = F.pad(u.transpose(1, 2), (self.conv_size - 1, 0))
-        return self.conv(padded).transpose(1, 2)
+        # y_t = sum_j w_j u_{t - (K-1) + j}, as Conv1d computes it, written as K shifted products in
+        # the (B, L, C) layout: no transposes, and no depthwise-convolution backward (slow on CPU)
+        K, L = self.conv_size, u.shape[1]
+        padded = F.pad(u, (0, 0, K - 1, 0))
+        w = self.conv.weight[:, 0, :].to(u.dtype)  # (C, K)
+        out = padded[:, :L] * w[:, 0]
+        for j in range(1, K):
+            out = torch.addcmul(out, padded[:, j:j + L], w[:, j])
+        return out
 
     def recurrence_inputs(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor | None]:
         """The per-head tensors the recurrence reads for a sequence x (B, L, D): q (B, H, L, d),
