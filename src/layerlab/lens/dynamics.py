@@ -185,15 +185,19 @@ def _sq_norm(t: Tensor) -> Tensor:
     return torch.linalg.vector_norm(t, dtype=torch.float64) ** 2
 
 
-def gradient_norms(model: nn.Module, *, by: str = "parameter") -> dict[str, float]:
-    """Euclidean norms of the existing ``.grad`` tensors (read only), per group.
+def gradient_norms(model: nn.Module, *, by: str = "parameter",
+                   grads: Mapping[str, Tensor] | None = None) -> dict[str, float]:
+    """Euclidean norms of the existing ``.grad`` tensors (read only), per group; or of `grads`
+    (parameter name -> gradient) when given, e.g. gradients set aside by ``side_effect_free``.
 
     ``by``: ``"parameter"`` (one entry per parameter), ``"layer"``, ``"block"`` (top-level blocks;
     see ``landscape.parameter_groups``) or ``"total"`` (the global norm, ``{"total": ...}``, what
     ``clip_grad_norm_`` clips). Parameters whose ``.grad`` is None are skipped (a group without
     any gradient is absent). Returns ``{name: norm}``, floats in the gradient's units.
     """
-    sq = {n: _sq_norm(p.grad.detach()) for n, p in model.named_parameters() if p.grad is not None}
+    if grads is None:
+        grads = {n: p.grad for n, p in model.named_parameters() if p.grad is not None}
+    sq = {n: _sq_norm(g.detach()) for n, g in grads.items() if g is not None}
     return _group_norms(sq, _groups(model, by))
 
 

@@ -201,18 +201,12 @@ def dynamics_probe(ctx: ProbeContext, *, per_block: bool = True) -> ProbeOutput:
 
     model, scalars = ctx.model, {}
     if ctx.grads:
-        sq = {n: g.detach().double().square().sum() for n, g in ctx.grads.items()}
-        scalars["grad_norm"] = torch.stack(list(sq.values())).sum().sqrt().item()
+        scalars["grad_norm"] = dynamics.gradient_norms(model, by="total", grads=ctx.grads)["total"]
         if per_block:
-            blocks_sq: dict[str, Tensor] = {}
-            for n, v in sq.items():
-                parts = n.split(".")
-                key = ".".join(parts[:2]) if len(parts) > 2 and parts[1].isdigit() else parts[0]
-                blocks_sq[key] = blocks_sq.get(key, 0.0) + v
-            scalars.update({f"grad_norm.{k}": float(v) ** 0.5 for k, v in blocks_sq.items()})
-    blocks = [n for n, _ in model.named_children() if n in ("blocks", "layers")]
-    if blocks:
-        names = [f"{blocks[0]}.{i}" for i in range(len(getattr(model, blocks[0])))]
+            by_block = dynamics.gradient_norms(model, by="block", grads=ctx.grads)
+            scalars.update({f"grad_norm.{k}": v for k, v in by_block.items()})
+    names = _block_names(model)
+    if names:
         stats = dynamics.block_massive_activations(model, ctx.batch.inputs, modules=names)
         ratios = {k: float(v["ratio"]) for k, v in stats.items()}
         scalars["massive_ratio"] = max(ratios.values())
