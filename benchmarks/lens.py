@@ -58,6 +58,19 @@ from layerlab.train.optim import build_optimizer, lr_at
 CHEAP = ("weights", "spectra", "hessian", "dynamics")
 FULL = CHEAP + ("ntk", "collapse", "similarity")
 NO_HESSIAN = tuple(p for p in FULL if p != "hessian")
+# the hessian probe tracking the top eigenvector (2 products per warm call) on a training-size batch
+TRACKING = {"hessian": {"budget": 2, "n_examples": 64}}
+# probe sets of part 2: label -> (probe names, probe options)
+PROBE_SETS: dict[str, tuple[tuple[str, ...], dict[str, dict[str, Any]]]] = {
+    "none": ((), {}),
+    "light: weights,spectra,dynamics,collapse,similarity": (tuple(p for p in NO_HESSIAN if p != "ntk"), {}),
+    "cheap: weights,spectra,hessian,dynamics": (CHEAP, {}),
+    "cheap, hessian tracking (budget 2, 64 ex.)": (CHEAP, TRACKING),
+    "full: cheap + ntk,collapse,similarity": (FULL, {}),
+    "full, hessian converged on 64 examples": (FULL, {"hessian": {"n_examples": 64}}),
+    "full, hessian tracking": (FULL, TRACKING),
+    "full without hessian": (NO_HESSIAN, {}),
+}
 
 
 # ---- timing helpers ------------------------------------------------------------------------------
@@ -231,7 +244,7 @@ def print_instruments(cases: list[dict[str, Any]], results: list[dict[str, tuple
     print(f"{'instrument':40}{head}")
     notes = []
     for label in labels:
-        line = f"{label:40}"
+        line = f"{label:46}"
         for i, r in enumerate(results):
             if label not in r:
                 line += f" | {'n/a':>9} {'':>7} {'':>5}"
@@ -246,12 +259,13 @@ def print_instruments(cases: list[dict[str, Any]], results: list[dict[str, tuple
 
 
 # ---- part 2: probes on a run --------------------------------------------------------------------
-def run_spec(args: argparse.Namespace, names: tuple[str, ...]) -> RunSpec:
+def run_spec(args: argparse.Namespace, names: tuple[str, ...],
+             options: dict[str, dict[str, Any]] | None = None) -> RunSpec:
     return RunSpec(task=TaskSpec("digits"),
                    model=ModelSpec(backbone="classifier", d_model=args.run_width, n_layers=2),
                    optim=OptimSpec(lr=1e-3, warmup_steps=50),
                    train=TrainSpec(steps=args.run_steps, batch_size=64, eval_every=0, log_every=1),
-                   probes=ProbeSpec(names=names, schedule="every", every=args.every))
+                   probes=ProbeSpec(names=names, schedule="every", every=args.every, options=options or {}))
 
 
 def fit(spec: RunSpec, task: Any, device: torch.device, warned: list[str] | None = None
@@ -299,10 +313,9 @@ def measure_run(args: argparse.Namespace, device: torch.device) -> None:
           f"{args.run_steps} steps, AdamW; probes every {args.every} steps = {n_calls} calls on the first "
           f"{base_spec.probes.batch_size} validation examples; wall time of Trainer.fit()")
     fit(replace(base_spec, train=replace(base_spec.train, steps=20)), task, device)  # warm-up
-    sets = {"none": (), f"cheap: {','.join(CHEAP)}": CHEAP, "full: cheap + ntk,collapse,similarity": FULL,
-            "full without hessian": NO_HESSIAN}
-    warned: dict[str, list[str]] = {label: [] for label in sets}
-    runs = {label: fit(run_spec(args, names), task, device, warned[label]) for label, names in sets.items()}
+    warned: dict[str, list[str]] = {label: [] for label in PROBE_SETS}
+    runs = {label: fit(run_spec(args, names, opts), task, device, warned[label])
+            for label, (names, opts) in PROBE_SETS.items()}
     runs["none (again, last)"] = fit(base_spec, task, device)
     trainer = runs["none"][3]
     base = (runs["none"][0] + runs["none (again, last)"][0]) / 2
@@ -310,18 +323,24 @@ def measure_run(args: argparse.Namespace, device: torch.device) -> None:
     print("overhead: (fit - fit without probes) / fit without probes, the latter the mean of the first and "
           "last runs;\nin-run: probe time (fit - training time - the no-probe runs' setup and final "
           "evaluation) / the rest of the same fit")
-    print(f"{'probes':40} {'fit s':>7} {'train s':>8} {'overhead':>9} {'in-run':>7} {'<= 10%':>7} "
+    print(f"{'probes':46} {'fit s':>7} {'train s':>8} {'overhead':>9} {'in-run':>7} {'<= 10%':>7} "
           f"{'loss curve vs none':>19}")
     for label, (wall, train, curve, _) in runs.items():
-        if not sets.get(label, ()):
-            print(f"{label:40} {wall:7.2f} {train:8.2f}")
+        if not PROBE_SETS.get(label, ((),))[0]:
+            print(f"{label:46} {wall:7.2f} {train:8.2f}")
             continue
         over = (wall - base) / base
         probes = wall - train - rest
         inrun = probes / (wall - probes)
         same = "bit-identical" if curve == runs["none"][2] and len(curve) == args.run_steps else "DIFFERENT"
-        print(f"{label:40} {wall:7.2f} {train:8.2f} {100 * over:8.0f}% {100 * inrun:6.0f}% "
+        print(f"{label:46} {wall:7.2f} {train:8.2f} {100 * over:8.0f}% {100 * inrun:6.0f}% "
               f"{'yes' if max(over, inrun) <= 0.10 else 'no':>7} {same:>19}")
+    exact = dict(runs["full, hessian converged on 64 examples"][3].recorder.series("probe", "hessian/sharpness"))
+    tracked = runs["full, hessian tracking"][3].recorder.series("probe", "hessian/sharpness")
+    gaps = [(step, abs(v - exact[step]) / abs(exact[step])) for step, v in tracked if step in exact]
+    print("hessian tracking (budget 2 products) against converged Lanczos (tol 1e-4), both on 64 examples of "
+          "the same run: relative gap of the sharpness at each probe step")
+    print("  " + ", ".join(f"{step}: {gap:.1e}" for step, gap in gaps))
     again = runs["none (again, last)"][2] == runs["none"][2]
     print(f"(the two no-probe runs' loss curves: {'bit-identical' if again else 'DIFFERENT'})")
     for label, msgs in warned.items():

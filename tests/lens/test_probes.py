@@ -94,6 +94,23 @@ def test_weights_probe_matches_the_parameters():
     assert final["weights/head.weight"] == pytest.approx(trainer.model.head.weight.double().norm().item(), rel=1e-12)
 
 
+def test_hessian_probe_budget_caps_warm_calls_and_records_residual_and_products():
+    rec = MemoryRecorder()
+    probes = ProbeSpec(names=("hessian",), schedule="every", every=10, options={"hessian": {"budget": 2}})
+    Trainer(digits_spec(probes), recorder=rec).fit()
+    by_step: dict[int, dict[str, float]] = {}
+    for s, sp, n, v in rec.rows:
+        if sp == "probe":
+            by_step.setdefault(s, {})[n] = v
+    first = by_step[0]
+    assert first["hessian/products"] > 2 and first["hessian/residual"] <= 1e-4  # the cold call converges
+    for step in (10, 20, 30):
+        assert by_step[step]["hessian/products"] == 2  # warm calls stop at the budget
+        assert by_step[step]["hessian/residual"] > 0
+    with pytest.raises(ConfigError, match="budget"):
+        Trainer(digits_spec(ProbeSpec(names=("hessian",), options={"hessian": {"budget": 0}}), steps=2)).fit()
+
+
 def test_dynamics_probe_reads_the_step_gradients():
     rec = MemoryRecorder()
     spec = digits_spec(ProbeSpec(names=("dynamics",), schedule="every", every=30))

@@ -291,6 +291,8 @@ class HessianOperator:
             return self._matmat(V)
 
     def _matmat(self, V: Tensor) -> Tensor:
+        if V.shape[1] == 1:  # vmap over one column costs more than the product itself on small models
+            return self._apply(V[:, 0])[:, None]
         if self._vmap_ok:
             try:
                 return vmap(self._apply, in_dims=1, out_dims=1, chunk_size=self.chunk_size)(V)
@@ -311,6 +313,11 @@ class HessianOperator:
     def top_eigenvalues(self, k: int = 1, **kwargs: Any) -> Tensor | tuple[Tensor, Tensor]:
         """See `top_eigenvalues`."""
         return _lanczos_eigs(self, k, **kwargs)
+
+    def top_eigenpairs(self, k: int = 1, **kwargs: Any) -> LanczosResult:
+        """`top_eigenvalues` without the warning: a `LanczosResult` that also says how close
+        it came (``residual``, ``converged``) and what it cost (``products``)."""
+        return _lanczos_run(self, k, **kwargs)
 
     def trace(self, **kwargs: Any) -> tuple[float, float]:
         """See `trace`."""
@@ -414,7 +421,39 @@ def _grown(buffer: Tensor, limit: int) -> Tensor:
     return out
 
 
+@dataclass
+class LanczosResult:
+    """What one `_lanczos_run` found: Ritz ``values`` (k,) and unit ``vectors`` (P, k), float64;
+    ``residual`` = the largest relative Ritz residual ``||H y - θ y|| / max|θ|`` of the wanted
+    pairs when it was last computed (inf if never); ``products`` = Hessian-vector products taken."""
+
+    values: Tensor
+    vectors: Tensor
+    residual: float
+    products: int
+    converged: bool
+
+
 def _lanczos_eigs(
+    op: _Operator,
+    k: int = 1,
+    *,
+    return_vectors: bool = False,
+    **kwargs: Any,
+) -> Tensor | tuple[Tensor, Tensor]:
+    """`_lanczos_run`, warning (RuntimeWarning) when it stops at ``max_iter`` unconverged."""
+    result = _lanczos_run(op, k, **kwargs)
+    if not result.converged:
+        warnings.warn(
+            f"Lanczos did not converge in {result.products} steps: largest relative Ritz residual "
+            f"{result.residual:.2e} > tol; raise max_iter",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+    return (result.values, result.vectors) if return_vectors else result.values
+
+
+def _lanczos_run(
     op: _Operator,
     k: int = 1,
     *,
@@ -422,9 +461,8 @@ def _lanczos_eigs(
     max_iter: int = 100,
     tol: float | None = None,
     generator: torch.Generator | None = None,
-    return_vectors: bool = False,
     start_vector: Tensor | None = None,
-) -> Tensor | tuple[Tensor, Tensor]:
+) -> LanczosResult:
     """Lanczos with full reorthogonalization, Rayleigh–Ritz on the whole basis, and restarts.
 
     The basis ``Q`` and the products ``HQ`` are kept (float64), so the Ritz pairs come from the
@@ -518,20 +556,14 @@ def _lanczos_eigs(
         else:
             beta[j], b_prev = b, b
             q = w / b
-    if not converged:
-        warnings.warn(
-            f"Lanczos did not converge in {m} steps: largest relative Ritz residual "
-            f"{residual:.2e} > tol={tol:.1e}; raise max_iter",
-            RuntimeWarning,
-            stacklevel=3,
-        )
     theta, S = torch.linalg.eigh(M[:m, :m])
     idx = _order(theta, which)[:k]
-    values = theta[idx]
-    if not return_vectors:
-        return values
+    if not converged:  # the explicit residual of what is returned
+        Y = S[:, idx]
+        R = HQ[:m].T @ Y - (Q[:m].T @ Y) * theta[idx]
+        residual = float(R.norm(dim=0).max()) / (float(theta.abs().max()) or torch.finfo(torch.float64).tiny)
     vectors = Q[:m].T @ S[:, idx]
-    return values, vectors / vectors.norm(dim=0)
+    return LanczosResult(theta[idx], vectors / vectors.norm(dim=0), residual, m, converged)
 
 
 # ----------------------------------------------------------------------------------------------
