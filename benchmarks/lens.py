@@ -168,10 +168,10 @@ def sequence_case(device: torch.device, length: int, batch_size: int) -> dict[st
     idx = torch.arange(length, device=device).expand_as(batch.mask)
     last = torch.where(batch.mask, idx, -1).amax(dim=1)
     target = batch.targets.gather(1, last[:, None])[:, 0]
-    f = TargetLogit(model, target[:32], last[:32])
+    f = TargetLogit(model, batch.inputs[:32], target[:32], last[:32])
     return dict(name=f"attention d=128 x4 (4 heads, MLP 512), mqar L={length}, batch {batch_size}",
                 task=task, model=model, other=other, batch=batch, blocks=[f"blocks.{i}" for i in range(4)],
-                ntk_model=f, ntk_inputs=batch.inputs[:32], labels=batch.targets[batch.mask], positions=batch.mask)
+                ntk_model=f, ntk_inputs=f.indices(), labels=batch.targets[batch.mask], positions=batch.mask)
 
 
 def tokens_or_rows(features: torch.Tensor, mask: torch.Tensor | None, scored_only: bool) -> torch.Tensor:
@@ -207,6 +207,8 @@ def measure_instruments(case: dict[str, Any], device: torch.device, slq: tuple[i
          lambda: ntk.empirical(case["ntk_model"], case["ntk_inputs"], method="jacobian", output="trace")),
         ("ntk.empirical ntvp, 32 ex",
          lambda: ntk.empirical(case["ntk_model"], case["ntk_inputs"], method="ntvp", output="trace")),
+        ("ntk.empirical structured, 32 ex",
+         lambda: ntk.empirical(case["ntk_model"], case["ntk_inputs"], method="structured", output="trace")),
         ("dynamics.capture (block outputs)",
          lambda: dynamics.capture(model, batch.inputs, case["blocks"])),
     ]

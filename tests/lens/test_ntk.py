@@ -150,6 +150,61 @@ def test_parameter_subset_chunks_and_vector_outputs():
         assert _rel(a, b) < 1e-12
 
 
+class Tricky(nn.Module):
+    """Linear layers the structured method must not take at face value: applied per position
+    (T > 1), called twice in one forward, a weight tied to another layer, and a weight also used
+    outside its module's forward."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(5)
+        self.per_position = nn.Linear(4, 6)
+        self.twice = nn.Linear(6, 6)
+        self.tied_a = nn.Linear(6, 6, bias=False)
+        self.tied_b = nn.Linear(6, 6)
+        self.tied_b.weight = self.tied_a.weight
+        self.reused = nn.Linear(6, 6)
+        self.norm = nn.LayerNorm(6)
+        self.out = nn.Linear(6, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (N, T, 4) -> (N, 2)
+        h = torch.tanh(self.per_position(x))
+        h = torch.tanh(self.twice(torch.tanh(self.twice(h))))
+        h = torch.tanh(self.tied_b(torch.tanh(self.tied_a(h))))
+        h = self.reused(h) + nn.functional.linear(h.flip(1), self.reused.weight)
+        return self.out(self.norm(torch.tanh(h)).mean(1))
+
+
+def test_structured_ntk_checks_each_linear_layer_and_leaves_the_rest_to_the_jacobian():
+    model = Tricky().to(F64)
+    g = _gen(11)
+    x1, x2 = torch.randn(4, 3, 4, generator=g, dtype=F64), torch.randn(3, 3, 4, generator=g, dtype=F64)
+    ref = _reference(model, x1, x2)
+    names = [n for n, _ in model.named_parameters()]
+    _, covered = ntk._structured_blocks(model, names, torch.cat([x1, x2]), full=True)
+    # only the layers whose per-example gradients are Σ_t δ_t a_tᵀ: per_position and out
+    assert covered == {"per_position.weight", "per_position.bias", "out.weight", "out.bias"}
+    for output in ntk.OUTPUTS:
+        got = ntk.empirical(model, x1, x2, method="structured", output=output)
+        want = ref if output == "full" else torch.diagonal(ref, dim1=2, dim2=3).sum(-1)
+        assert _rel(got, want) < 1e-12  # measured ~1e-16
+
+
+def test_target_logit_keeps_each_examples_target_under_every_method():
+    from layerlab.lens.probes import TargetLogit
+
+    model = _mlp(3)
+    g = _gen(12)
+    x, targets = torch.randn(6, 4, generator=g, dtype=F64), torch.tensor([0, 2, 1, 2, 0, 1])
+    full = ntk.empirical(model, x)  # (6, 6, 3, 3)
+    want = full[torch.arange(6)[:, None], torch.arange(6)[None], targets[:, None], targets[None]]
+    f = TargetLogit(model, x, targets, None)
+    for method in ntk.METHODS:
+        assert _rel(ntk.empirical(f, f.indices(), method=method, output="trace"), want) < 1e-12, method
+    with pytest.raises(ShapeError, match="one row per example"):
+        TargetLogit(model, x, targets[:5], None)
+
+
 def test_float32_methods_agree():
     model = _mlp(2).float()
     x = torch.randn(5, 4, generator=_gen(10))
