@@ -26,6 +26,10 @@ hessian, dynamics) and for every probe that applies (+ ntk, collapse, similarity
 ``fit()``; overhead = (with - without) / without against the issue's target of 10%; each probe
 alone (one call at a later step on the trained model, with the run's optimizer state) to show
 which dominates; and whether the training loss curve (logged every step) is bit-identical.
+The sets (`PROBE_SETS`) include the hessian probe converged (tol 1e-4) on 256 and on 64
+examples and tracking with a budget of 2 products per call on 64 examples; the last two train
+identically, so their sharpness series are compared step by step (the cost of tracking in
+accuracy).
 
 Timings on a loaded machine vary from run to run; the ratios measured within one run are what
 to compare. This script asserts nothing about time.
