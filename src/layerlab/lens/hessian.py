@@ -425,13 +425,15 @@ def _grown(buffer: Tensor, limit: int) -> Tensor:
 class LanczosResult:
     """What one `_lanczos_run` found: Ritz ``values`` (k,) and unit ``vectors`` (P, k), float64;
     ``residual`` = the largest relative Ritz residual ``||H y - θ y|| / max|θ|`` of the wanted
-    pairs when it was last computed (inf if never); ``products`` = Hessian-vector products taken."""
+    pairs when it was last computed (inf if never); ``products`` = Hessian-vector products taken;
+    ``converged`` = whether ``residual <= tol`` (the tolerance in force)."""
 
     values: Tensor
     vectors: Tensor
     residual: float
     products: int
     converged: bool
+    tol: float
 
 
 def _lanczos_eigs(
@@ -446,7 +448,7 @@ def _lanczos_eigs(
     if not result.converged:
         warnings.warn(
             f"Lanczos did not converge in {result.products} steps: largest relative Ritz residual "
-            f"{result.residual:.2e} > tol; raise max_iter",
+            f"{result.residual:.2e} > tol={result.tol:.1e}; raise max_iter",
             RuntimeWarning,
             stacklevel=3,
         )
@@ -563,7 +565,7 @@ def _lanczos_run(
         R = HQ[:m].T @ Y - (Q[:m].T @ Y) * theta[idx]
         residual = float(R.norm(dim=0).max()) / (float(theta.abs().max()) or torch.finfo(torch.float64).tiny)
     vectors = Q[:m].T @ S[:, idx]
-    return LanczosResult(theta[idx], vectors / vectors.norm(dim=0), residual, m, converged)
+    return LanczosResult(theta[idx], vectors / vectors.norm(dim=0), residual, m, converged, tol)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -182,8 +182,11 @@ def _structured_blocks(model: nn.Module, names: list[str], x: Tensor, full: bool
     for name in used:
         a = inputs[name].reshape(n, -1, inputs[name].shape[-1])                          # (N, T, in)
         d = [g.reshape(n, -1, g.shape[-1]) for g in deltas[name]]                         # O x (N, T, out)
-        per_example = [torch.einsum("nto,nti->noi", g, a) for g in d] if a.shape[1] > 1 else None
-        batch = [torch.einsum("nto,nti->oi", g, a) for g in d]
+        if a.shape[1] > 1:  # positions: per-example G_a = Σ_t δ_at a_atᵀ, and their sum
+            per_example = [torch.einsum("nto,nti->noi", g, a) for g in d]
+            batch = [G.sum(0) for G in per_example]
+        else:
+            per_example, batch = None, [torch.einsum("nto,nti->oi", g, a) for g in d]
         if any(s is None or not torch.allclose(b, s, rtol=eps, atol=eps * float(s.abs().max()))
                for b, s in zip(batch, sums[name])):
             continue  # the weight also acts outside this layer's forward: leave it to the Jacobian
@@ -231,9 +234,10 @@ def empirical(
             ``"structured"`` (the blocks of ``nn.Linear`` weights and biases from each layer's
             inputs and output gradients, one batched forward and ``O`` backward passes; every
             other parameter by Jacobian contraction; see the module docstring). They agree to
-            rounding; ``"structured"`` is the fastest where most parameters sit in linear layers
-            and examples have few positions; ``"jacobian"`` is usually faster for few outputs, ``"ntvp"`` never stores
-            ``J`` (memory ``O(N1·N2·O²)`` plus activations).
+            rounding. ``"structured"`` is the fastest where most parameters sit in linear layers
+            and examples have one position (vectors); ``"jacobian"`` is usually faster for few
+            outputs otherwise; ``"ntvp"`` never stores ``J`` (memory ``O(N1·N2·O²)`` plus
+            activations).
         params: differentiate only these trainable parameters: names from
             ``model.named_parameters()`` or submodule names (all their parameters). ``None``: every
             parameter with ``requires_grad``. Unknown names raise ``ConfigError``.
