@@ -64,6 +64,7 @@ FULL = CHEAP + ("ntk", "collapse", "similarity")
 NO_HESSIAN = tuple(p for p in FULL if p != "hessian")
 # the hessian probe tracking the top eigenvector (2 products per warm call) on a training-size batch
 TRACKING = {"hessian": {"budget": 2, "n_examples": 64}}
+LABEL = 52  # width of the label column in both tables
 # probe sets of part 2: label -> (probe names, probe options)
 PROBE_SETS: dict[str, tuple[tuple[str, ...], dict[str, dict[str, Any]]]] = {
     "none": ((), {}),
@@ -247,10 +248,10 @@ def print_instruments(cases: list[dict[str, Any]], results: list[dict[str, tuple
         print(f"({'ab'[i]}) {case['name']}: {count_parameters(case['model']):,} parameters")
     labels = list(dict.fromkeys(k for r in results for k in r))
     head = "".join(f" | {'(' + 'ab'[i] + ') s':>9} {'steps':>7} {'HVPs':>5}" for i in range(len(cases)))
-    print(f"{'instrument':40}{head}")
+    print(f"{'instrument':{LABEL}}{head}")
     notes = []
     for label in labels:
-        line = f"{label:46}"
+        line = f"{label:{LABEL}}"
         for i, r in enumerate(results):
             if label not in r:
                 line += f" | {'n/a':>9} {'':>7} {'':>5}"
@@ -329,17 +330,17 @@ def measure_run(args: argparse.Namespace, device: torch.device) -> None:
     print("overhead: (fit - fit without probes) / fit without probes, the latter the mean of the first and "
           "last runs;\nin-run: probe time (fit - training time - the no-probe runs' setup and final "
           "evaluation) / the rest of the same fit")
-    print(f"{'probes':46} {'fit s':>7} {'train s':>8} {'overhead':>9} {'in-run':>7} {'<= 10%':>7} "
+    print(f"{'probes':{LABEL}} {'fit s':>7} {'train s':>8} {'overhead':>9} {'in-run':>7} {'<= 10%':>7} "
           f"{'loss curve vs none':>19}")
     for label, (wall, train, curve, _) in runs.items():
         if not PROBE_SETS.get(label, ((),))[0]:
-            print(f"{label:46} {wall:7.2f} {train:8.2f}")
+            print(f"{label:{LABEL}} {wall:7.2f} {train:8.2f}")
             continue
         over = (wall - base) / base
         probes = wall - train - rest
         inrun = probes / (wall - probes)
         same = "bit-identical" if curve == runs["none"][2] and len(curve) == args.run_steps else "DIFFERENT"
-        print(f"{label:46} {wall:7.2f} {train:8.2f} {100 * over:8.0f}% {100 * inrun:6.0f}% "
+        print(f"{label:{LABEL}} {wall:7.2f} {train:8.2f} {100 * over:8.0f}% {100 * inrun:6.0f}% "
               f"{'yes' if max(over, inrun) <= 0.10 else 'no':>7} {same:>19}")
     exact = dict(runs["full, hessian converged on 64 examples"][3].recorder.series("probe", "hessian/sharpness"))
     tracked = runs["full, hessian tracking"][3].recorder.series("probe", "hessian/sharpness")
