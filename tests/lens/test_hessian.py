@@ -300,11 +300,16 @@ class Cube(torch.autograd.Function):
         return 3 * x**2 * g
 
 
-def test_product_forms_agree_and_auto_falls_back_without_forward_ad(mlp_case):
+def test_product_forms_agree_and_auto_falls_back_without_forward_ad(mlp_case, monkeypatch):
     model, batches, Href = mlp_case
-    fwd = H.HessianOperator(model, mse, batches, mode="forward-over-reverse").dense()
-    rev = H.HessianOperator(model, mse, batches, mode="reverse-over-reverse").dense()
-    assert rel(fwd, rev) < 1e-12 and rel(rev, Href) < 1e-10
+    dense = {mode: H.HessianOperator(model, mse, batches, mode=mode).dense()
+             for mode in ("double-backward", "forward-over-reverse", "reverse-over-reverse")}
+    assert rel(dense["forward-over-reverse"], dense["reverse-over-reverse"]) < 1e-12
+    assert rel(dense["double-backward"], dense["reverse-over-reverse"]) < 1e-12
+    assert rel(dense["reverse-over-reverse"], Href) < 1e-10
+    auto = H.HessianOperator(model, mse, batches)
+    auto.dense()
+    assert auto.mode == "double-backward" and auto.fallback_reason is None
 
     torch.manual_seed(3)
     lin = nn.Linear(3, 2).to(DT)
@@ -313,16 +318,61 @@ def test_product_forms_agree_and_auto_falls_back_without_forward_ad(mlp_case):
     def cube_loss(model: nn.Module, batch: torch.Tensor) -> torch.Tensor:
         return Cube.apply(model(batch)).mean()
 
-    op = H.HessianOperator(lin, cube_loss, [x])
-    dense = op.dense()
-    assert op.mode == "reverse-over-reverse" and op.fallback_reason is not None
-
     def flat_loss(flat: torch.Tensor) -> torch.Tensor:
         return ((x @ flat[:6].reshape(2, 3).T + flat[6:]) ** 3).mean()
 
     ref = torch.autograd.functional.hessian(
         flat_loss, torch.cat([lin.weight.detach().reshape(-1), lin.bias.detach()]))
-    assert rel(dense, ref) < 1e-10
+    with pytest.raises(RuntimeError):  # Cube has no forward-mode rule
+        H.HessianOperator(lin, cube_loss, [x], mode="forward-over-reverse").dense()
+    op = H.HessianOperator(lin, cube_loss, [x])
+    assert rel(op.dense(), ref) < 1e-10 and op.mode == "double-backward"
+
+    # where double backward fails, auto tries forward-over-reverse, then reverse-over-reverse
+    def no_double_backward(self, v):
+        raise RuntimeError("derivative not implemented (simulated)")
+
+    monkeypatch.setattr(H.HessianOperator, "_double_backward", no_double_backward)
+    op = H.HessianOperator(model, mse, batches)
+    assert rel(op.dense(), Href) < 1e-10 and op.mode == "forward-over-reverse"
+    assert "simulated" in op.fallback_reason
+    op = H.HessianOperator(lin, cube_loss, [x])
+    assert rel(op.dense(), ref) < 1e-10 and op.mode == "reverse-over-reverse"
+    assert "double-backward" in op.fallback_reason and "forward-over-reverse" in op.fallback_reason
+
+
+def test_kept_gradient_graph_follows_every_change_of_the_model():
+    """double-backward keeps the graph of ∇L between products; an optimizer step, a parameter
+    replaced and a buffer changed each make the next product that of the new Hessian."""
+    model = mlp(4)
+    batch = data(12, 5)
+    op = H.HessianOperator(model, mse, [batch], mode="double-backward")
+    assert op.retain_graph
+    v = torch.randn(op.dim, dtype=DT, generator=torch.Generator().manual_seed(0))
+
+    def fresh() -> torch.Tensor:
+        return H.HessianOperator(model, mse, [batch], mode="reverse-over-reverse").matvec(v)
+
+    first = op.matvec(v)
+    assert rel(first, fresh()) < 1e-12
+    assert rel(op.matvec(v), first) == 0  # the kept graph gives the same product
+    opt = torch.optim.SGD(model.parameters(), lr=0.5)
+    mse(model, batch).backward()
+    opt.step()  # in place
+    second = op.matvec(v)
+    assert rel(second, first) > 1e-3 and rel(second, fresh()) < 1e-12
+    model[0].weight = nn.Parameter(model[0].weight.detach() * 2)  # a new tensor
+    third = op.matvec(v)
+    assert rel(third, second) > 1e-3 and rel(third, fresh()) < 1e-12
+
+    quad, A = quadratic(KNOWN[:6])
+    qop = H.HessianOperator(quad, quad_loss, [None])
+    e0 = torch.eye(6, dtype=DT)[:, 0]
+    assert rel(qop.matvec(e0), A[:, 0]) < 1e-12
+    quad.A.mul_(3)  # a buffer updated in place
+    assert rel(qop.matvec(e0), 3 * A[:, 0]) < 1e-12
+    with torch.no_grad():  # products do not depend on the caller's grad mode
+        assert rel(H.HessianOperator(quad, quad_loss, [None]).matvec(e0), 3 * A[:, 0]) < 1e-12
 
 
 # ----------------------------------------------------------------------------------------------
