@@ -80,7 +80,9 @@ class ProbeSpec:
     ``"every"``: at step 0 and every ``every`` steps (and the last). The probes see the first
     ``batch_size`` examples of the validation split, never the training stream, so a run with
     probes trains bit-identically to the same run without them. ``options`` maps a probe name to
-    its keyword options (e.g. ``{hessian = {k = 3}}``).
+    its keyword options (e.g. ``{hessian = {k = 3}}``). ``stride`` maps a probe name to ``k``:
+    that probe runs only at every ``k``-th of those steps (the first, step 0, included) and at the
+    last, so a costly probe can look less often than the cheap ones (e.g. ``{hessian = 5}``).
     """
 
     names: tuple[str, ...] = ()
@@ -89,6 +91,7 @@ class ProbeSpec:
     every: int = 100
     batch_size: int = 256
     options: dict[str, dict[str, Any]] = field(default_factory=dict)
+    stride: dict[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.schedule not in PROBE_SCHEDULES:
@@ -96,6 +99,13 @@ class ProbeSpec:
         if self.points < 1 or self.every < 1 or self.batch_size < 1:
             raise ConfigError(f"probes: points, every and batch_size must be >= 1, got {self.points}, "
                               f"{self.every}, {self.batch_size}")
+        for name, k in self.stride.items():
+            if name not in self.names:
+                raise ConfigError(f"probes.stride names probe {name!r}, which is not in probes.names "
+                                  f"{list(self.names)}; add it there or remove its stride")
+            if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+                raise ConfigError(f"probes.stride.{name} must be an integer >= 1 (run at every k-th probe "
+                                  f"step), got {k!r}")
         from .lens.probes import check_probes  # the lens imports torch models; load it only when used
 
         check_probes(self.names, self.options)
@@ -110,6 +120,15 @@ class ProbeSpec:
             ratio = total ** (1.0 / self.points) if total > 1 else 1.0
             points = {min(total, round(ratio ** i)) for i in range(self.points + 1)}
         return sorted(points | {0, total})
+
+    def names_at(self, step: int, total: int) -> tuple[str, ...]:
+        """The probes that run at `step` (one of ``steps(total)``), in ``names`` order."""
+        steps = self.steps(total)
+        if step not in steps:
+            return ()
+        i = steps.index(step)
+        return tuple(n for n in self.names
+                     if i % self.stride.get(n, 1) == 0 or step == steps[-1])
 
 
 @dataclass(frozen=True)
@@ -126,6 +145,8 @@ class RunSpec:
         data = to_dict(self)
         if not self.probes.names:
             del data["probes"]
+        elif not self.probes.stride:  # added later: runs without it keep their identity
+            del data["probes"]["stride"]
         return data
 
     @property

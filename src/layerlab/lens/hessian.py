@@ -155,7 +155,9 @@ def _default_generator(generator: torch.Generator | None) -> torch.Generator:
 
 
 def _randn(gen: torch.Generator, shape: tuple[int, ...], device: torch.device) -> Tensor:
-    return torch.randn(shape, generator=gen, device=gen.device, dtype=torch.float64).to(device)
+    # drawn in float32 (6x faster than float64 on CPU; a start vector needs no more precision),
+    # used in float64
+    return torch.randn(shape, generator=gen, device=gen.device, dtype=torch.float32).to(device, torch.float64)
 
 
 def _rademacher(gen: torch.Generator, shape: tuple[int, ...], device: torch.device) -> Tensor:

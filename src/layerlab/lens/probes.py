@@ -103,11 +103,13 @@ class ProbeRunner:
         self.load_array = load_array or (lambda step, name: None)
 
     def __call__(self, step: int, model: nn.Module, *, lr: float,
-                 optimizer: torch.optim.Optimizer | None = None) -> ProbeOutput:
+                 optimizer: torch.optim.Optimizer | None = None,
+                 names: tuple[str, ...] | None = None) -> ProbeOutput:
+        """Run the probes (`names`: a subset of this runner's, by default all of them)."""
         out = ProbeOutput()
         # side_effect_free sets the .grad fields aside; the probes read the step's gradients here
         grads = {n: p.grad for n, p in model.named_parameters() if p.grad is not None}
-        for name in self.names:
+        for name in self.names if names is None else names:
             ctx = ProbeContext(model=model, task=self.task, batch=self.batch, step=step, lr=lr,
                                state=self.state[name], load_array=self.load_array, optimizer=optimizer,
                                grads=grads)
@@ -327,14 +329,15 @@ def spectra_probe(ctx: ProbeContext, *, min_size: int = 50, arrays: bool = True)
     singular value); for matrices with at least `min_size` eigenvalues also the power-law
     exponent ``alpha.<p>``, alpha_sigma, ks_distance, n_spikes (above the Marchenko–Pastur edge)
     and effective_rank. Summaries ``alpha_mean``, ``stable_rank_mean``, ``spectral_norm_max``.
-    Arrays ``esd.<p>``: the eigenvalues of WᵀW/N."""
+    Arrays ``esd.<p>``: the eigenvalues of WᵀW/N, from the M x M Gram matrix in float64 (2-3x
+    faster than the SVD ``lens.spectra.esd`` takes; equal to it within ~1e-16·λ_max)."""
     from . import spectra
 
     scalars: dict[str, float] = {}
     out_arrays: dict[str, Tensor] = {}
     alphas, ranks, norms = [], [], []
     for name, w in spectra._weights(ctx.model):
-        s, n, m = spectra._singular_values(w, "per_position")
+        s, n, m = spectra._singular_values(w, "per_position", gram=True)
         lam = torch.sort(s**2 / n).values
         ranks.append(spectra._stable_rank(s))
         norms.append(float(s[0]))

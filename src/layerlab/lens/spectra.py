@@ -118,10 +118,18 @@ def _matrices(weight: Tensor, conv: str) -> Tensor:
     return w
 
 
-def _singular_values(weight: Tensor, conv: str) -> tuple[Tensor, int, int]:
-    """Pooled singular values (descending, float64) and the oriented per-matrix ``(N, M)``."""
+def _singular_values(weight: Tensor, conv: str, *, gram: bool = False) -> tuple[Tensor, int, int]:
+    """Pooled singular values (descending, float64) and the oriented per-matrix ``(N, M)``.
+
+    ``gram=True`` takes them as the square roots of the eigenvalues of ``WᵀW`` (M x M) instead of
+    an SVD: 2-3x faster, with every eigenvalue of ``WᵀW`` accurate to about ``1e-16·s_max²``
+    absolutely, so the small singular values lose relative accuracy (a condition number would
+    not survive it; the ESD, its tail and the stable rank do)."""
     w = _matrices(weight, conv)
-    s = torch.linalg.svdvals(w).reshape(-1)
+    if gram:
+        s = torch.linalg.eigvalsh(w.transpose(1, 2) @ w).clamp_min(0).sqrt().reshape(-1)
+    else:
+        s = torch.linalg.svdvals(w).reshape(-1)
     return torch.sort(s, descending=True).values, w.shape[1], w.shape[2]
 
 

@@ -180,7 +180,8 @@ class Trainer:
     def _probe(self, probes: ProbeRunner, step: int, model: nn.Module, lr: float,
                optimizer: torch.optim.Optimizer) -> None:
         """Run the probes; they restore modes, gradients and RNG, so training is unaffected."""
-        out = probes(step, model, lr=lr, optimizer=optimizer)
+        out = probes(step, model, lr=lr, optimizer=optimizer,
+                     names=self.spec.probes.names_at(step, self.spec.train.steps))
         if out.scalars:
             self.recorder.log(step, "probe", out.scalars)
         for name, array in out.arrays.items():
