@@ -122,7 +122,7 @@ def test_hessian_probe_budget_caps_warm_calls_and_records_residual_and_products(
         if sp == "probe":
             by_step.setdefault(s, {})[n] = v
     first = by_step[0]
-    assert first["hessian/products"] > 2 and first["hessian/residual"] <= 1e-4  # the cold call converges
+    assert first["hessian/products"] > 2 and first["hessian/residual"] <= 1e-3  # the cold call converges (default tol)
     for step in (10, 20, 30):
         assert by_step[step]["hessian/products"] == 2  # warm calls stop at the budget
         assert by_step[step]["hessian/residual"] > 0

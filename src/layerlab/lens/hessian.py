@@ -428,6 +428,19 @@ def _orthogonalize(W: Tensor, basis: Tensor) -> Tensor:
     return W
 
 
+def _orthogonalize_vector(w: Tensor, basis: Tensor) -> Tensor:
+    """`w` (P,) without its components along the orthonormal rows of `basis` (m, P).
+
+    Classical Gram–Schmidt, repeated once when the first pass cancelled more than half of the
+    norm (Kahan–Parlett's "twice is enough" test): the Lanczos vector is nearly orthogonal to the
+    basis already, so the second pass, which would read the basis again, is usually skipped."""
+    before = w.norm()
+    w = w - basis.T @ (basis @ w)
+    if w.norm() < 0.5 ** 0.5 * before:
+        w = w - basis.T @ (basis @ w)
+    return w
+
+
 def _breakdown(op: _Operator) -> float:
     """Relative size of a Lanczos residual below which the Krylov space counts as invariant."""
     return 100 * torch.finfo(getattr(op, "dtype", torch.float64)).eps
@@ -565,8 +578,11 @@ def _lanczos_run(
     P, steps, brk = op.dim, min(max_iter, op.dim), _breakdown(op)
     f64 = dict(dtype=torch.float64, device=op.device)
     # the Krylov basis grows as needed: max_iter x P rows of float64 up front would cost more
-    # to allocate than the few products a well-separated top eigenvalue takes
-    Q, HQ = torch.empty(min(steps, 16), P, **f64), torch.empty(min(steps, 16), P, **f64)
+    # to allocate than the few products a well-separated top eigenvalue takes, and a block above
+    # the allocator's mmap threshold (32 MB in glibc) comes back as fresh pages on every call,
+    # each first write a page fault (2 ms per row at P = 273k, as long as the product it holds)
+    rows = steps if steps <= 16 else 8  # a capped run (a probe's budget) gets its basis at once
+    Q, HQ = torch.empty(rows, P, **f64), torch.empty(rows, P, **f64)
     M = torch.zeros(steps, steps, **f64)
     alpha, beta = torch.zeros(steps, **f64), torch.zeros(steps, **f64)
     if start_vector is not None:
@@ -587,11 +603,11 @@ def _lanczos_run(
             Q, HQ = _grown(Q, steps), _grown(HQ, steps)
         Q[j] = q
         HQ[j] = hq = _apply64(op, q[:, None])[:, 0]
-        row = 0.5 * (HQ[:m] @ q + Q[:m] @ hq)
+        row = Q[:m] @ hq  # the new column of Q^T H Q (symmetric: also its new row)
         M[j, :m], M[:m, j] = row, row
         alpha[j] = M[j, j]
         w = hq - alpha[j] * q - (b_prev * Q[j - 1] if j > start else 0.0)
-        w = _orthogonalize(w[:, None], Q[None, :m])[:, 0]
+        w = _orthogonalize_vector(w, Q[:m])
         b = float(w.norm())
         scale = max(scale, float(hq.norm()))
         broken = b <= brk * scale
@@ -622,7 +638,7 @@ def _lanczos_run(
                     break
                 reference, ended = wanted, True
         if ended:  # start a new sequence orthogonal to everything explored
-            r = _orthogonalize(_randn(gen, (P, 1), op.device), Q[None, :m])[:, 0]
+            r = _orthogonalize_vector(_randn(gen, (P,), op.device), Q[:m])
             q, start, b_prev = r / r.norm(), m, 0.0
         else:
             beta[j], b_prev = b, b
