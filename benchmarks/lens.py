@@ -20,17 +20,18 @@ capture's forward pass is its own row): CKA between the blocks of the model and 
 seed, per token for (b); collapse on the head's input over the classes present in the batch.
 
 Part 2, probes on a run. One `Trainer.fit()` of the classifier (width ``--run-width``, default
-MLP) on `digits`, batch 64, ``--run-steps`` steps, without probes (first and last, to see drift)
-and with ``ProbeSpec(schedule="every", every=--every)`` for each probe set of `PROBE_SETS`: the
-light probes (weights, spectra, dynamics, collapse, similarity), + ntk, + the hessian probe at
-its defaults and on 64 examples at tol 1e-4, 1e-3 and 1e-2, tracking (a budget of 2 products per
-call), and at ``stride`` 5 (every 5th probe step). The whole sequence runs ``--repeats`` times and
-each set keeps its fastest fit. Wall time of ``fit()``; overhead = (with - without) / without
-against the issue's target of 10%; each probe alone (one call at a later step on the trained
-model, with the run's optimizer state) to show which dominates; whether the training loss curve
-(logged every step) is bit-identical; and, for each hessian setting on 64 examples, its
-products per call and the gap of its sharpness to tol 1e-4 at the same steps (the runs train
-identically, so their series compare step by step: the cost of a cheaper setting in accuracy).
+MLP) on `digits`, batch 64 (or, with ``--run-model sequence``, of model (b)), ``--run-steps``
+steps, without probes (first and last, to see drift) and with ``ProbeSpec(schedule="every",
+every=--every)`` for each probe set of `PROBE_SETS`: the light probes (weights, spectra,
+dynamics, collapse, similarity), + ntk, + the hessian probe at its defaults and on 64 examples
+at tol 1e-4, 1e-3 and 1e-2, tracking (a budget of 2 products per call), and at ``stride`` 5
+(every 5th probe step). The whole sequence runs ``--repeats`` times and each set keeps its
+fastest fit. Wall time of ``fit()``; overhead = (with - without) / without against the issue's
+target of 10%; each probe alone (one call at a later step on the trained model, with the run's
+optimizer state) to show which dominates; whether the training loss curve (logged every step) is
+bit-identical; and, for each hessian setting on 64 examples, its products per call and the gap
+of its sharpness to tol 1e-4 at the same steps (the runs train identically, so their series
+compare step by step: the cost of a cheaper setting in accuracy).
 
 Timings on a loaded machine vary from run to run; the ratios measured within one run are what
 to compare. This script asserts nothing about time.
@@ -274,10 +275,16 @@ def print_instruments(cases: list[dict[str, Any]], results: list[dict[str, tuple
 # ---- part 2: probes on a run --------------------------------------------------------------------
 def run_spec(args: argparse.Namespace, names: tuple[str, ...],
              options: dict[str, dict[str, Any]] | None = None, stride: dict[str, int] | None = None) -> RunSpec:
-    return RunSpec(task=TaskSpec("digits"),
-                   model=ModelSpec(backbone="classifier", d_model=args.run_width, n_layers=2),
-                   optim=OptimSpec(lr=1e-3, warmup_steps=50),
-                   train=TrainSpec(steps=args.run_steps, batch_size=64, eval_every=0, log_every=1),
+    if args.run_model == "sequence":  # model (b) of part 1
+        task = TaskSpec("mqar", {"length": args.seq_length})
+        model = ModelSpec(backbone="sequence", mixer="attention", d_model=128, n_layers=4, mixer_options={"n_heads": 4})
+        batch_size = args.seq_batch
+    else:
+        task = TaskSpec("digits")
+        model = ModelSpec(backbone="classifier", d_model=args.run_width, n_layers=2)
+        batch_size = 64
+    return RunSpec(task=task, model=model, optim=OptimSpec(lr=1e-3, warmup_steps=50),
+                   train=TrainSpec(steps=args.run_steps, batch_size=batch_size, eval_every=0, log_every=1),
                    probes=ProbeSpec(names=names, schedule="every", every=args.every, options=options or {},
                                     stride=stride or {}))
 
@@ -306,7 +313,7 @@ def probe_alone(spec: RunSpec, task: Any, model: nn.Module, device: torch.device
     m = copy.deepcopy(model)
     opt = build_optimizer(m, spec.optim)
     batch = task.train_batch(spec.train.batch_size, torch.Generator().manual_seed(0)).to(device)
-    task.loss(m(batch.inputs.float()), batch).backward()
+    task.loss(m(batch.inputs.float() if batch.inputs.is_floating_point() else batch.inputs), batch).backward()
     opt.step()
     lr = lr_at(spec.probes.every, spec.train.steps, spec.optim)
     out = {}
@@ -321,13 +328,15 @@ def probe_alone(spec: RunSpec, task: Any, model: nn.Module, device: torch.device
 
 
 def measure_run(args: argparse.Namespace, device: torch.device) -> None:
-    task = build_task("digits")
-    task.eval_set("val"), task.eval_set("test")  # built once, outside the timed runs
     base_spec = run_spec(args, ())
+    task = build_task(base_spec.task.name, **base_spec.task.params)
+    task.eval_set("val"), task.eval_set("test")  # built once, outside the timed runs
     n_calls = len(run_spec(args, ("weights",)).probes.steps(args.run_steps))
-    print(f"\nprobes on a run: classifier d={args.run_width} x2 (MLP {4 * args.run_width}), digits, batch 64, "
-          f"{args.run_steps} steps, AdamW; probes every {args.every} steps = {n_calls} calls on the first "
-          f"{base_spec.probes.batch_size} validation examples; wall time of Trainer.fit()")
+    what = (f"attention d=128 x4 (4 heads, MLP 512), mqar L={args.seq_length}, batch {args.seq_batch}"
+            if args.run_model == "sequence" else
+            f"classifier d={args.run_width} x2 (MLP {4 * args.run_width}), digits, batch 64")
+    print(f"\nprobes on a run: {what}, {args.run_steps} steps, AdamW; probes every {args.every} steps = {n_calls} "
+          f"calls on the first {base_spec.probes.batch_size} validation examples; wall time of Trainer.fit()")
     fit(replace(base_spec, train=replace(base_spec.train, steps=20)), task, device)  # warm-up
     warned: dict[str, list[str]] = {label: [] for label in PROBE_SETS}
     runs: dict[str, tuple] = {}
@@ -395,6 +404,8 @@ def main() -> None:
     ap.add_argument("--seq-batch", type=int, default=32)
     ap.add_argument("--slq", type=int, nargs=2, default=(4, 16), metavar=("PROBES", "STEPS"),
                     help="hessian.density probes and Lanczos steps (the function's default: 8 64)")
+    ap.add_argument("--run-model", choices=("classifier", "sequence"), default="classifier",
+                    help="part 2 trains the classifier (--run-width) or model (b) (--seq-length, --seq-batch)")
     ap.add_argument("--run-width", type=int, default=128, help="width of the classifier trained in part 2")
     ap.add_argument("--run-steps", type=int, default=1000)
     ap.add_argument("--every", type=int, default=100, help="probe every this many steps")

@@ -151,6 +151,47 @@ def test_massive_activations_on_a_constructed_tensor():
     assert set(dynamics.massive_activations({"x": a, "y": b})) == {"x", "y"}
 
 
+def test_median_against_sorting_with_ties_and_float32():
+    g = torch.Generator().manual_seed(3)
+    cases = [torch.tensor([1.0, 1.0, 2.0, 5.0]),  # the two middle values tie
+             torch.tensor([3.0, 1.0, 1.0, 1.0]),  # the lower middle value fills both places
+             torch.tensor([0.0, 0.0]), torch.tensor([7.0]),
+             torch.randint(0, 5, (1000,), generator=g).float(),  # many ties, even length
+             torch.randn(999, generator=g), torch.randn(1000, generator=g, dtype=DT)]
+    for x in cases:
+        ordered = torch.sort(x.double()).values
+        n = len(ordered)
+        expected = ordered[n // 2] if n % 2 else (ordered[n // 2 - 1] + ordered[n // 2]) / 2
+        got = dynamics._median(x)
+        assert got.dtype == torch.float64 and float(got) == float(expected), (x, got, expected)
+
+
+def test_capture_with_a_kind_per_module_equals_separate_captures():
+    model, t = sequence_model(), tokens()
+    kinds = {"blocks.0": "output", "blocks.1.mixer": "input", "blocks.1": "output"}
+    together = dynamics.capture(model, t, kind=kinds)
+    assert list(together) == list(kinds)
+    for name, kind in kinds.items():
+        assert torch.equal(together[name], dynamics.capture(model, t, [name], kind=kind)[name])
+    with pytest.raises(layerlab.errors.UnknownNameError):
+        dynamics.capture(model, t, kind={"blocks.0": "outputs"})
+
+
+def test_activation_patterns_count_equals_the_distinct_int64_codes():
+    # byte-packed rows against the documented 63-bit codes, for unit counts that are not
+    # multiples of 8 or 63, with repeated points among the data
+    for hidden in (5, 63, 100):
+        torch.manual_seed(hidden)
+        net = nn.Sequential(nn.Linear(3, hidden), nn.ReLU(), nn.Linear(hidden, 7), nn.ReLU())
+        x = torch.randn(40, 3)
+        x = torch.cat([x, x[:9]])  # 9 repeats
+        codes = dynamics.activation_codes(net, x)
+        assert dynamics.activation_patterns(net, x) == torch.unique(codes, dim=0).shape[0]
+        pre = dynamics.capture(net, x, dynamics.threshold_modules(net), kind="input")
+        assert dynamics.activation_patterns(None, None, preactivations=pre) == torch.unique(codes, dim=0).shape[0]
+        assert torch.equal(dynamics.activation_codes(None, None, preactivations=pre), codes)
+
+
 def test_block_massive_activations_reads_the_residual_stream():
     model = sequence_model()
     with torch.no_grad():

@@ -144,6 +144,49 @@ def test_dynamics_probe_reads_the_step_gradients():
     assert "dynamics/grad_norm" not in {n for s, sp, n, v in rec.rows if sp == "probe" and s == 0}
 
 
+def test_dynamics_probe_from_one_forward_equals_the_instruments():
+    """The probe captures block outputs, attention inputs and pre-activations in one pass; each
+    statistic equals the instrument's own (which runs its own pass), on a model with all three."""
+    from layerlab.lens import dynamics
+
+    rec = MemoryRecorder()
+    spec = seq_spec(ProbeSpec(names=("dynamics",), schedule="every", every=20, batch_size=16))
+    trainer = Trainer(spec, recorder=rec)
+    trainer.fit()
+    got = {n: v for s, sp, n, v in rec.rows if sp == "probe" and s == 20}
+    model, inputs = trainer.model, trainer.task.eval_set("val").slice(0, 16).inputs
+    blocks = [f"blocks.{i}" for i in range(len(model.blocks))]
+    massive = dynamics.block_massive_activations(model, inputs, modules=blocks)
+    for b in blocks:
+        assert got[f"dynamics/massive_ratio.{b}"] == massive[b]["ratio"]
+    entropy = dynamics.attention_entropy(model, inputs)
+    assert entropy and all(got[f"dynamics/attention_entropy.{n}"] == h.mean().item() for n, h in entropy.items())
+    assert got["dynamics/activation_patterns"] == dynamics.activation_patterns(model, inputs)
+
+
+@pytest.mark.parametrize("make", [digits_spec, seq_spec])
+def test_probes_reading_one_shared_forward_pass_equal_their_own_passes(make):
+    from layerlab.lens.probes import PROBES, ProbeContext, ProbeRunner
+
+    trainer = Trainer(make(steps=5))
+    trainer.fit()
+    names = ("dynamics", "collapse", "similarity")
+    options = {"similarity": {"n_examples": 10}}  # a slice of the shared pass against its own smaller one
+    runner = ProbeRunner(names, options, trainer.task, batch_size=24, device=torch.device("cpu"),
+                         dtype=torch.float32)
+    runner(0, trainer.model, lr=1e-3)
+    shared = runner(5, trainer.model, lr=1e-3).scalars
+    assert shared and {n.split("/")[0] for n in shared} == set(names)
+    for name in names:
+        ctx = ProbeContext(model=trainer.model, task=trainer.task, batch=runner.batch, step=5, lr=1e-3,
+                           state=runner.state[name], load_array=lambda step, key: None,
+                           grads={n: p.grad for n, p in trainer.model.named_parameters()})  # no shared pass
+        alone = PROBES[name](ctx, **options.get(name, {})).scalars
+        assert alone.keys() == {k.split("/", 1)[1] for k in shared if k.startswith(name + "/")}
+        for key, value in alone.items():
+            assert shared[f"{name}/{key}"] == pytest.approx(value, rel=1e-6, abs=1e-9), (name, key)
+
+
 def test_store_keeps_arrays_losslessly_and_forgets_them_on_truncate(tmp_path):
     store = Store(tmp_path)
     spec = digits_spec()

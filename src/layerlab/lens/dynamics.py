@@ -68,6 +68,8 @@ __all__ = [
     "attention_entropy",
     "activation_codes",
     "activation_patterns",
+    "threshold_modules",
+    "attention_modules",
 ]
 
 
@@ -95,11 +97,13 @@ def capture(
     inputs: Any,
     modules: Sequence[str] | None = None,
     *,
-    kind: str = "output",
+    kind: str | Mapping[str, str] = "output",
     forward_kwargs: Mapping[str, Any] | None = None,
 ) -> dict[str, Tensor]:
     """Outputs (``kind="output"``) or inputs (``kind="input"``, the first positional argument) of
-    named submodules, recorded by forward hooks during one forward pass.
+    named submodules, recorded by forward hooks during one forward pass. ``kind`` may also map
+    each module name to its own kind (then ``modules`` defaults to its keys), so that one pass
+    serves several instruments.
 
     ``inputs``: passed to the model as ``model(inputs)``, or ``model(*inputs)`` for a tuple/list;
     ``forward_kwargs`` are added (e.g. ``{"mode": "reference"}``). ``modules``: names as in
@@ -110,8 +114,12 @@ def capture(
     Returns ``{module name: detached tensor}`` in the order of ``modules``. Runs in eval mode
     under ``torch.no_grad``; hooks are removed even if the forward raises.
     """
-    if kind not in KINDS:
-        raise unknown_name("capture kind", kind, KINDS)
+    kinds = dict(kind) if isinstance(kind, Mapping) else None
+    if kinds is not None and modules is None:
+        modules = list(kinds)
+    for k in (kinds.values() if kinds is not None else [kind]):
+        if k not in KINDS:
+            raise unknown_name("capture kind", k, KINDS)
     named = dict(model.named_modules())
     if modules is None:
         modules = [n for n, m in named.items() if next(m.children(), None) is None]
@@ -121,12 +129,13 @@ def capture(
             if n not in named:
                 raise unknown_name("module", n, [k for k in named if k])
     seen: dict[str, list[Tensor]] = {n: [] for n in modules}
+    kind_of = {n: (kinds.get(n, "output") if kinds is not None else kind) for n in modules}
 
     def hook_for(name: str):
         def hook(module: nn.Module, args: tuple, output: Any) -> None:
-            t = _first_tensor(output if kind == "output" else args)
+            t = _first_tensor(output if kind_of[name] == "output" else args)
             if t is None:
-                raise ShapeError(f"capture: module {name!r} has no tensor {kind}; choose another module")
+                raise ShapeError(f"capture: module {name!r} has no tensor {kind_of[name]}; choose another module")
             seen[name].append(t.detach())
         return hook
 
@@ -239,21 +248,31 @@ def effective_lr(before: Mapping[str, Tensor], model: nn.Module, *, by: str = "p
 # --- massive activations --------------------------------------------------------------------
 
 def _median(x: Tensor) -> Tensor:
-    """Median of a flat tensor: the middle value, or the mean of the two middle values."""
+    """Median of a flat tensor: the middle value, or the mean of the two middle values (float64).
+
+    One selection (kthvalue) for the lower middle value; the upper one is the smallest value
+    above it unless the lower value fills both middle places."""
     n = x.numel()
     lower = torch.kthvalue(x, (n + 1) // 2).values
     if n % 2:
-        return lower
-    return (lower + torch.kthvalue(x, n // 2 + 1).values) / 2
+        return lower.double()
+    if int((x <= lower).sum()) > n // 2:
+        upper = lower
+    else:
+        upper = x[x > lower].min()
+    return (lower.double() + upper.double()) / 2
 
 
 def _massive(t: Tensor, ratio: float, threshold: float) -> dict[str, Any]:
     if t.numel() == 0:
         raise ShapeError("massive_activations: got an empty tensor")
-    mag = t.detach().abs().to(torch.float64).flatten()
+    # the statistics are values of |t| (and the mean of two), exact in t's own dtype: no float64
+    # copy of a large activation tensor
+    mag = t.detach().abs().flatten()
     top = torch.argmax(mag)
-    largest, median = mag[top], _median(mag)
-    count = ((mag > threshold) & (mag >= ratio * median)).sum()
+    largest, median = mag[top].double(), _median(mag)
+    above = mag[mag > threshold].double()  # usually few: compared in float64, as before
+    count = (above >= ratio * median).sum()
     largest_f, median_f = float(largest), float(median)
     flat, index = int(top), []
     for size in reversed(t.shape):  # unravel by hand: torch.unravel_index imports sympy (~1 s)
@@ -342,6 +361,11 @@ def attention_probs(module: CausalSelfAttention, x: Tensor) -> Tensor:
     return torch.softmax(scores, dim=-1, dtype=torch.promote_types(scores.dtype, torch.float32))
 
 
+def attention_modules(model: nn.Module) -> list[str]:
+    """Names of the model's ``CausalSelfAttention`` modules."""
+    return [n for n, m in model.named_modules() if isinstance(m, CausalSelfAttention)]
+
+
 def attention_entropy(
     model: nn.Module,
     tokens: Any,
@@ -349,6 +373,7 @@ def attention_entropy(
     reduce: str = "mean",
     modules: Sequence[str] | None = None,
     forward_kwargs: Mapping[str, Any] | None = None,
+    captured: Mapping[str, Tensor] | None = None,
 ) -> dict[str, Tensor]:
     """Entropy (nats) of each head's causal attention distribution, per attention layer.
 
@@ -359,17 +384,23 @@ def attention_entropy(
     ``"position"``: mean over the batch -> ``(h, L)``; ``"none"`` -> ``(B, h, L)``. Uniform
     attention gives ``H_t = log(t + 1)``, the maximum.
 
+    ``captured``: the attention modules' inputs, already captured (``{name: (B, L, D)}``); then
+    no forward pass is run.
+
     Returns ``{module name: tensor}`` (float32 or wider).
     """
     if reduce not in REDUCTIONS:
         raise unknown_name("reduction", reduce, REDUCTIONS)
     named = dict(model.named_modules())
-    if modules is None:
-        modules = [n for n, m in named.items() if isinstance(m, CausalSelfAttention)]
-        if not modules:
-            raise ConfigError("attention_entropy: the model has no CausalSelfAttention module; "
-                              "pass modules=[...] naming the attention mixers")
-    inputs = capture(model, tokens, modules, kind="input", forward_kwargs=forward_kwargs)
+    if captured is not None:
+        inputs = dict(captured)
+    else:
+        if modules is None:
+            modules = attention_modules(model)
+            if not modules:
+                raise ConfigError("attention_entropy: the model has no CausalSelfAttention module; "
+                                  "pass modules=[...] naming the attention mixers")
+        inputs = capture(model, tokens, modules, kind="input", forward_kwargs=forward_kwargs)
     out: dict[str, Tensor] = {}
     with side_effect_free(model), torch.no_grad():
         for n, x in inputs.items():
@@ -396,39 +427,53 @@ def _pack(bits: Tensor) -> Tensor:
     return (padded.view(N, W, _BITS) << shifts).sum(-1)
 
 
+def threshold_modules(model: nn.Module) -> list[str]:
+    """Names of the threshold units' modules: every ``nn.ReLU``, ``nn.LeakyReLU``, ``nn.GELU``
+    and layerlab ``relu``/``gelu`` module."""
+    return [n for n, m in model.named_modules() if isinstance(m, THRESHOLD_ACTIVATIONS)]
+
+
+def _pattern_bits(model: nn.Module, inputs: Any, modules: Sequence[str] | None,
+                  forward_kwargs: Mapping[str, Any] | None,
+                  preactivations: Mapping[str, Tensor] | None) -> Tensor:
+    """(N, U) bool: unit ``i`` of data point ``n`` on (pre-activation > 0)."""
+    if preactivations is None:
+        if modules is None:
+            modules = threshold_modules(model)
+            if not modules:
+                raise ConfigError("activation_codes: the model has no ReLU/GELU module; pass modules=[...] "
+                                  "naming the modules whose inputs are the pre-activations")
+        preactivations = capture(model, inputs, modules, kind="input", forward_kwargs=forward_kwargs)
+        if not preactivations:
+            raise ConfigError(f"activation_codes: none of the modules {list(modules)} ran in the forward pass")
+    sizes = {n: t.shape[0] if t.dim() else 1 for n, t in preactivations.items()}
+    if len(set(sizes.values())) != 1:
+        raise ShapeError(f"activation_codes: captured tensors disagree on the number of data points "
+                         f"(dim 0): {sizes}")
+    N = next(iter(sizes.values()))
+    return torch.cat([(t > 0).reshape(N, -1) for t in preactivations.values()], dim=1)
+
+
 def activation_codes(
     model: nn.Module,
     inputs: Any,
     *,
     modules: Sequence[str] | None = None,
     forward_kwargs: Mapping[str, Any] | None = None,
+    preactivations: Mapping[str, Tensor] | None = None,
 ) -> Tensor:
     """Packed activation patterns (Hanin & Rolnick 2019) of the data points in ``inputs``.
 
     The pre-activations (inputs) of the threshold units are captured: every ``nn.ReLU``,
-    ``nn.LeakyReLU``, ``nn.GELU`` and layerlab ``relu``/``gelu`` module, or the named ``modules``.
+    ``nn.LeakyReLU``, ``nn.GELU`` and layerlab ``relu``/``gelu`` module, or the named ``modules``
+    (or given: ``preactivations``, ``{module: captured input}``, and then nothing is run).
     A data point is an index along dim 0 of each captured tensor (all other dimensions are its
     units); unit ``i`` is on when its pre-activation is ``> 0``. The bits of all units, module
     after module, are packed 63 to an int64 word.
 
     Returns an int64 tensor ``(N, ceil(U / 63))``: equal rows = equal patterns.
     """
-    named = dict(model.named_modules())
-    if modules is None:
-        modules = [n for n, m in named.items() if isinstance(m, THRESHOLD_ACTIVATIONS)]
-        if not modules:
-            raise ConfigError("activation_codes: the model has no ReLU/GELU module; pass modules=[...] "
-                              "naming the modules whose inputs are the pre-activations")
-    pre = capture(model, inputs, modules, kind="input", forward_kwargs=forward_kwargs)
-    if not pre:
-        raise ConfigError(f"activation_codes: none of the modules {list(modules)} ran in the forward pass")
-    sizes = {n: t.shape[0] if t.dim() else 1 for n, t in pre.items()}
-    if len(set(sizes.values())) != 1:
-        raise ShapeError(f"activation_codes: captured tensors disagree on the number of data points "
-                         f"(dim 0): {sizes}")
-    N = next(iter(sizes.values()))
-    bits = torch.cat([(t > 0).reshape(N, -1) for t in pre.values()], dim=1)
-    return _pack(bits)
+    return _pack(_pattern_bits(model, inputs, modules, forward_kwargs, preactivations))
 
 
 def activation_patterns(
@@ -437,8 +482,17 @@ def activation_patterns(
     *,
     modules: Sequence[str] | None = None,
     forward_kwargs: Mapping[str, Any] | None = None,
+    preactivations: Mapping[str, Tensor] | None = None,
 ) -> int:
     """Number of distinct activation patterns the data points of ``inputs`` visit (a lower bound
-    on the linear regions they touch, Hanin & Rolnick 2019); see ``activation_codes``."""
-    codes = activation_codes(model, inputs, modules=modules, forward_kwargs=forward_kwargs)
-    return int(torch.unique(codes, dim=0).shape[0])
+    on the linear regions they touch, Hanin & Rolnick 2019); see ``activation_codes``.
+
+    The rows are compared packed 8 bits to a byte (an injective code, like the int64 words of
+    ``activation_codes``, at an eighth of their memory traffic)."""
+    bits = _pattern_bits(model, inputs, modules, forward_kwargs, preactivations)
+    N, U = bits.shape
+    padded = torch.zeros(N, -(-U // 8) * 8, dtype=torch.uint8, device=bits.device)
+    padded[:, :U] = bits
+    weights = 2 ** torch.arange(8, device=bits.device, dtype=torch.uint8)
+    packed = (padded.view(N, -1, 8) * weights).sum(-1, dtype=torch.uint8)
+    return int(torch.unique(packed, dim=0).shape[0])

@@ -435,9 +435,9 @@ def _orthogonalize_vector(w: Tensor, basis: Tensor) -> Tensor:
     norm (Kahan–Parlett's "twice is enough" test): the Lanczos vector is nearly orthogonal to the
     basis already, so the second pass, which would read the basis again, is usually skipped."""
     before = w.norm()
-    w = w - basis.T @ (basis @ w)
+    w = torch.addmv(w, basis.T, basis @ w, alpha=-1)
     if w.norm() < 0.5 ** 0.5 * before:
-        w = w - basis.T @ (basis @ w)
+        w = torch.addmv(w, basis.T, basis @ w, alpha=-1)
     return w
 
 
@@ -606,7 +606,9 @@ def _lanczos_run(
         row = Q[:m] @ hq  # the new column of Q^T H Q (symmetric: also its new row)
         M[j, :m], M[:m, j] = row, row
         alpha[j] = M[j, j]
-        w = hq - alpha[j] * q - (b_prev * Q[j - 1] if j > start else 0.0)
+        w = torch.add(hq, q, alpha=-float(alpha[j]))
+        if j > start:
+            w.sub_(Q[j - 1], alpha=b_prev)
         w = _orthogonalize_vector(w, Q[:m])
         b = float(w.norm())
         scale = max(scale, float(hq.norm()))

@@ -37,6 +37,9 @@ class ProbeContext:
     load_array: Callable[[int, str], Tensor | None]  # (step, "<probe>/<key>") -> stored array
     optimizer: torch.optim.Optimizer | None = None  # the run's optimizer (read only); None offline
     grads: dict[str, Tensor] = field(default_factory=dict)  # the last step's gradients, by parameter name
+    # module inputs/outputs on the whole probe batch from one forward pass shared by the probes of
+    # this step (see CAPTURES), by module name; a probe captures what is missing itself
+    activations: dict[str, Tensor] = field(default_factory=dict)
 
     def loss_fn(self, model: nn.Module, batch: Any) -> Tensor:
         """The task's training loss of `model` on `batch` (a mean over scored positions)."""
@@ -107,17 +110,50 @@ class ProbeRunner:
                  names: tuple[str, ...] | None = None) -> ProbeOutput:
         """Run the probes (`names`: a subset of this runner's, by default all of them)."""
         out = ProbeOutput()
+        active = self.names if names is None else names
         # side_effect_free sets the .grad fields aside; the probes read the step's gradients here
         grads = {n: p.grad for n, p in model.named_parameters() if p.grad is not None}
-        for name in self.names if names is None else names:
+        activations = shared_activations(model, self.batch.inputs, active)
+        for name in active:
             ctx = ProbeContext(model=model, task=self.task, batch=self.batch, step=step, lr=lr,
                                state=self.state[name], load_array=self.load_array, optimizer=optimizer,
-                               grads=grads)
+                               grads=grads, activations=activations)
             with side_effect_free(model):
                 result = PROBES[name](ctx, **self.options.get(name, {}))
             out.scalars.update({f"{name}/{k}": float(v) for k, v in result.scalars.items()})
             out.arrays.update({f"{name}/{k}": v.detach().cpu() for k, v in result.arrays.items()})
         return out
+
+
+# ---- one forward pass for the probes that read activations --------------------------------------
+def _dynamics_reads(model: nn.Module) -> dict[str, str]:
+    from . import dynamics
+
+    return {**{n: "input" for n in dynamics.attention_modules(model) + dynamics.threshold_modules(model)},
+            **{n: "output" for n in _block_names(model)}}
+
+
+# probe -> the module inputs/outputs it reads, {module name: "input" | "output"}
+CAPTURES: dict[str, Callable[[nn.Module], dict[str, str]]] = {
+    "dynamics": _dynamics_reads,
+    "collapse": lambda model: {"head": "input"} if isinstance(getattr(model, "head", None), nn.Linear) else {},
+    "similarity": lambda model: {n: "output" for n in _block_names(model)},
+}
+
+
+def shared_activations(model: nn.Module, inputs: Any, probes: tuple[str, ...] | list[str]) -> dict[str, Tensor]:
+    """What the given probes read (`CAPTURES`), captured in one forward pass on `inputs`. A
+    module two probes read in different kinds is left out: each captures it itself."""
+    from . import dynamics
+
+    kinds: dict[str, str] = {}
+    clash: set[str] = set()
+    for name in probes:
+        for module, kind in CAPTURES.get(name, lambda m: {})(model).items():
+            if kinds.setdefault(module, kind) != kind:
+                clash.add(module)
+    kinds = {m: k for m, k in kinds.items() if m not in clash}
+    return dynamics.capture(model, inputs, kind=kinds) if kinds else {}
 
 
 # ---- built-in probes ------------------------------------------------------------------------
@@ -224,25 +260,30 @@ def dynamics_probe(ctx: ProbeContext, *, per_block: bool = True) -> ProbeOutput:
         if per_block:
             by_block = dynamics.gradient_norms(model, by="block", grads=ctx.grads)
             scalars.update({f"grad_norm.{k}": v for k, v in by_block.items()})
-    names = _block_names(model)
-    if names:
-        stats = dynamics.block_massive_activations(model, ctx.batch.inputs, modules=names)
+    # one forward pass (shared with the other probes of the step) holds what all three read
+    blocks, attention, units = (_block_names(model), dynamics.attention_modules(model),
+                                dynamics.threshold_modules(model))
+    kinds = _dynamics_reads(model)
+    acts = {n: ctx.activations[n] for n in kinds if n in ctx.activations}
+    missing = {n: k for n, k in kinds.items() if n not in acts}
+    if missing:
+        acts.update(dynamics.capture(model, ctx.batch.inputs, kind=missing))
+    if blocks:
+        stats = dynamics.massive_activations({n: acts[n] for n in blocks})
         ratios = {k: float(v["ratio"]) for k, v in stats.items()}
         scalars["massive_ratio"] = max(ratios.values())
         if per_block:
             scalars.update({f"massive_ratio.{k}": v for k, v in ratios.items()})
-    try:
-        entropy = dynamics.attention_entropy(model, ctx.batch.inputs)
-    except ConfigError:  # no attention layer in this model
-        entropy = {}
+    entropy = {}
+    if attention:
+        entropy = dynamics.attention_entropy(model, None, captured={n: acts[n] for n in attention if n in acts})
     for name, h in entropy.items():
         scalars[f"attention_entropy.{name}"] = h.mean().item()
     if entropy:
         scalars["attention_entropy"] = sum(h.mean().item() for h in entropy.values()) / len(entropy)
-    try:
-        scalars["activation_patterns"] = float(dynamics.activation_patterns(model, ctx.batch.inputs))
-    except ConfigError:  # no ReLU-like unit
-        pass
+    ran = {n: acts[n] for n in units if n in acts}
+    if ran:
+        scalars["activation_patterns"] = float(dynamics.activation_patterns(model, None, preactivations=ran))
     return ProbeOutput(scalars)
 
 
@@ -260,7 +301,10 @@ def _features(ctx: ProbeContext, modules: list[str], kind: str, n: int | None = 
     from . import dynamics
 
     inputs, _, position = scored(ctx, n)
-    acts = dynamics.capture(ctx.model, inputs, modules, kind=kind)
+    if all(m in ctx.activations for m in modules):  # the step's shared pass, on the whole probe batch
+        acts = {m: ctx.activations[m][: len(inputs)] for m in modules}
+    else:
+        acts = dynamics.capture(ctx.model, inputs, modules, kind=kind)
     out = {}
     for name, a in acts.items():
         if position is not None and a.dim() == 3:
