@@ -395,12 +395,9 @@ def attention_entropy(
     if captured is not None:
         inputs = dict(captured)
     else:
-        if modules is None:
-            modules = attention_modules(model)
-            if not modules:
-                raise ConfigError("attention_entropy: the model has no CausalSelfAttention module; "
-                                  "pass modules=[...] naming the attention mixers")
-        inputs = capture(model, tokens, modules, kind="input", forward_kwargs=forward_kwargs)
+        inputs = _inputs_of(model, tokens, attention_modules(model) if modules is None else modules, forward_kwargs,
+                            "attention_entropy: the model has no CausalSelfAttention module; "
+                            "pass modules=[...] naming the attention mixers")
     out: dict[str, Tensor] = {}
     with side_effect_free(model), torch.no_grad():
         for n, x in inputs.items():
@@ -417,14 +414,22 @@ def attention_entropy(
 
 # --- activation patterns --------------------------------------------------------------------
 
-def _pack(bits: Tensor) -> Tensor:
-    """(N, U) bool -> (N, ceil(U / 63)) int64, bit j of word w = unit 63 w + j."""
+def _inputs_of(model: nn.Module, inputs: Any, modules: Sequence[str], forward_kwargs: Mapping[str, Any] | None,
+               none_found: str) -> dict[str, Tensor]:
+    """The inputs of `modules` in one pass; `none_found` is the error when there are none."""
+    if not modules:
+        raise ConfigError(none_found)
+    return capture(model, inputs, modules, kind="input", forward_kwargs=forward_kwargs)
+
+
+def _pack(bits: Tensor, width: int = _BITS, dtype: torch.dtype = torch.int64) -> Tensor:
+    """(N, U) bool -> (N, ceil(U / width)) of `dtype`, bit j of word w = unit width·w + j."""
     N, U = bits.shape
-    W = max(1, -(-U // _BITS))
-    padded = torch.zeros(N, W * _BITS, dtype=torch.int64, device=bits.device)
-    padded[:, :U] = bits.to(torch.int64)
-    shifts = torch.arange(_BITS, device=bits.device, dtype=torch.int64)
-    return (padded.view(N, W, _BITS) << shifts).sum(-1)
+    W = max(1, -(-U // width))
+    padded = torch.zeros(N, W * width, dtype=dtype, device=bits.device)
+    padded[:, :U] = bits
+    shifts = torch.arange(width, device=bits.device, dtype=dtype)
+    return (padded.view(N, W, width) << shifts).sum(-1, dtype=dtype)
 
 
 def threshold_modules(model: nn.Module) -> list[str]:
@@ -438,12 +443,10 @@ def _pattern_bits(model: nn.Module, inputs: Any, modules: Sequence[str] | None,
                   preactivations: Mapping[str, Tensor] | None) -> Tensor:
     """(N, U) bool: unit ``i`` of data point ``n`` on (pre-activation > 0)."""
     if preactivations is None:
-        if modules is None:
-            modules = threshold_modules(model)
-            if not modules:
-                raise ConfigError("activation_codes: the model has no ReLU/GELU module; pass modules=[...] "
-                                  "naming the modules whose inputs are the pre-activations")
-        preactivations = capture(model, inputs, modules, kind="input", forward_kwargs=forward_kwargs)
+        modules = threshold_modules(model) if modules is None else modules
+        preactivations = _inputs_of(model, inputs, modules, forward_kwargs,
+                                    "activation_codes: the model has no ReLU/GELU module; pass modules=[...] "
+                                    "naming the modules whose inputs are the pre-activations")
         if not preactivations:
             raise ConfigError(f"activation_codes: none of the modules {list(modules)} ran in the forward pass")
     sizes = {n: t.shape[0] if t.dim() else 1 for n, t in preactivations.items()}
@@ -489,10 +492,5 @@ def activation_patterns(
 
     The rows are compared packed 8 bits to a byte (an injective code, like the int64 words of
     ``activation_codes``, at an eighth of their memory traffic)."""
-    bits = _pattern_bits(model, inputs, modules, forward_kwargs, preactivations)
-    N, U = bits.shape
-    padded = torch.zeros(N, -(-U // 8) * 8, dtype=torch.uint8, device=bits.device)
-    padded[:, :U] = bits
-    weights = 2 ** torch.arange(8, device=bits.device, dtype=torch.uint8)
-    packed = (padded.view(N, -1, 8) * weights).sum(-1, dtype=torch.uint8)
+    packed = _pack(_pattern_bits(model, inputs, modules, forward_kwargs, preactivations), 8, torch.uint8)
     return int(torch.unique(packed, dim=0).shape[0])
