@@ -177,8 +177,9 @@ class HessianOperator:
     """The Hessian of the mean loss over `batches` as a linear operator on flat vectors.
 
     Build it once and apply it many times: ``matvec(v)`` for ``(P,) -> (P,)``, ``matmat(V)``
-    for ``(P, m) -> (P, m)`` (``torch.func.vmap`` over the products, in chunks of
-    ``chunk_size`` columns; falls back to a loop where vmap is unsupported), ``dense()`` for the
+    for ``(P, m) -> (P, m)`` (``torch.func.vmap`` over the products, or in double-backward mode
+    one backward pass batched over the columns, in chunks of ``chunk_size`` columns; falls back
+    to a loop where vmap is unsupported), ``dense()`` for the
     full ``(P, P)`` matrix of a small model. Products are computed in the parameters' dtype on
     their device; inputs of another dtype are cast. The model's parameters are read at every
     product (the operator follows the model if it is trained meanwhile) and never modified.
@@ -278,10 +279,16 @@ class HessianOperator:
         return g
 
     def _double_backward(self, v: Tensor) -> Tensor:
+        """``H v`` for ``v`` (P,), or ``H V`` for ``V`` (P, c) in one backward pass batched over
+        the columns (autograd's ``is_grads_batched``, a vmap over the backward)."""
         named = dict(self.model.named_parameters())
         params = [named[n] for n in self.names]
-        tangent = self._unflatten(v)
-        total = torch.zeros(self.dim, dtype=self.dtype, device=self.device)
+        batched = v.dim() == 2
+        c = v.shape[1] if batched else 1
+        tangent = (tuple(v[s].T.reshape(c, *shape).to(dt)
+                         for s, shape, dt in zip(self.slices.values(), self.shapes, self.dtypes))
+                   if batched else self._unflatten(v))
+        total = torch.zeros(c, self.dim, dtype=self.dtype, device=self.device)
         for i, batch in enumerate(self.batches):
             g = self._gradient_graph(i, batch, params)
             live = [j for j, t in enumerate(g) if t is not None]
@@ -289,10 +296,11 @@ class HessianOperator:
                 continue
             with torch.enable_grad():
                 out = torch.autograd.grad([g[j] for j in live], params, [tangent[j] for j in live],
-                                          retain_graph=True, allow_unused=True)
-            total += torch.cat([(torch.zeros(p.numel(), dtype=self.dtype, device=self.device) if o is None
-                                 else o.reshape(-1).to(self.dtype)) for o, p in zip(out, params)])
-        return total / len(self.batches)
+                                          retain_graph=True, allow_unused=True, is_grads_batched=batched)
+            total += torch.cat([(torch.zeros(c, p.numel(), dtype=self.dtype, device=self.device) if o is None
+                                 else o.reshape(c, -1).to(self.dtype)) for o, p in zip(out, params)], dim=1)
+        total /= len(self.batches)
+        return total.T if batched else total[0]
 
     def _product(self, v: Tensor, mode: str) -> Tensor:
         if mode == "double-backward":
@@ -358,12 +366,14 @@ class HessianOperator:
             return self._matmat(V)
 
     def _matmat(self, V: Tensor) -> Tensor:
-        if V.shape[1] == 1 or self.mode == "double-backward":
-            # vmap over one column costs more than the product itself on small models; a kept
-            # graph makes each column one backward pass already
-            return torch.stack([self._apply(V[:, i]) for i in range(V.shape[1])], dim=1)
+        if V.shape[1] == 1:  # vmap over one column costs more than the product itself on small models
+            return self._apply(V[:, 0])[:, None]
         if self._vmap_ok:
             try:
+                if self.mode == "double-backward":  # batched over the columns of each chunk
+                    step = self.chunk_size or V.shape[1]
+                    return torch.cat([self._double_backward(V[:, i: i + step])
+                                      for i in range(0, V.shape[1], step)], dim=1)
                 return vmap(self._apply, in_dims=1, out_dims=1, chunk_size=self.chunk_size)(V)
             except (RuntimeError, NotImplementedError):
                 self._vmap_ok = False  # e.g. data-dependent control flow; products one by one
