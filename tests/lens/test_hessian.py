@@ -310,6 +310,7 @@ def test_product_forms_agree_and_auto_falls_back_without_forward_ad(mlp_case, mo
     auto = H.HessianOperator(model, mse, batches)
     auto.dense()
     assert auto.mode == "double-backward" and auto.fallback_reason is None
+    assert auto._forward_ok  # the other columns went through vmapped forward-over-reverse
 
     torch.manual_seed(3)
     lin = nn.Linear(3, 2).to(DT)
@@ -327,6 +328,7 @@ def test_product_forms_agree_and_auto_falls_back_without_forward_ad(mlp_case, mo
         H.HessianOperator(lin, cube_loss, [x], mode="forward-over-reverse").dense()
     op = H.HessianOperator(lin, cube_loss, [x])
     assert rel(op.dense(), ref) < 1e-10 and op.mode == "double-backward"
+    assert not op._forward_ok  # the block fell back to the batched double backward
 
     # where double backward fails, auto tries forward-over-reverse, then reverse-over-reverse
     def no_double_backward(self, v):
