@@ -338,10 +338,12 @@ def measure_run(args: argparse.Namespace, device: torch.device) -> None:
     print(f"\nprobes on a run: {what}, {args.run_steps} steps, AdamW; probes every {args.every} steps = {n_calls} "
           f"calls on the first {base_spec.probes.batch_size} validation examples; wall time of Trainer.fit()")
     fit(replace(base_spec, train=replace(base_spec.train, steps=20)), task, device)  # warm-up
-    warned: dict[str, list[str]] = {label: [] for label in PROBE_SETS}
+    sets = {label: v for label, v in PROBE_SETS.items()
+            if label == "none" or not args.sets or any(label.startswith(word) for word in args.sets)}
+    warned: dict[str, list[str]] = {label: [] for label in sets}
     runs: dict[str, tuple] = {}
     for _ in range(args.repeats):  # the whole sequence again; each set keeps its fastest fit
-        for label, (names, opts, stride) in PROBE_SETS.items():
+        for label, (names, opts, stride) in sets.items():
             run = fit(run_spec(args, names, opts, stride), task, device, warned[label])
             runs[label] = min(runs.get(label, run), run, key=lambda r: r[0])
         run = fit(base_spec, task, device)
@@ -364,12 +366,12 @@ def measure_run(args: argparse.Namespace, device: torch.device) -> None:
         same = "bit-identical" if curve == runs["none"][2] and len(curve) == args.run_steps else "DIFFERENT"
         print(f"{label:{LABEL}} {wall:7.2f} {train:8.2f} {100 * over:8.0f}% {100 * inrun:6.0f}% "
               f"{'yes' if max(over, inrun) <= 0.10 else 'no':>7} {same:>19}")
-    exact = dict(runs[REFERENCE][3].recorder.series("probe", "hessian/sharpness"))
-    print(f"hessian probe: Hessian-vector products per call (mean, first call, max later), and the relative gap "
-          f"of the sharpness to '{REFERENCE}' (tol 1e-4) at the same steps of identical runs (median, max)")
-    for label, (names, _, _) in PROBE_SETS.items():
-        if "hessian" not in names:
-            continue
+    exact = dict(runs[REFERENCE][3].recorder.series("probe", "hessian/sharpness")) if REFERENCE in runs else {}
+    hessian_sets = [label for label, (names, _, _) in sets.items() if "hessian" in names]
+    if hessian_sets:
+        print(f"hessian probe: Hessian-vector products per call (mean, first call, max later), and the relative "
+              f"gap of the sharpness to '{REFERENCE}' (tol 1e-4) at the same steps of identical runs (median, max)")
+    for label in hessian_sets:
         rec = runs[label][3].recorder
         products = [v for _, v in rec.series("probe", "hessian/products")]
         gaps = [abs(v - exact[step]) / abs(exact[step]) for step, v in rec.series("probe", "hessian/sharpness")
@@ -410,6 +412,8 @@ def main() -> None:
     ap.add_argument("--run-steps", type=int, default=1000)
     ap.add_argument("--every", type=int, default=100, help="probe every this many steps")
     ap.add_argument("--repeats", type=int, default=2, help="fits of each probe set (the fastest counts)")
+    ap.add_argument("--sets", nargs="*", default=[], metavar="WORD",
+                    help="only the probe sets whose label starts with one of these words (and 'none')")
     ap.add_argument("--skip-instruments", action="store_true")
     ap.add_argument("--skip-run", action="store_true")
     args = ap.parse_args()

@@ -157,13 +157,20 @@ def test_median_against_sorting_with_ties_and_float32():
              torch.tensor([3.0, 1.0, 1.0, 1.0]),  # the lower middle value fills both places
              torch.tensor([0.0, 0.0]), torch.tensor([7.0]),
              torch.randint(0, 5, (1000,), generator=g).float(),  # many ties, even length
-             torch.randn(999, generator=g), torch.randn(1000, generator=g, dtype=DT)]
+             torch.randn(999, generator=g), torch.randn(1000, generator=g, dtype=DT),
+             # large enough for the banded selection: continuous, heavy ties, a spike at the median
+             torch.randn(200_001, generator=g).abs(), torch.randint(0, 3, (200_000,), generator=g).float(),
+             torch.cat([torch.zeros(100_000), torch.randn(100_000, generator=g).abs() + 1])]
     for x in cases:
         ordered = torch.sort(x.double()).values
         n = len(ordered)
         expected = ordered[n // 2] if n % 2 else (ordered[n // 2 - 1] + ordered[n // 2]) / 2
         got = dynamics._median(x)
         assert got.dtype == torch.float64 and float(got) == float(expected), (x, got, expected)
+    x = torch.randn(300_000, generator=g)
+    ordered = torch.sort(x).values
+    for k in (1, 2, 1000, 150_000, 299_999, 300_000):  # every rank, including where the band cannot hold it
+        assert float(dynamics._kth(x, k)) == float(ordered[k - 1])
 
 
 def test_capture_with_a_kind_per_module_equals_separate_captures():
