@@ -153,7 +153,10 @@ def shared_activations(model: nn.Module, inputs: Any, probes: tuple[str, ...] | 
             if kinds.setdefault(module, kind) != kind:
                 clash.add(module)
     kinds = {m: k for m, k in kinds.items() if m not in clash}
-    return dynamics.capture(model, inputs, kind=kinds) if kinds else {}
+    try:
+        return dynamics.capture(model, inputs, kind=kinds) if kinds else {}
+    except ShapeError:  # some module has no tensor to capture: each probe then meets it itself
+        return {}
 
 
 # ---- built-in probes ------------------------------------------------------------------------
@@ -268,8 +271,9 @@ def dynamics_probe(ctx: ProbeContext, *, per_block: bool = True) -> ProbeOutput:
     missing = {n: k for n, k in kinds.items() if n not in acts}
     if missing:
         acts.update(dynamics.capture(model, ctx.batch.inputs, kind=missing))
-    if blocks:
-        stats = dynamics.massive_activations({n: acts[n] for n in blocks})
+    outputs = {n: acts[n] for n in blocks if n in acts}
+    if outputs:
+        stats = dynamics.massive_activations(outputs)
         ratios = {k: float(v["ratio"]) for k, v in stats.items()}
         scalars["massive_ratio"] = max(ratios.values())
         if per_block:
