@@ -103,6 +103,22 @@ def test_unknown_probe_or_option_is_a_clear_error():
         ProbeSpec(names=("weights",), schedule="linear")
 
 
+@pytest.mark.parametrize("name, options, match", [
+    ("hessian", {"budget": 0}, "budget"), ("hessian", {"tol": 0.0}, "tol"), ("hessian", {"tol": "1e-3"}, "tol"),
+    ("hessian", {"n_examples": 0}, "n_examples"), ("hessian", {"k": 1.5}, "k"),
+    ("hessian", {"k": 3, "max_iter": 2}, "max_iter"), ("hessian", {"preconditioned": 1}, "preconditioned"),
+    ("ntk", {"method": "fast"}, "structured"), ("ntk", {"n_examples": -1}, "n_examples")])
+def test_bad_probe_option_values_fail_when_the_spec_is_built(name, options, match):
+    with pytest.raises(ConfigError, match=match):
+        ProbeSpec(names=(name,), options={name: options})
+
+
+def test_good_probe_option_values_pass():
+    ProbeSpec(names=("hessian", "ntk"), options={"hessian": {"budget": 2, "tol": 1e-2, "k": 3, "max_iter": 3,
+                                                            "n_examples": 64, "preconditioned": True},
+                                                "ntk": {"method": "auto", "n_examples": 8}})
+
+
 def test_weights_probe_matches_the_parameters():
     rec = MemoryRecorder()
     trainer = Trainer(digits_spec(ProbeSpec(names=("weights",), schedule="every", every=30)), recorder=rec)

@@ -54,14 +54,29 @@ class ProbeOutput:
 
 Probe = Callable[..., ProbeOutput]
 PROBES: dict[str, Probe] = {}
+# probe -> a check of its option values, run when a spec is built (before any training)
+OPTION_CHECKS: dict[str, Callable[[dict[str, Any]], None]] = {}
 
 
-def register_probe(name: str) -> Callable[[Probe], Probe]:
+def register_probe(name: str, *, check: Callable[[dict[str, Any]], None] | None = None
+                   ) -> Callable[[Probe], Probe]:
+    """Register a probe; `check(options)` raises ConfigError for bad option values."""
     def deco(fn: Probe) -> Probe:
         PROBES[name] = fn
+        if check is not None:
+            OPTION_CHECKS[name] = check
         return fn
 
     return deco
+
+
+def _require(name: str, options: dict[str, Any], key: str, ok: Callable[[Any], bool], what: str) -> None:
+    if key in options and not ok(options[key]):
+        raise ConfigError(f"probes.options.{name}.{key} must be {what}, got {options[key]!r}")
+
+
+def _is_int(v: Any, low: int) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and v >= low
 
 
 def probe_names() -> list[str]:
@@ -87,6 +102,8 @@ def check_probes(names: tuple[str, ...] | list[str], options: dict[str, dict[str
         for key in opts:
             if key not in valid:
                 raise unknown_name(f"option of probe {name!r}", key, valid)
+        if name in OPTION_CHECKS:
+            OPTION_CHECKS[name](opts)
 
 
 class ProbeRunner:
@@ -218,7 +235,14 @@ class TargetLogit(nn.Module):
         return logits.gather(1, self.targets[index][:, None])
 
 
-@register_probe("ntk")
+def _check_ntk(options: dict[str, Any]) -> None:
+    from .ntk import METHODS
+
+    _require("ntk", options, "n_examples", lambda v: _is_int(v, 1), "an integer >= 1")
+    _require("ntk", options, "method", lambda v: v in ("auto", *METHODS), f"one of {['auto', *METHODS]}")
+
+
+@register_probe("ntk", check=_check_ntk)
 def ntk_probe(ctx: ProbeContext, *, n_examples: int = 32, method: str = "auto") -> ProbeOutput:
     """Empirical NTK of the target-class logit on the first `n_examples` probe examples.
 
@@ -411,7 +435,20 @@ def spectra_probe(ctx: ProbeContext, *, min_size: int = 50, arrays: bool = True)
     return ProbeOutput(scalars, out_arrays)
 
 
-@register_probe("hessian")
+def _check_hessian(options: dict[str, Any]) -> None:
+    for key, low in (("k", 1), ("n_examples", 1), ("trace_samples", 0), ("max_iter", 1)):
+        _require("hessian", options, key, lambda v, low=low: _is_int(v, low), f"an integer >= {low}")
+    _require("hessian", options, "tol", lambda v: isinstance(v, int | float) and not isinstance(v, bool) and v > 0,
+             "a positive number (the relative Ritz residual to stop at)")
+    _require("hessian", options, "budget", lambda v: v is None or _is_int(v, 1),
+             "a positive number of Hessian-vector products per warm call, or absent (converge every call)")
+    _require("hessian", options, "preconditioned", lambda v: isinstance(v, bool), "true or false")
+    if options.get("max_iter", 100) < options.get("k", 1):
+        raise ConfigError(f"probes.options.hessian: max_iter = {options.get('max_iter', 100)} is smaller than "
+                          f"k = {options.get('k', 1)}; raise max_iter")
+
+
+@register_probe("hessian", check=_check_hessian)
 def hessian_probe(ctx: ProbeContext, *, k: int = 1, n_examples: int = 256, trace_samples: int = 0,
                   preconditioned: bool = False, max_iter: int = 100, tol: float = 1e-3,
                   budget: int | None = None) -> ProbeOutput:
@@ -446,9 +483,8 @@ def hessian_probe(ctx: ProbeContext, *, k: int = 1, n_examples: int = 256, trace
     on a fixed Hessian, 2 products per call reach 1e-6 relative in 30 calls). Read ``residual``."""
     from . import hessian
 
-    if budget is not None and budget < 1:
-        raise ConfigError(f"hessian probe: budget must be a positive number of Hessian-vector products "
-                          f"or None (converge every call), got {budget}")
+    _check_hessian({"k": k, "n_examples": n_examples, "trace_samples": trace_samples, "max_iter": max_iter,
+                    "tol": tol, "budget": budget, "preconditioned": preconditioned})
     batch = ctx.batch.slice(0, n_examples)
     op = hessian.HessianOperator(ctx.model, ctx.loss_fn, [batch])
     gen = torch.Generator().manual_seed(ctx.step)
