@@ -10,6 +10,7 @@ from layerlab.lens.probes import probe_names
 from layerlab.models import ModelSpec
 from layerlab.spec import OptimSpec, ProbeSpec, RunSpec, TaskSpec, TrainSpec
 from layerlab.train import MemoryRecorder, Trainer
+from layerlab.train.checkpoint import load_checkpoint
 
 
 def digits_spec(probes: ProbeSpec = ProbeSpec(), steps: int = 30) -> RunSpec:
@@ -229,9 +230,16 @@ def test_probes_resume_after_an_interrupt_exactly(tmp_path):
 
     ckpt = tmp_path / "run.pt"
     Trainer(spec, recorder=rec, checkpoint_path=ckpt, should_stop=stop_after_13).fit()
-    Trainer(spec, recorder=rec, checkpoint_path=ckpt).fit()
+    before = load_checkpoint(ckpt)["probe_time"]
+    assert before > 0  # the interrupted part probed at steps 0, 4, 8 and 12
+    result = Trainer(spec, recorder=rec, checkpoint_path=ckpt).fit()
     probe_rows = lambda r: sorted(x for x in r.rows if x[1] == "probe")  # noqa: E731
     assert probe_rows(rec) == probe_rows(ref)
+    # what the probes cost is reported over the whole run, the interrupted part included
+    train = result.results["train"]
+    assert train["probe_time_s"] > before
+    assert train["probe_overhead"] == pytest.approx(train["probe_time_s"] / result.train_time_s, rel=1e-12)
+    assert "probe_time_s" not in Trainer(digits_spec(), recorder=MemoryRecorder()).fit().results["train"]
 
 
 def test_modes_probe_follows_saxe_closed_form_and_leaves_training_alone():

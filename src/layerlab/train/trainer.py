@@ -167,6 +167,9 @@ class Trainer:
             result.results["train"] = {"steps": float(step), "n_params": float(result.n_params),
                                        "time_per_step_ms": 1000.0 * elapsed / max(step, 1),
                                        **self._footprint(model)}
+            if spec.probes.names:  # what the probes cost, over the whole run (resumes included)
+                result.results["train"]["probe_time_s"] = self._probe_seconds
+                result.results["train"]["probe_overhead"] = self._probe_seconds / max(elapsed, 1e-9)
             self._checkpoint(model, optimizer, data_gen, step, elapsed, final=True)
         self.recorder.flush()
         return result
@@ -180,8 +183,10 @@ class Trainer:
     def _probe(self, probes: ProbeRunner, step: int, model: nn.Module, lr: float,
                optimizer: torch.optim.Optimizer) -> None:
         """Run the probes; they restore modes, gradients and RNG, so training is unaffected."""
+        t0 = time.perf_counter()
         out = probes(step, model, lr=lr, optimizer=optimizer,
                      names=self.spec.probes.names_at(step, self.spec.train.steps))
+        self._probe_seconds += time.perf_counter() - t0
         if out.scalars:
             self.recorder.log(step, "probe", out.scalars)
         for name, array in out.arrays.items():
@@ -214,6 +219,7 @@ class Trainer:
             "step": step,
             "final": final,
             "train_time": train_time,
+            "probe_time": self._probe_seconds,
             "model": model.state_dict(),
             "optimizer": optimizer.state_dict(),
             "data_rng": data_gen.get_state(),
@@ -225,7 +231,9 @@ class Trainer:
 
     def _resume(self, model: nn.Module, optimizer: torch.optim.Optimizer,
                 data_gen: torch.Generator) -> tuple[int, float, bool]:
-        """Load the checkpoint if there is one: (start step, training time so far, finished)."""
+        """Load the checkpoint if there is one: (start step, training time so far, finished);
+        the probes' time so far goes to ``_probe_seconds``."""
+        self._probe_seconds = 0.0
         if self.checkpoint_path is None:
             return 0, 0.0, False
         try:
@@ -248,4 +256,5 @@ class Trainer:
             torch.cuda.set_rng_state(state["cuda_rng"], self.device)
         self.recorder.truncate(state["step"])
         self.recorder.event(f"resumed from checkpoint at step {state['step']}")
+        self._probe_seconds = float(state.get("probe_time", 0.0))
         return int(state["step"]), float(state["train_time"]), bool(state.get("final"))
