@@ -257,6 +257,10 @@ class HessianOperator:
         return _scalar(functional_call(self._bound, values, (batch,)))
 
     def _unflatten(self, v: Tensor) -> tuple[Tensor, ...]:
+        """A flat (P,) vector as parameter-shaped tensors; (P, c) columns as (c, *shape) each."""
+        if v.dim() == 2:
+            return tuple(v[s].T.reshape(v.shape[1], *shape).to(dt)
+                         for s, shape, dt in zip(self.slices.values(), self.shapes, self.dtypes))
         return tuple(v[s].reshape(shape).to(dt)
                      for s, shape, dt in zip(self.slices.values(), self.shapes, self.dtypes))
 
@@ -287,9 +291,7 @@ class HessianOperator:
         params = [named[n] for n in self.names]
         batched = v.dim() == 2
         c = v.shape[1] if batched else 1
-        tangent = (tuple(v[s].T.reshape(c, *shape).to(dt)
-                         for s, shape, dt in zip(self.slices.values(), self.shapes, self.dtypes))
-                   if batched else self._unflatten(v))
+        tangent = self._unflatten(v)
         total = torch.zeros(c, self.dim, dtype=self.dtype, device=self.device)
         for i, batch in enumerate(self.batches):
             g = self._gradient_graph(i, batch, params)

@@ -143,11 +143,20 @@ class ProbeRunner:
 
 
 # ---- one forward pass for the probes that read activations --------------------------------------
-def _dynamics_reads(model: nn.Module) -> dict[str, str]:
+def _dynamics_modules(model: nn.Module) -> tuple[list[str], list[str], list[str]]:
+    """(residual blocks, attention modules, threshold units) of the model."""
     from . import dynamics
 
-    return {**{n: "input" for n in dynamics.attention_modules(model) + dynamics.threshold_modules(model)},
-            **{n: "output" for n in _block_names(model)}}
+    return _block_names(model), dynamics.attention_modules(model), dynamics.threshold_modules(model)
+
+
+def _reads(blocks: list[str], attention: list[str], units: list[str]) -> dict[str, str]:
+    """What the dynamics probe reads: the blocks' outputs, the others' inputs."""
+    return {**{n: "input" for n in attention + units}, **{n: "output" for n in blocks}}
+
+
+def _dynamics_reads(model: nn.Module) -> dict[str, str]:
+    return _reads(*_dynamics_modules(model))
 
 
 # probe -> the module inputs/outputs it reads, {module name: "input" | "output"}
@@ -288,9 +297,8 @@ def dynamics_probe(ctx: ProbeContext, *, per_block: bool = True) -> ProbeOutput:
             by_block = dynamics.gradient_norms(model, by="block", grads=ctx.grads)
             scalars.update({f"grad_norm.{k}": v for k, v in by_block.items()})
     # one forward pass (shared with the other probes of the step) holds what all three read
-    blocks, attention, units = (_block_names(model), dynamics.attention_modules(model),
-                                dynamics.threshold_modules(model))
-    kinds = _dynamics_reads(model)
+    blocks, attention, units = _dynamics_modules(model)
+    kinds = _reads(blocks, attention, units)
     acts = {n: ctx.activations[n] for n in kinds if n in ctx.activations}
     missing = {n: k for n, k in kinds.items() if n not in acts}
     if missing:
