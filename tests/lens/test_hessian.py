@@ -549,3 +549,28 @@ def test_top_eigenpairs_reports_its_residual_and_products_and_tracks_under_a_bud
         values.append(float(step.values[0]))
     assert rel(torch.tensor(values[-1]), evals[-1]) < 1e-5, values[-5:]
     assert values[-1] >= values[0]
+
+
+def test_float32_krylov_vectors_find_the_same_eigenvalues():
+    # float64 operator, float32 basis: the default tol follows the coarser dtype (100 eps32)
+    model, _ = quadratic(KNOWN)
+    op = H.HessianOperator(model, quad_loss, [None])
+    found = op.top_eigenpairs(k=5, krylov_dtype=torch.float32, generator=torch.Generator().manual_seed(0))
+    assert found.converged and found.tol == pytest.approx(100 * torch.finfo(torch.float32).eps)
+    assert found.values.dtype == found.vectors.dtype == torch.float64
+    assert rel(found.values, torch.sort(KNOWN, descending=True).values[:5]) < 2e-5
+    y = found.vectors[:, 0]
+    assert float((op.dense() @ y - found.values[0] * y).norm()) <= 2e-5 * 50
+    # float32 model: the float32 basis agrees with the float64 one to the products' precision
+    torch.manual_seed(1)
+    net = nn.Sequential(nn.Linear(6, 32), nn.Tanh(), nn.Linear(32, 3))
+    g = torch.Generator().manual_seed(2)
+    batch = (torch.randn(64, 6, generator=g), torch.randn(64, 3, generator=g))
+    op32 = H.HessianOperator(net, mse, [batch])
+    kw = dict(k=3, tol=1e-4, generator=torch.Generator().manual_seed(0))
+    a = op32.top_eigenpairs(krylov_dtype=torch.float32, **kw)
+    b = op32.top_eigenpairs(krylov_dtype=torch.float64, **kw)
+    assert a.converged and b.converged
+    assert rel(a.values, b.values) < 1e-5, (a.values, b.values)
+    with pytest.raises(ConfigError, match="krylov_dtype"):
+        op.top_eigenpairs(k=1, krylov_dtype=torch.float16)

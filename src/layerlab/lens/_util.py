@@ -28,7 +28,16 @@ def side_effect_free(model: nn.Module, *, eval_mode: bool = True) -> Iterator[nn
     kernels have neither the double backward (Hessian-vector products) nor the forward-mode
     derivative (NTK-vector products) that instruments take; the math form computes the same
     function.
+
+    A nested call on a model already inside ``side_effect_free(eval_mode=True)`` does nothing
+    (the outer call restores everything on exit): an instrument built from instruments, such
+    as a probe taking many Hessian-vector products, does not save and restore state per product.
     """
+    if _INSIDE.get(id(model)) is True and eval_mode:
+        yield model
+        return
+    outer = _INSIDE.get(id(model))
+    _INSIDE[id(model)] = eval_mode
     modes = [(m, m.training) for m in model.modules()]
     params = list(model.parameters())
     grads = [p.grad for p in params]
@@ -45,6 +54,14 @@ def side_effect_free(model: nn.Module, *, eval_mode: bool = True) -> Iterator[nn
             p.grad = g
         for m, training in modes:
             m.training = training
+        if outer is None:
+            del _INSIDE[id(model)]
+        else:
+            _INSIDE[id(model)] = outer
+
+
+# id(model) -> eval_mode of the side_effect_free call it is inside (one thread of instruments)
+_INSIDE: dict[int, bool] = {}
 
 
 def named_trainable(model: nn.Module) -> dict[str, Tensor]:

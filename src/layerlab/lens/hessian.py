@@ -154,10 +154,11 @@ def _default_generator(generator: torch.Generator | None) -> torch.Generator:
     return generator
 
 
-def _randn(gen: torch.Generator, shape: tuple[int, ...], device: torch.device) -> Tensor:
+def _randn(gen: torch.Generator, shape: tuple[int, ...], device: torch.device,
+           dtype: torch.dtype = torch.float64) -> Tensor:
     # drawn in float32 (6x faster than float64 on CPU; a start vector needs no more precision),
-    # used in float64
-    return torch.randn(shape, generator=gen, device=gen.device, dtype=torch.float32).to(device, torch.float64)
+    # used in `dtype`
+    return torch.randn(shape, generator=gen, device=gen.device, dtype=torch.float32).to(device, dtype)
 
 
 def _rademacher(gen: torch.Generator, shape: tuple[int, ...], device: torch.device) -> Tensor:
@@ -454,22 +455,32 @@ def _orthogonalize(W: Tensor, basis: Tensor) -> Tensor:
     return W
 
 
-def _orthogonalize_vector(w: Tensor, basis: Tensor) -> Tensor:
-    """`w` (P,) without its components along the orthonormal rows of `basis` (m, P).
+def _orthogonalize_vector(w: Tensor, basis: Tensor) -> tuple[Tensor, Tensor]:
+    """`w` (P,) without its components along the orthonormal rows of `basis` (m, P), and the
+    coefficients ``basis @ w`` that were removed (m,).
 
     Classical Gram–Schmidt, repeated once when the first pass cancelled more than half of the
     norm (Kahan–Parlett's "twice is enough" test): the Lanczos vector is nearly orthogonal to the
     basis already, so the second pass, which would read the basis again, is usually skipped."""
     before = w.norm()
-    w = torch.addmv(w, basis.T, basis @ w, alpha=-1)
+    coef = basis @ w
+    w = torch.addmv(w, basis.T, coef, alpha=-1)
     if w.norm() < 0.5 ** 0.5 * before:
-        w = torch.addmv(w, basis.T, basis @ w, alpha=-1)
-    return w
+        again = basis @ w
+        w = torch.addmv(w, basis.T, again, alpha=-1)
+        coef = coef + again
+    return w, coef
 
 
-def _breakdown(op: _Operator) -> float:
+def _coarser(op: _Operator, dtype: torch.dtype = torch.float64) -> torch.dtype:
+    """The less precise of the operator's dtype and the Krylov vectors' `dtype`."""
+    op_dtype = getattr(op, "dtype", torch.float64)
+    return op_dtype if torch.finfo(op_dtype).eps > torch.finfo(dtype).eps else dtype
+
+
+def _breakdown(op: _Operator, dtype: torch.dtype = torch.float64) -> float:
     """Relative size of a Lanczos residual below which the Krylov space counts as invariant."""
-    return 100 * torch.finfo(getattr(op, "dtype", torch.float64)).eps
+    return 100 * torch.finfo(_coarser(op, dtype)).eps
 
 
 def _lanczos(op: _Operator, V0: Tensor, steps: int) -> tuple[Tensor, Tensor]:
@@ -572,11 +583,12 @@ def _lanczos_run(
     tol: float | None = None,
     generator: torch.Generator | None = None,
     start_vector: Tensor | None = None,
+    krylov_dtype: torch.dtype = torch.float64,
 ) -> LanczosResult:
     """Lanczos with full reorthogonalization, Rayleigh–Ritz on the whole basis, and restarts.
 
-    The basis ``Q`` and the products ``HQ`` are kept (float64), so the Ritz pairs come from the
-    projected matrix ``Q H Q^T`` of everything explored, and a residual ``||H y - θ y||`` can be
+    The basis ``Q`` and the products ``HQ`` are kept, so the Ritz pairs come from the projected
+    matrix ``Q H Q^T`` of everything explored (float64), and a residual ``||H y - θ y||`` can be
     computed exactly. A Lanczos sequence from a random start ends when its wanted Ritz pairs
     have converged (``beta_m |e_m^T s_i| <= tol·max|θ|``, then checked explicitly) or when it
     breaks down (invariant subspace). Single-vector Krylov spaces hold one vector of each
@@ -590,6 +602,11 @@ def _lanczos_run(
     ``start_vector`` (optional) starts the first sequence there instead of at a random vector
     (plus a 1e-3 random part, so no eigendirection is missed): a warm start from the previous top
     eigenvector when the Hessian changes little between calls, as along a training run.
+
+    ``krylov_dtype``: the dtype of ``Q`` and ``HQ`` (default float64). float32 halves the memory
+    traffic of the reorthogonalization, which on a small model costs as much as the products,
+    and is as precise as a float32 operator's products (the residuals it can certify are then
+    about 1e-6 relative; the default `tol` follows the coarser of the two dtypes).
     """
     if which not in WHICH:
         raise unknown_name("eigenvalue order", which, WHICH)
@@ -598,27 +615,30 @@ def _lanczos_run(
                           f"k must lie in 1..{op.dim}")
     if max_iter < k:
         raise ConfigError(f"max_iter={max_iter} is smaller than k={k}; raise max_iter")
+    if krylov_dtype not in (torch.float32, torch.float64):
+        raise ConfigError(f"krylov_dtype must be torch.float32 or torch.float64, got {krylov_dtype}")
     if tol is None:
-        tol = max(1e-10, 100 * torch.finfo(getattr(op, "dtype", torch.float64)).eps)
+        tol = max(1e-10, 100 * torch.finfo(_coarser(op, krylov_dtype)).eps)
     gen = _default_generator(generator)
-    P, steps, brk = op.dim, min(max_iter, op.dim), _breakdown(op)
+    P, steps, brk = op.dim, min(max_iter, op.dim), _breakdown(op, krylov_dtype)
+    kd = dict(dtype=krylov_dtype, device=op.device)
     f64 = dict(dtype=torch.float64, device=op.device)
-    # the Krylov basis grows as needed: max_iter x P rows of float64 up front would cost more
-    # to allocate than the few products a well-separated top eigenvalue takes, and a block above
-    # the allocator's mmap threshold (32 MB in glibc) comes back as fresh pages on every call,
-    # each first write a page fault (2 ms per row at P = 273k, as long as the product it holds)
+    # the Krylov basis grows as needed: max_iter x P rows up front would cost more to allocate
+    # than the few products a well-separated top eigenvalue takes, and a block above the
+    # allocator's mmap threshold (32 MB in glibc) comes back as fresh pages on every call, each
+    # first write a page fault (2 ms per float64 row at P = 273k, as long as the product it holds)
     rows = steps if steps <= 16 else 8  # a capped run (a probe's budget) gets its basis at once
-    Q, HQ = torch.empty(rows, P, **f64), torch.empty(rows, P, **f64)
+    Q, HQ = torch.empty(rows, P, **kd), torch.empty(rows, P, **kd)
     M = torch.zeros(steps, steps, **f64)
     alpha, beta = torch.zeros(steps, **f64), torch.zeros(steps, **f64)
     if start_vector is not None:
         if start_vector.shape != (P,):
             raise ShapeError(f"start_vector must have shape ({P},) (one entry per selected parameter), "
                              f"got {tuple(start_vector.shape)}")
-        q = start_vector.to(**f64)
-        q = q / q.norm() + 1e-3 * _randn(gen, (P,), op.device) / math.sqrt(P)
+        q = start_vector.to(**kd)
+        q = torch.add(q / q.norm(), _randn(gen, (P,), op.device, krylov_dtype), alpha=1e-3 / math.sqrt(P))
     else:
-        q = _randn(gen, (P,), op.device)
+        q = _randn(gen, (P,), op.device, krylov_dtype)
     q = q / q.norm()
     start, b_prev, scale = 0, 0.0, 0.0
     reference: Tensor | None = None  # wanted values when the previous sequence ended
@@ -628,14 +648,20 @@ def _lanczos_run(
         if j == Q.shape[0]:
             Q, HQ = _grown(Q, steps), _grown(HQ, steps)
         Q[j] = q
-        HQ[j] = hq = _apply64(op, q[:, None])[:, 0]
-        row = Q[:m] @ hq  # the new column of Q^T H Q (symmetric: also its new row)
-        M[j, :m], M[:m, j] = row, row
-        alpha[j] = M[j, j]
-        w = torch.add(hq, q, alpha=-float(alpha[j]))
+        HQ[j] = hq = op.matmat(q[:, None])[:, 0].to(krylov_dtype)
+        a = float(torch.dot(q, hq))
+        w = torch.add(hq, q, alpha=-a)
         if j > start:
             w.sub_(Q[j - 1], alpha=b_prev)
-        w = _orthogonalize_vector(w, Q[:m])
+        # The new column of Q^T H Q (symmetric: also its new row) is what Gram–Schmidt removes
+        # from w, plus the a q and b_prev q_prev removed above: one read of the basis for both.
+        w, row = _orthogonalize_vector(w, Q[:m])
+        row = row.to(torch.float64)
+        row[j] += a
+        if j > start:
+            row[j - 1] += b_prev
+        M[j, :m], M[:m, j] = row, row
+        alpha[j] = M[j, j]
         b = float(w.norm())
         scale = max(scale, float(hq.norm()))
         broken = b <= brk * scale
@@ -655,9 +681,7 @@ def _lanczos_run(
         ended = broken
         if cheap:
             idx = _order(theta, which)[:k]
-            Y = S[:, idx]
-            R = HQ[:m].T @ Y - (Q[:m].T @ Y) * theta[idx]
-            residual = float(R.norm(dim=0).max()) / size
+            residual = _ritz_residual(Q[:m], HQ[:m], theta[idx], S[:, idx]) / size
             if residual <= tol:
                 wanted = torch.sort(_key(theta, which), descending=True).values[:k]
                 if k == 1 or (reference is not None
@@ -666,7 +690,7 @@ def _lanczos_run(
                     break
                 reference, ended = wanted, True
         if ended:  # start a new sequence orthogonal to everything explored
-            r = _orthogonalize_vector(_randn(gen, (P,), op.device), Q[:m])
+            r = _orthogonalize_vector(_randn(gen, (P,), op.device, krylov_dtype), Q[:m])[0]
             q, start, b_prev = r / r.norm(), m, 0.0
         else:
             beta[j], b_prev = b, b
@@ -674,11 +698,18 @@ def _lanczos_run(
     theta, S = torch.linalg.eigh(M[:m, :m])
     idx = _order(theta, which)[:k]
     if not converged:  # the explicit residual of what is returned
-        Y = S[:, idx]
-        R = HQ[:m].T @ Y - (Q[:m].T @ Y) * theta[idx]
-        residual = float(R.norm(dim=0).max()) / (float(theta.abs().max()) or torch.finfo(torch.float64).tiny)
-    vectors = Q[:m].T @ S[:, idx]
+        size = float(theta.abs().max()) or torch.finfo(torch.float64).tiny
+        residual = _ritz_residual(Q[:m], HQ[:m], theta[idx], S[:, idx]) / size
+    vectors = Q[:m].T.to(torch.float64) @ S[:, idx]
     return LanczosResult(theta[idx], vectors / vectors.norm(dim=0), residual, m, converged, tol)
+
+
+def _ritz_residual(Q: Tensor, HQ: Tensor, theta: Tensor, S: Tensor) -> float:
+    """The largest ``||H y - θ y||`` over the Ritz pairs ``(θ_i, y_i = Q^T s_i)``, from the kept
+    products ``HQ`` (no new product); in the basis' dtype."""
+    S = S.to(Q.dtype)
+    R = HQ.T @ S - (Q.T @ S) * theta.to(Q.dtype)
+    return float(R.norm(dim=0).max())
 
 
 # ----------------------------------------------------------------------------------------------
@@ -826,6 +857,7 @@ def top_eigenvalues(
     tol: float | None = None,
     generator: torch.Generator | None = None,
     return_vectors: bool = False,
+    krylov_dtype: torch.dtype = torch.float64,
 ) -> Tensor | tuple[Tensor, Tensor]:
     """The ``k`` extreme eigenvalues of ``H`` by Lanczos with full reorthogonalization.
 
@@ -838,14 +870,16 @@ def top_eigenvalues(
     eigenvalues are reported with their multiplicity (this roughly doubles the products). After
     ``min(max_iter, P)`` products without convergence it warns (RuntimeWarning) and returns the
     current Ritz values. The random starts come from ``generator`` (default: seed 0).
+    ``krylov_dtype=torch.float32`` keeps the Krylov basis in float32: half the memory and its
+    traffic, as precise as a float32 model's products (``tol`` then defaults to 100 eps32).
 
     Returns a float64 tensor ``(k,)`` on the parameters' device; with ``return_vectors`` also
     the unit Ritz vectors ``(P, k)`` (float64).
     """
     with side_effect_free(model):
         op = HessianOperator(model, loss_fn, batches, params=params)
-        return _lanczos_eigs(op, k, which=which, max_iter=max_iter, tol=tol,
-                             generator=generator, return_vectors=return_vectors)
+        return _lanczos_eigs(op, k, which=which, max_iter=max_iter, tol=tol, generator=generator,
+                             return_vectors=return_vectors, krylov_dtype=krylov_dtype)
 
 
 def trace(

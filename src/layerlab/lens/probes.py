@@ -479,7 +479,7 @@ def hessian_probe(ctx: ProbeContext, *, k: int = 1, n_examples: int = 256, trace
 
     Cost: the Hessian-vector products keep the gradient's graph of the call (double backward),
     so each is about one training step of a batch of `n_examples`, plus the Krylov arithmetic
-    on float64 vectors of the parameters' size; a converged sharpness typically takes 3–15
+    on vectors of the parameters' size (float32 for a float32 model, as precise as its products); a converged sharpness typically takes 3–15
     products per warm call. For a cheaper series look less often (``ProbeSpec.stride``) or on
     fewer examples (`n_examples`). `budget` caps the products of every warm call (the first call still
     converges, within `max_iter`): the probe then *tracks* the top eigenvector across calls, one
@@ -498,7 +498,10 @@ def hessian_probe(ctx: ProbeContext, *, k: int = 1, n_examples: int = 256, trace
     gen = torch.Generator().manual_seed(ctx.step)
     start = ctx.state.get("top_vector")
     limit = max_iter if budget is None or start is None else max(k, budget)
-    found = op.top_eigenpairs(k=min(k, op.dim), max_iter=limit, tol=tol, generator=gen, start_vector=start)
+    # Krylov vectors as precise as the products: float32 for a float32 model halves their memory traffic
+    krylov = torch.float64 if op.dtype == torch.float64 else torch.float32
+    found = op.top_eigenpairs(k=min(k, op.dim), max_iter=limit, tol=tol, generator=gen, start_vector=start,
+                              krylov_dtype=krylov)
     if not found.converged and limit == max_iter:
         warnings.warn(f"hessian probe at step {ctx.step}: Lanczos did not converge in {found.products} "
                       f"products (relative residual {found.residual:.2e} > tol={tol:.0e}); raise "
