@@ -700,7 +700,7 @@ def _lanczos_run(
     if not converged:  # the explicit residual of what is returned
         size = float(theta.abs().max()) or torch.finfo(torch.float64).tiny
         residual = _ritz_residual(Q[:m], HQ[:m], theta[idx], S[:, idx]) / size
-    vectors = Q[:m].T.to(torch.float64) @ S[:, idx]
+    vectors = (Q[:m].T @ S[:, idx].to(krylov_dtype)).to(torch.float64)
     return LanczosResult(theta[idx], vectors / vectors.norm(dim=0), residual, m, converged, tol)
 
 
