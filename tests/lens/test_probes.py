@@ -107,7 +107,8 @@ def test_unknown_probe_or_option_is_a_clear_error():
 @pytest.mark.parametrize("name, options, match", [
     ("hessian", {"budget": 0}, "budget"), ("hessian", {"tol": 0.0}, "tol"), ("hessian", {"tol": "1e-3"}, "tol"),
     ("hessian", {"n_examples": 0}, "n_examples"), ("hessian", {"k": 1.5}, "k"),
-    ("hessian", {"k": 3, "max_iter": 2}, "max_iter"), ("hessian", {"preconditioned": 1}, "preconditioned"),
+    ("hessian", {"k": 3, "max_iter": 2}, "max_iter"), ("hessian", {"k": 101}, "max_iter = 100"),
+    ("hessian", {"preconditioned": 1}, "preconditioned"),
     ("ntk", {"method": "fast"}, "structured"), ("ntk", {"n_examples": -1}, "n_examples")])
 def test_bad_probe_option_values_fail_when_the_spec_is_built(name, options, match):
     with pytest.raises(ConfigError, match=match):

@@ -451,9 +451,10 @@ def _check_hessian(options: dict[str, Any]) -> None:
     _require("hessian", options, "budget", lambda v: v is None or _is_int(v, 1),
              "a positive number of Hessian-vector products per warm call, or absent (converge every call)")
     _require("hessian", options, "preconditioned", lambda v: isinstance(v, bool), "true or false")
-    if options.get("max_iter", 100) < options.get("k", 1):
-        raise ConfigError(f"probes.options.hessian: max_iter = {options.get('max_iter', 100)} is smaller than "
-                          f"k = {options.get('k', 1)}; raise max_iter")
+    defaults = {n: p.default for n, p in inspect.signature(hessian_probe).parameters.items()}
+    max_iter, k = options.get("max_iter", defaults["max_iter"]), options.get("k", defaults["k"])
+    if max_iter < k:
+        raise ConfigError(f"probes.options.hessian: max_iter = {max_iter} is smaller than k = {k}; raise max_iter")
 
 
 @register_probe("hessian", check=_check_hessian)
