@@ -231,8 +231,9 @@ def test_probes_resume_after_an_interrupt_exactly(tmp_path):
 
     ckpt = tmp_path / "run.pt"
     Trainer(spec, recorder=rec, checkpoint_path=ckpt, should_stop=stop_after_13).fit()
-    before = load_checkpoint(ckpt)["probe_time"]
+    before, before_by = load_checkpoint(ckpt)["probe_time"], load_checkpoint(ckpt)["probe_times"]
     assert before > 0  # the interrupted part probed at steps 0, 4, 8 and 12
+    assert set(before_by) == {"weights"} and 0 < before_by["weights"] <= before
     result = Trainer(spec, recorder=rec, checkpoint_path=ckpt).fit()
     probe_rows = lambda r: sorted(x for x in r.rows if x[1] == "probe")  # noqa: E731
     assert probe_rows(rec) == probe_rows(ref)
@@ -240,6 +241,7 @@ def test_probes_resume_after_an_interrupt_exactly(tmp_path):
     train = result.results["train"]
     assert train["probe_time_s"] > before
     assert train["probe_overhead"] == pytest.approx(train["probe_time_s"] / result.train_time_s, rel=1e-12)
+    assert before_by["weights"] < train["probe_time_s/weights"] <= train["probe_time_s"]
     assert "probe_time_s" not in Trainer(digits_spec(), recorder=MemoryRecorder()).fit().results["train"]
 
 
@@ -279,3 +281,12 @@ def test_spectra_probe_agrees_with_the_instrument():
         esd = rec.arrays[(2, f"spectra/esd.{name}")]
         exact = spectra.esd(dict(trainer.model.named_parameters())[name].detach()).cpu()
         assert esd.shape == exact.shape and float((esd - exact).abs().max()) <= 1e-12 * float(exact.max())
+
+
+def test_each_probe_and_the_shared_pass_report_their_time():
+    spec = digits_spec(ProbeSpec(names=("weights", "dynamics", "collapse"), schedule="every", every=10))
+    train = Trainer(spec, recorder=MemoryRecorder()).fit().results["train"]
+    parts = {k.split("/", 1)[1]: v for k, v in train.items() if k.startswith("probe_time_s/")}
+    assert set(parts) == {"weights", "dynamics", "collapse", "shared_pass"}
+    assert all(v > 0 for v in parts.values())
+    assert sum(parts.values()) <= train["probe_time_s"]  # the rest is the runner's own work

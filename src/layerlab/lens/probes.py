@@ -14,6 +14,7 @@ to training without them (tested).
 from __future__ import annotations
 
 import inspect
+import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -50,6 +51,9 @@ class ProbeContext:
 class ProbeOutput:
     scalars: dict[str, float] = field(default_factory=dict)
     arrays: dict[str, Tensor] = field(default_factory=dict)
+    # wall seconds of each probe in this call (``ProbeRunner``; "shared_pass": the one forward
+    # pass of the probes that read activations); not a metric, so identical runs log identical rows
+    seconds: dict[str, float] = field(default_factory=dict)
 
 
 Probe = Callable[..., ProbeOutput]
@@ -130,8 +134,12 @@ class ProbeRunner:
         active = self.names if names is None else names
         # side_effect_free sets the .grad fields aside; the probes read the step's gradients here
         grads = {n: p.grad for n, p in model.named_parameters() if p.grad is not None}
+        t0 = time.perf_counter()
         activations = shared_activations(model, self.batch.inputs, active)
+        if activations:
+            out.seconds["shared_pass"] = time.perf_counter() - t0
         for name in active:
+            t0 = time.perf_counter()
             ctx = ProbeContext(model=model, task=self.task, batch=self.batch, step=step, lr=lr,
                                state=self.state[name], load_array=self.load_array, optimizer=optimizer,
                                grads=grads, activations=activations)
@@ -139,6 +147,7 @@ class ProbeRunner:
                 result = PROBES[name](ctx, **self.options.get(name, {}))
             out.scalars.update({f"{name}/{k}": float(v) for k, v in result.scalars.items()})
             out.arrays.update({f"{name}/{k}": v.detach().cpu() for k, v in result.arrays.items()})
+            out.seconds[name] = time.perf_counter() - t0
         return out
 
 

@@ -170,6 +170,8 @@ class Trainer:
             if spec.probes.names:  # what the probes cost, over the whole run (resumes included)
                 result.results["train"]["probe_time_s"] = self._probe_seconds
                 result.results["train"]["probe_overhead"] = self._probe_seconds / max(elapsed, 1e-9)
+                for name, seconds in self._probe_seconds_by.items():
+                    result.results["train"][f"probe_time_s/{name}"] = seconds
             self._checkpoint(model, optimizer, data_gen, step, elapsed, final=True)
         self.recorder.flush()
         return result
@@ -187,6 +189,8 @@ class Trainer:
         out = probes(step, model, lr=lr, optimizer=optimizer,
                      names=self.spec.probes.names_at(step, self.spec.train.steps))
         self._probe_seconds += time.perf_counter() - t0
+        for name, seconds in out.seconds.items():
+            self._probe_seconds_by[name] = self._probe_seconds_by.get(name, 0.0) + seconds
         if out.scalars:
             self.recorder.log(step, "probe", out.scalars)
         for name, array in out.arrays.items():
@@ -220,6 +224,7 @@ class Trainer:
             "final": final,
             "train_time": train_time,
             "probe_time": self._probe_seconds,
+            "probe_times": dict(self._probe_seconds_by),
             "model": model.state_dict(),
             "optimizer": optimizer.state_dict(),
             "data_rng": data_gen.get_state(),
@@ -232,8 +237,8 @@ class Trainer:
     def _resume(self, model: nn.Module, optimizer: torch.optim.Optimizer,
                 data_gen: torch.Generator) -> tuple[int, float, bool]:
         """Load the checkpoint if there is one: (start step, training time so far, finished);
-        the probes' time so far goes to ``_probe_seconds``."""
-        self._probe_seconds = 0.0
+        the probes' time so far goes to ``_probe_seconds`` (by probe: ``_probe_seconds_by``)."""
+        self._probe_seconds, self._probe_seconds_by = 0.0, {}
         if self.checkpoint_path is None:
             return 0, 0.0, False
         try:
@@ -257,4 +262,5 @@ class Trainer:
         self.recorder.truncate(state["step"])
         self.recorder.event(f"resumed from checkpoint at step {state['step']}")
         self._probe_seconds = float(state.get("probe_time", 0.0))
+        self._probe_seconds_by = {k: float(v) for k, v in state.get("probe_times", {}).items()}
         return int(state["step"]), float(state["train_time"]), bool(state.get("final"))
