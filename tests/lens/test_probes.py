@@ -1,4 +1,5 @@
 import json
+import warnings
 
 import numpy as np
 import pytest
@@ -290,3 +291,40 @@ def test_each_probe_and_the_shared_pass_report_their_time():
     assert set(parts) == {"weights", "dynamics", "collapse", "shared_pass"}
     assert all(v > 0 for v in parts.values())
     assert sum(parts.values()) <= train["probe_time_s"]  # the rest is the runner's own work
+
+
+def test_probe_cost_warning_names_the_costliest_probe_and_the_fix():
+    from layerlab.lens.probes import probe_cost_warning
+
+    assert probe_cost_warning({"weights": 1.0}, 1.0, 100.0) is None  # 1% of training
+    assert probe_cost_warning({"hessian": 1.0}, 1.0, 0.0) is None  # nothing trained yet
+    message = probe_cost_warning({"shared_pass": 0.5, "spectra": 0.5, "hessian": 3.0}, 4.0, 10.0)
+    assert "40%" in message and "'hessian' takes 75%" in message and "stride = {hessian = 5}" in message
+    assert probe_cost_warning({"weights": 2.0}, 2.0, 10.0, threshold=0.5) is None
+    assert probe_cost_warning({"weights": 0.5}, 0.5, 1.0) is None  # 50%, but half a second in all
+    assert probe_cost_warning({"weights": 0.5}, 0.5, 1.0, min_seconds=0.1) is not None
+
+
+def test_a_run_whose_probes_cost_too_much_says_so_once(monkeypatch):
+    import time as _time
+
+    from layerlab.lens import probes as probes_module
+
+    weights = probes_module.PROBES["weights"]
+
+    def slow_weights(ctx, **options):  # at least 20 ms a call against ~1 ms training steps
+        _time.sleep(0.02)
+        return weights(ctx, **options)
+
+    monkeypatch.setitem(probes_module.PROBES, "weights", slow_weights)
+    monkeypatch.setattr(probes_module, "PROBE_COST_MIN_SECONDS", 0.05)
+    rec = MemoryRecorder()
+    with pytest.warns(RuntimeWarning, match="'weights' takes") as caught:
+        Trainer(digits_spec(ProbeSpec(names=("weights",), schedule="every", every=2)), recorder=rec).fit()
+    assert sum("probes cost" in str(w.message) for w in caught) == 1
+    assert sum("probes cost" in e for e in rec.events) == 1
+    monkeypatch.setitem(probes_module.PROBES, "weights", weights)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)  # the cheap probe, rarely: no warning
+        Trainer(digits_spec(ProbeSpec(names=("weights",), schedule="every", every=10)),
+                recorder=MemoryRecorder()).fit()

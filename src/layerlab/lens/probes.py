@@ -110,6 +110,27 @@ def check_probes(names: tuple[str, ...] | list[str], options: dict[str, dict[str
             OPTION_CHECKS[name](opts)
 
 
+PROBE_COST_WARNING = 0.25  # probe time over training time above which a run says what to change
+PROBE_COST_MIN_SECONDS = 1.0  # ...once the probes have taken this long (a short run needs no advice)
+
+
+def probe_cost_warning(seconds: dict[str, float], total: float, train_seconds: float,
+                       threshold: float | None = None, min_seconds: float | None = None) -> str | None:
+    """A message naming the costliest probe and what to change, when the probes so far (`total`
+    seconds, `seconds` by probe) took more than `threshold` of the training time and at least
+    `min_seconds` (defaults: `PROBE_COST_WARNING`, `PROBE_COST_MIN_SECONDS`); else None."""
+    threshold = PROBE_COST_WARNING if threshold is None else threshold
+    min_seconds = PROBE_COST_MIN_SECONDS if min_seconds is None else min_seconds
+    if train_seconds <= 0 or total < min_seconds or total <= threshold * train_seconds:
+        return None
+    name, worst = max(((n, t) for n, t in seconds.items() if n != "shared_pass"), key=lambda x: x[1],
+                      default=("shared_pass", total))
+    return (f"probes cost {total / train_seconds:.0%} of the training time so far ({total:.3g} s against "
+            f"{train_seconds:.3g} s of training); {name!r} takes {worst / total:.0%} of it. Probe less "
+            f"often (probes.every, probes.points, or probes.stride = {{{name} = 5}} for that probe alone) "
+            f"or on fewer examples (probes.batch_size, or the probe's n_examples option)")
+
+
 class ProbeRunner:
     """Runs the probes of one run; the trainer calls it at each probe step."""
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -11,7 +12,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..lens.probes import ProbeRunner
+from ..lens.probes import ProbeRunner, probe_cost_warning
 from ..models import build_model, count_parameters
 from ..spec import RunSpec
 from ..tasks import Task, build_task
@@ -138,9 +139,10 @@ class Trainer:
             checkpoint = step < total and ckpt_every and step % ckpt_every == 0
             probe = probes is not None and step in probe_steps
             if evaluate or checkpoint or probe:
-                t_side = time.perf_counter()
+                trained, t_side = train_time(), time.perf_counter()
                 if probe:
                     self._probe(probes, step, model, lr, optimizer)
+                    self._check_probe_cost(trained)
                 if evaluate:
                     val = task.evaluate(model, "val", batch_size=tr.eval_batch_size)
                     self.recorder.log(step, "val", val)
@@ -196,6 +198,19 @@ class Trainer:
         for name, array in out.arrays.items():
             self.recorder.artifact(step, name, array)
 
+    def _check_probe_cost(self, train_seconds: float) -> None:
+        """Say once per fit, as a warning and an event of the run, when the probes cost more than
+        `PROBE_COST_WARNING` of the training time; judged from the third probe step on, so one
+        costly first call (a cold Lanczos, a reference kernel) does not trip it."""
+        self._probe_calls += 1
+        if self._probe_cost_warned or self._probe_calls < 2:
+            return
+        message = probe_cost_warning(self._probe_seconds_by, self._probe_seconds, train_seconds)
+        if message is not None:
+            self._probe_cost_warned = True
+            warnings.warn(message, RuntimeWarning, stacklevel=2)
+            self.recorder.event(message)
+
     def _footprint(self, model: nn.Module) -> dict[str, float]:
         """Training memory of one step (MB) and inference state per sequence (scalars)."""
         tr, task = self.spec.train, self.task
@@ -239,6 +254,7 @@ class Trainer:
         """Load the checkpoint if there is one: (start step, training time so far, finished);
         the probes' time so far goes to ``_probe_seconds`` (by probe: ``_probe_seconds_by``)."""
         self._probe_seconds, self._probe_seconds_by = 0.0, {}
+        self._probe_calls, self._probe_cost_warned = 0, False
         if self.checkpoint_path is None:
             return 0, 0.0, False
         try:
