@@ -567,10 +567,16 @@ def test_float32_krylov_vectors_find_the_same_eigenvalues():
     g = torch.Generator().manual_seed(2)
     batch = (torch.randn(64, 6, generator=g), torch.randn(64, 3, generator=g))
     op32 = H.HessianOperator(net, mse, [batch])
-    kw = dict(k=3, tol=1e-4, generator=torch.Generator().manual_seed(0))
-    a = op32.top_eigenpairs(krylov_dtype=torch.float32, **kw)
-    b = op32.top_eigenpairs(krylov_dtype=torch.float64, **kw)
+    def kw() -> dict:
+        return dict(k=3, tol=1e-4, generator=torch.Generator().manual_seed(0))
+
+    a = op32.top_eigenpairs(krylov_dtype=torch.float32, **kw())
+    b = op32.top_eigenpairs(krylov_dtype=torch.float64, **kw())
     assert a.converged and b.converged
     assert rel(a.values, b.values) < 1e-5, (a.values, b.values)
     with pytest.raises(ConfigError, match="krylov_dtype"):
         op.top_eigenpairs(k=1, krylov_dtype=torch.float16)
+    # by default the basis is as precise as the products
+    assert H._krylov_dtype(op32, None) == torch.float32 and H._krylov_dtype(op, None) == torch.float64
+    c = op32.top_eigenpairs(**kw())
+    assert torch.equal(c.values, a.values) and c.products == a.products

@@ -478,6 +478,17 @@ def _coarser(op: _Operator, dtype: torch.dtype = torch.float64) -> torch.dtype:
     return op_dtype if torch.finfo(op_dtype).eps > torch.finfo(dtype).eps else dtype
 
 
+def _krylov_dtype(op: _Operator, dtype: torch.dtype | None) -> torch.dtype:
+    """`dtype`, or by default as precise as the products: float64 for a float64 operator, else
+    float32 (a float64 basis would not make a float32 operator's eigenvalues more accurate)."""
+    if dtype is None:
+        return torch.float64 if getattr(op, "dtype", torch.float64) == torch.float64 else torch.float32
+    if dtype not in (torch.float32, torch.float64):
+        raise ConfigError(f"krylov_dtype must be torch.float32, torch.float64 or None (as precise as the "
+                          f"products), got {dtype}")
+    return dtype
+
+
 def _breakdown(op: _Operator, dtype: torch.dtype = torch.float64) -> float:
     """Relative size of a Lanczos residual below which the Krylov space counts as invariant."""
     return 100 * torch.finfo(_coarser(op, dtype)).eps
@@ -583,7 +594,7 @@ def _lanczos_run(
     tol: float | None = None,
     generator: torch.Generator | None = None,
     start_vector: Tensor | None = None,
-    krylov_dtype: torch.dtype = torch.float64,
+    krylov_dtype: torch.dtype | None = None,
 ) -> LanczosResult:
     """Lanczos with full reorthogonalization, Rayleigh–Ritz on the whole basis, and restarts.
 
@@ -603,10 +614,11 @@ def _lanczos_run(
     (plus a 1e-3 random part, so no eigendirection is missed): a warm start from the previous top
     eigenvector when the Hessian changes little between calls, as along a training run.
 
-    ``krylov_dtype``: the dtype of ``Q`` and ``HQ`` (default float64). float32 halves the memory
-    traffic of the reorthogonalization, which on a small model costs as much as the products,
-    and is as precise as a float32 operator's products (the residuals it can certify are then
-    about 1e-6 relative; the default `tol` follows the coarser of the two dtypes).
+    ``krylov_dtype``: the dtype of ``Q`` and ``HQ``; by default as precise as the products
+    (float64 for a float64 model, float32 otherwise). float32 halves the memory of the basis and
+    the traffic of its reorthogonalization, which on a small model costs as much as the products;
+    the residuals it can certify are about 1e-6 relative, and the default `tol` follows the
+    coarser of the operator's and the basis' dtypes. The Ritz values and vectors are float64.
     """
     if which not in WHICH:
         raise unknown_name("eigenvalue order", which, WHICH)
@@ -615,8 +627,7 @@ def _lanczos_run(
                           f"k must lie in 1..{op.dim}")
     if max_iter < k:
         raise ConfigError(f"max_iter={max_iter} is smaller than k={k}; raise max_iter")
-    if krylov_dtype not in (torch.float32, torch.float64):
-        raise ConfigError(f"krylov_dtype must be torch.float32 or torch.float64, got {krylov_dtype}")
+    krylov_dtype = _krylov_dtype(op, krylov_dtype)
     if tol is None:
         tol = max(1e-10, 100 * torch.finfo(_coarser(op, krylov_dtype)).eps)
     gen = _default_generator(generator)
@@ -857,7 +868,7 @@ def top_eigenvalues(
     tol: float | None = None,
     generator: torch.Generator | None = None,
     return_vectors: bool = False,
-    krylov_dtype: torch.dtype = torch.float64,
+    krylov_dtype: torch.dtype | None = None,
 ) -> Tensor | tuple[Tensor, Tensor]:
     """The ``k`` extreme eigenvalues of ``H`` by Lanczos with full reorthogonalization.
 
@@ -870,8 +881,8 @@ def top_eigenvalues(
     eigenvalues are reported with their multiplicity (this roughly doubles the products). After
     ``min(max_iter, P)`` products without convergence it warns (RuntimeWarning) and returns the
     current Ritz values. The random starts come from ``generator`` (default: seed 0).
-    ``krylov_dtype=torch.float32`` keeps the Krylov basis in float32: half the memory and its
-    traffic, as precise as a float32 model's products (``tol`` then defaults to 100 eps32).
+    The Krylov basis is as precise as the products by default (``krylov_dtype``: float32 for a
+    float32 model, half the memory of float64; ``tol`` then defaults to 100 eps32).
 
     Returns a float64 tensor ``(k,)`` on the parameters' device; with ``return_vectors`` also
     the unit Ritz vectors ``(P, k)`` (float64).

@@ -529,10 +529,7 @@ def hessian_probe(ctx: ProbeContext, *, k: int = 1, n_examples: int = 256, trace
     gen = torch.Generator().manual_seed(ctx.step)
     start = ctx.state.get("top_vector")
     limit = max_iter if budget is None or start is None else max(k, budget)
-    # Krylov vectors as precise as the products: float32 for a float32 model halves their memory traffic
-    krylov = torch.float64 if op.dtype == torch.float64 else torch.float32
-    found = op.top_eigenpairs(k=min(k, op.dim), max_iter=limit, tol=tol, generator=gen, start_vector=start,
-                              krylov_dtype=krylov)
+    found = op.top_eigenpairs(k=min(k, op.dim), max_iter=limit, tol=tol, generator=gen, start_vector=start)
     if not found.converged and limit == max_iter:
         warnings.warn(f"hessian probe at step {ctx.step}: Lanczos did not converge in {found.products} "
                       f"products (relative residual {found.residual:.2e} > tol={tol:.0e}); raise "
