@@ -13,7 +13,7 @@ NTK), and reported in seconds and in units of one training step of its model (fo
 and AdamW step on the same batch; median of 10). Hessian instruments also report how many
 Hessian-vector products (HVPs) they took, counted at ``HessianOperator.matmat``. Settings are the
 defaults except where a row says otherwise: SLQ density (default 8 probes x 64 steps stores an
-8 x 64 x P float64 Krylov basis: 4.5 GB for model (a)) runs ``--slq`` probes x steps. NTK: 32
+8 x 64 x P float32 Krylov basis: 2.2 GB for model (a)) runs ``--slq`` probes x steps. NTK: 32
 examples, "trace" output, of all 10 logits for (a), of the target logit at the last query
 position (the `ntk` probe's function) for (b). CKA and collapse take captured features (the
 capture's forward pass is its own row): CKA between the blocks of the model and of a second

@@ -2,6 +2,7 @@
 torch.autograd.functional.hessian (an independent reverse-over-reverse computation on a flat vector)."""
 from __future__ import annotations
 
+import copy
 import math
 
 import numpy as np
@@ -580,3 +581,21 @@ def test_float32_krylov_vectors_find_the_same_eigenvalues():
     assert H._krylov_dtype(op32, None) == torch.float32 and H._krylov_dtype(op, None) == torch.float64
     c = op32.top_eigenpairs(**kw())
     assert torch.equal(c.values, a.values) and c.products == a.products
+
+
+def test_trace_and_density_of_a_float32_model_work_in_float32_and_match_float64():
+    torch.manual_seed(4)
+    net = nn.Sequential(nn.Linear(5, 24), nn.Tanh(), nn.Linear(24, 2))
+    g = torch.Generator().manual_seed(5)
+    x, y = torch.randn(48, 5, generator=g), torch.randn(48, 2, generator=g)
+    net64 = copy.deepcopy(net).double()
+    gen = lambda: torch.Generator().manual_seed(0)  # noqa: E731
+    for method in ("hutch++", "hutchinson"):
+        t32 = H.trace(net, mse, [(x, y)], method=method, generator=gen())
+        t64 = H.trace(net64, mse, [(x.double(), y.double())], method=method, generator=gen())
+        assert abs(t32[0] - t64[0]) <= 1e-5 * abs(t64[0]) and abs(t32[1] - t64[1]) <= 1e-4 * t64[1] + 1e-6
+    d32 = H.density(net, mse, [(x, y)], n_probes=3, lanczos_steps=8, generator=gen())
+    d64 = H.density(net64, mse, [(x.double(), y.double())], n_probes=3, lanczos_steps=8, generator=gen())
+    assert d32.nodes.dtype == torch.float64
+    for k in (1, 2, 3):
+        assert abs(d32.moment(k) - d64.moment(k)) <= 1e-4 * abs(d64.moment(k)), k

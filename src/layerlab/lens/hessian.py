@@ -161,9 +161,10 @@ def _randn(gen: torch.Generator, shape: tuple[int, ...], device: torch.device,
     return torch.randn(shape, generator=gen, device=gen.device, dtype=torch.float32).to(device, dtype)
 
 
-def _rademacher(gen: torch.Generator, shape: tuple[int, ...], device: torch.device) -> Tensor:
+def _rademacher(gen: torch.Generator, shape: tuple[int, ...], device: torch.device,
+                dtype: torch.dtype = torch.float64) -> Tensor:
     bits = torch.randint(0, 2, shape, generator=gen, device=gen.device, dtype=torch.int8)
-    return (bits.to(device=device, dtype=torch.float64) * 2 - 1)
+    return bits.to(device=device, dtype=dtype).mul_(2).sub_(1)
 
 
 def _scalar(out: Any) -> Tensor:
@@ -442,8 +443,9 @@ class _Preconditioned:
 # Lanczos with full reorthogonalization (columns of V0 run independently, side by side)
 
 
-def _apply64(op: _Operator, V: Tensor) -> Tensor:
-    return op.matmat(V).to(torch.float64)
+def _apply_as(op: _Operator, V: Tensor) -> Tensor:
+    """``H V`` in the dtype of ``V`` (the estimator's working precision)."""
+    return op.matmat(V).to(V.dtype)
 
 
 def _orthogonalize(W: Tensor, basis: Tensor) -> Tensor:
@@ -498,12 +500,12 @@ def _lanczos(op: _Operator, V0: Tensor, steps: int) -> tuple[Tensor, Tensor]:
     """``steps`` Lanczos iterations from each column of ``V0`` (P, n), side by side.
 
     Returns the diagonals ``alpha`` (n, steps) and off-diagonals ``beta`` (n, steps - 1) of each
-    column's tridiagonal ``T``, float64. A column whose Krylov space becomes invariant
+    column's tridiagonal ``T``, float64; the basis is kept in ``V0``'s dtype. A column whose Krylov space becomes invariant
     (``beta ~ 0``) is padded with zeros: a decoupled zero block, whose quadrature weights
     (first eigenvector components) are 0, so the Gauss rule of the invariant part is unchanged.
     """
     P, n = V0.shape
-    tol = _breakdown(op)
+    tol = _breakdown(op, V0.dtype)
     Q = V0.new_zeros(n, steps, P)
     alpha = V0.new_zeros(n, steps)
     beta = V0.new_zeros(n, steps)
@@ -513,7 +515,7 @@ def _lanczos(op: _Operator, V0: Tensor, steps: int) -> tuple[Tensor, Tensor]:
     scale = V0.new_zeros(n)
     for j in range(steps):
         Q[:, j] = q.T
-        w = _apply64(op, q)
+        w = _apply_as(op, q)
         a = (q * w).sum(0)
         w = _orthogonalize(w - a * q - b_prev * q_prev, Q[:, : j + 1])
         b = w.norm(dim=0)
@@ -522,7 +524,7 @@ def _lanczos(op: _Operator, V0: Tensor, steps: int) -> tuple[Tensor, Tensor]:
         alpha[:, j], beta[:, j] = a, b
         q_prev, b_prev = q, b
         q = torch.where(b > 0, w / torch.where(b > 0, b, torch.ones_like(b)), torch.zeros_like(w))
-    return alpha, beta[:, :-1]
+    return alpha.to(torch.float64), beta[:, :-1].to(torch.float64)
 
 
 def _tridiagonal(alpha: Tensor, beta: Tensor) -> Tensor:
@@ -737,25 +739,25 @@ def _trace(
     if method not in TRACE_METHODS:
         raise unknown_name("trace method", method, TRACE_METHODS)
     gen = _default_generator(generator)
-    P = op.dim
+    P, dt = op.dim, _krylov_dtype(op, None)  # as precise as the products
     if method == "hutchinson":
         if n_samples < 2:
             raise ConfigError(f"hutchinson needs n_samples >= 2 for a standard error, "
                               f"got {n_samples}")
-        Z = _rademacher(gen, (P, n_samples), op.device)
-        samples = (Z * _apply64(op, Z)).sum(0)
+        Z = _rademacher(gen, (P, n_samples), op.device, dt)
+        samples = (Z * _apply_as(op, Z)).sum(0)
         return float(samples.mean()), float(samples.std() / math.sqrt(n_samples))
     if n_samples < 4:
         raise ConfigError(f"hutch++ needs n_samples >= 4 (sketch, its products and >= 2 residual "
                           f"probes), got {n_samples}")
     s = n_samples // 3
     g = n_samples - 2 * s
-    S = _rademacher(gen, (P, s), op.device)
-    Q = torch.linalg.qr(_apply64(op, S)).Q  # (P, min(P, s)), orthonormal columns
-    low_rank = torch.trace(Q.T @ _apply64(op, Q))
-    G = _rademacher(gen, (P, g), op.device)
+    S = _rademacher(gen, (P, s), op.device, dt)
+    Q = torch.linalg.qr(_apply_as(op, S)).Q  # (P, min(P, s)), orthonormal columns
+    low_rank = torch.trace(Q.T @ _apply_as(op, Q))
+    G = _rademacher(gen, (P, g), op.device, dt)
     G = G - Q @ (Q.T @ G)
-    samples = (G * _apply64(op, G)).sum(0)
+    samples = (G * _apply_as(op, G)).sum(0)
     return float(low_rank + samples.mean()), float(samples.std() / math.sqrt(g))
 
 
@@ -821,12 +823,12 @@ def _slq(
     if probes is None:
         if n_probes < 1:
             raise ConfigError(f"n_probes must be >= 1, got {n_probes}")
-        V0 = _rademacher(_default_generator(generator), (op.dim, n_probes), op.device)
+        V0 = _rademacher(_default_generator(generator), (op.dim, n_probes), op.device, _krylov_dtype(op, None))
     else:
         if probes.dim() != 2 or probes.shape[0] != op.dim:
             raise ShapeError(f"probes must have shape ({op.dim}, n_probes), "
                              f"got {tuple(probes.shape)}")
-        V0 = probes.to(device=op.device, dtype=torch.float64)
+        V0 = probes.to(device=op.device, dtype=_krylov_dtype(op, None))
         if bool((V0.norm(dim=0) == 0).any()):
             raise ShapeError("a probe is the zero vector; probes must be nonzero columns")
     alpha, beta = _lanczos(op, V0, min(lanczos_steps, op.dim))
@@ -934,7 +936,8 @@ def density(
     ``n_probes`` Rademacher probes (normalized inside Lanczos; or explicit ``probes`` (P, n)),
     each run for ``min(lanczos_steps, P)`` Lanczos steps, all probes side by side (one batched
     Hessian product per step). Returns a `SpectralDensity` whose ``moment(k)`` estimates
-    ``tr(H^k)/P`` without bias for ``k <= 2·lanczos_steps - 1``.
+    ``tr(H^k)/P`` without bias for ``k <= 2·lanczos_steps - 1``. The Krylov bases (``n_probes``
+    x ``lanczos_steps`` x P) are as precise as the products: float32 for a float32 model.
     """
     with side_effect_free(model):
         op = HessianOperator(model, loss_fn, batches, params=params)
