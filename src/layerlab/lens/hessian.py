@@ -263,6 +263,7 @@ class HessianOperator:
         if v.dim() == 2:
             return tuple(v[s].T.reshape(v.shape[1], *shape).to(dt)
                          for s, shape, dt in zip(self.slices.values(), self.shapes, self.dtypes))
+        v = v.contiguous()  # a column of a block: one gather here, not a strided copy per parameter
         return tuple(v[s].reshape(shape).to(dt)
                      for s, shape, dt in zip(self.slices.values(), self.shapes, self.dtypes))
 
