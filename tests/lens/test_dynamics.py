@@ -171,6 +171,7 @@ def test_median_against_sorting_with_ties_and_float32():
     ordered = torch.sort(x).values
     for k in (1, 2, 1000, 150_000, 299_999, 300_000):  # every rank, including where the band cannot hold it
         assert float(dynamics._kth(x, k)) == float(ordered[k - 1])
+        assert torch.equal(dynamics._kth(x, k, count=3), ordered[k - 1: k + 2])  # up to the end at the top
 
 
 def test_capture_with_a_kind_per_module_equals_separate_captures():

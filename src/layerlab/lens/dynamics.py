@@ -41,6 +41,7 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
+from torch.nn import functional as F
 
 from ..blocks.activations import GELU as _LayerlabGELU
 from ..blocks.activations import ReLU as _LayerlabReLU
@@ -247,15 +248,17 @@ def effective_lr(before: Mapping[str, Tensor], model: nn.Module, *, by: str = "p
 
 # --- massive activations --------------------------------------------------------------------
 
-def _kth(x: Tensor, k: int) -> Tensor:
-    """The k-th smallest entry (1-based) of a flat tensor, exactly.
+def _kth(x: Tensor, k: int, count: int = 1) -> Tensor:
+    """The k-th smallest entry (1-based) of a flat tensor, exactly; with `count` > 1 the
+    `count` entries of ranks k, k + 1, ... (as far as the tensor goes), in order.
 
     For a large tensor the selection runs inside a narrow band of values around the k-th one,
-    bounded by order statistics of a random sample (fixed seed): the k-th smallest lies in the band
-    exactly when fewer than k entries lie below it and at least k up to its top, which two
-    counting passes check (else the whole tensor is searched). torch.kthvalue over a million
-    entries cost ~11 ms on CPU; the band is a few percent of them."""
+    bounded by order statistics of a random sample (fixed seed): the wanted ranks lie in the band
+    exactly when fewer than k entries lie below it and at least k + count - 1 up to its top, which
+    two counting passes check (else the whole tensor is searched). torch.kthvalue over a million
+    entries cost ~11 ms on CPU; the band is a few percent of them, and is sorted."""
     n = x.numel()
+    last = min(k + count - 1, n)
     if n > 65536:
         # a seeded random sample: a stride would alias with the feature dimension of (B, L, D)
         picks = torch.randint(n, (8192,), generator=torch.Generator(x.device).manual_seed(0), device=x.device)
@@ -264,25 +267,21 @@ def _kth(x: Tensor, k: int) -> Tensor:
         lo, hi = sample[max(at - 64, 0)], sample[min(at + 64, sample.numel() - 1)]
         below = int((x < lo).sum())
         band = x[(x >= lo) & (x <= hi)]
-        if below < k <= below + band.numel():
-            return torch.kthvalue(band, k - below).values
-    return torch.kthvalue(x, k).values
+        if below < k and last <= below + band.numel():
+            ranks = torch.sort(band).values[k - below - 1: last - below]
+            return ranks[0] if count == 1 else ranks
+    ranks = torch.stack([torch.kthvalue(x, r).values for r in range(k, last + 1)])
+    return ranks[0] if count == 1 else ranks
 
 
 def _median(x: Tensor) -> Tensor:
-    """Median of a flat tensor: the middle value, or the mean of the two middle values (float64).
-
-    One selection (`_kth`) for the lower middle value; the upper one is the smallest value
-    above it unless the lower value fills both middle places."""
+    """Median of a flat tensor: the middle value, or the mean of the two middle values (float64),
+    from one selection (`_kth`) of both."""
     n = x.numel()
-    lower = _kth(x, (n + 1) // 2)
     if n % 2:
-        return lower.double()
-    if int((x <= lower).sum()) > n // 2:
-        upper = lower
-    else:
-        upper = x[x > lower].min()
-    return (lower.double() + upper.double()) / 2
+        return _kth(x, (n + 1) // 2).double()
+    lower, upper = _kth(x, n // 2, count=2).double()
+    return (lower + upper) / 2
 
 
 def _massive(t: Tensor, ratio: float, threshold: float) -> dict[str, Any]:
@@ -371,8 +370,10 @@ def attention_probs(module: CausalSelfAttention, x: Tensor) -> Tensor:
         raise ShapeError(f"attention_probs: x must be (B, L, D) with D = {module.d_model}, got {tuple(x.shape)}")
     B, L, _ = x.shape
     h, d_h = module.n_heads, module.d_head
-    qkv = module.w_qkv(x).view(B, L, 3, h, d_h).permute(2, 0, 3, 1, 4)
-    q, k = qkv[0], qkv[1]
+    D = module.d_model  # only the query and key rows of the fused projection
+    w, b = module.w_qkv.weight[: 2 * D], None if module.w_qkv.bias is None else module.w_qkv.bias[: 2 * D]
+    qk = F.linear(x, w, b).view(B, L, 2, h, d_h).permute(2, 0, 3, 1, 4)
+    q, k = qk[0], qk[1]
     if module.rope:
         r = module.rope_dims
         q = torch.cat((module.rotate(q[..., :r], module.rope_base), q[..., r:]), dim=-1)
@@ -450,8 +451,11 @@ def _pack(bits: Tensor, width: int = _BITS, dtype: torch.dtype = torch.int64) ->
     W = max(1, -(-U // width))
     padded = torch.zeros(N, W * width, dtype=dtype, device=bits.device)
     padded[:, :U] = bits
-    shifts = torch.arange(width, device=bits.device, dtype=dtype)
-    return (padded.view(N, W, width) << shifts).sum(-1, dtype=dtype)
+    units = padded.view(N, W, width)
+    words = units[..., 0].clone()
+    for j in range(1, width):  # OR in one bit plane at a time: 3x faster than a sum over width
+        words |= units[..., j] << j
+    return words
 
 
 def threshold_modules(model: nn.Module) -> list[str]:
