@@ -256,19 +256,22 @@ def _kth(x: Tensor, k: int, count: int = 1) -> Tensor:
     bounded by order statistics of a random sample (fixed seed): the wanted ranks lie in the band
     exactly when fewer than k entries lie below it and at least k + count - 1 up to its top, which
     two counting passes check (else the whole tensor is searched). torch.kthvalue over a million
-    entries cost ~11 ms on CPU; the band is a few percent of them, and is sorted."""
+    entries cost ~11 ms on CPU; the band is a few percent of them."""
     n = x.numel()
     last = min(k + count - 1, n)
     if n > 65536:
         # a seeded random sample: a stride would alias with the feature dimension of (B, L, D)
         picks = torch.randint(n, (8192,), generator=torch.Generator(x.device).manual_seed(0), device=x.device)
         sample = torch.sort(x[picks]).values
-        at = round((sample.numel() - 1) * (k - 1) / max(n - 1, 1))
-        lo, hi = sample[max(at - 64, 0)], sample[min(at + 64, sample.numel() - 1)]
+        S, p = sample.numel(), (k - 1) / max(n - 1, 1)
+        # the sample rank of the k-th value has standard deviation sqrt(S p (1 - p)) (45 at the
+        # median): a band of 5 of them each side misses it about once in a million calls
+        at, margin = round((S - 1) * p), math.ceil(5 * math.sqrt(S * p * (1 - p))) + 8
+        lo, hi = sample[max(at - margin, 0)], sample[min(at + margin + count - 1, S - 1)]
         below = int((x < lo).sum())
         band = x[(x >= lo) & (x <= hi)]
         if below < k and last <= below + band.numel():
-            ranks = torch.sort(band).values[k - below - 1: last - below]
+            ranks = torch.stack([torch.kthvalue(band, r - below).values for r in range(k, last + 1)])
             return ranks[0] if count == 1 else ranks
     ranks = torch.stack([torch.kthvalue(x, r).values for r in range(k, last + 1)])
     return ranks[0] if count == 1 else ranks
@@ -449,8 +452,11 @@ def _pack(bits: Tensor, width: int = _BITS, dtype: torch.dtype = torch.int64) ->
     """(N, U) bool -> (N, ceil(U / width)) of `dtype`, bit j of word w = unit width·w + j."""
     N, U = bits.shape
     W = max(1, -(-U // width))
-    padded = torch.zeros(N, W * width, dtype=dtype, device=bits.device)
-    padded[:, :U] = bits
+    if U == W * width and dtype == torch.uint8:
+        padded = bits.view(torch.uint8)  # bool is stored as one byte: no copy
+    else:
+        padded = torch.zeros(N, W * width, dtype=dtype, device=bits.device)
+        padded[:, :U] = bits
     units = padded.view(N, W, width)
     words = units[..., 0].clone()
     for j in range(1, width):  # OR in one bit plane at a time: 3x faster than a sum over width
@@ -466,8 +472,8 @@ def threshold_modules(model: nn.Module) -> list[str]:
 
 def _pattern_bits(model: nn.Module, inputs: Any, modules: Sequence[str] | None,
                   forward_kwargs: Mapping[str, Any] | None,
-                  preactivations: Mapping[str, Tensor] | None) -> Tensor:
-    """(N, U) bool: unit ``i`` of data point ``n`` on (pre-activation > 0)."""
+                  preactivations: Mapping[str, Tensor] | None) -> list[Tensor]:
+    """(N, U_m) bool per module m: unit ``i`` of data point ``n`` on (pre-activation > 0)."""
     if preactivations is None:
         modules = threshold_modules(model) if modules is None else modules
         preactivations = _inputs_of(model, inputs, modules, forward_kwargs,
@@ -480,7 +486,7 @@ def _pattern_bits(model: nn.Module, inputs: Any, modules: Sequence[str] | None,
         raise ShapeError(f"activation_codes: captured tensors disagree on the number of data points "
                          f"(dim 0): {sizes}")
     N = next(iter(sizes.values()))
-    return torch.cat([(t > 0).reshape(N, -1) for t in preactivations.values()], dim=1)
+    return [(t > 0).reshape(N, -1) for t in preactivations.values()]
 
 
 def activation_codes(
@@ -502,7 +508,7 @@ def activation_codes(
 
     Returns an int64 tensor ``(N, ceil(U / 63))``: equal rows = equal patterns.
     """
-    return _pack(_pattern_bits(model, inputs, modules, forward_kwargs, preactivations))
+    return _pack(torch.cat(_pattern_bits(model, inputs, modules, forward_kwargs, preactivations), dim=1))
 
 
 def activation_patterns(
@@ -518,5 +524,7 @@ def activation_patterns(
 
     The rows are compared packed 8 bits to a byte (an injective code, like the int64 words of
     ``activation_codes``, at an eighth of their memory traffic)."""
-    packed = _pack(_pattern_bits(model, inputs, modules, forward_kwargs, preactivations), 8, torch.uint8)
+    # packed module by module (each padded to whole bytes, the same for every row: still injective)
+    blocks = _pattern_bits(model, inputs, modules, forward_kwargs, preactivations)
+    packed = torch.cat([_pack(bits, 8, torch.uint8) for bits in blocks], dim=1)
     return int(torch.unique(packed, dim=0).shape[0])
