@@ -501,9 +501,10 @@ def _lanczos(op: _Operator, V0: Tensor, steps: int) -> tuple[Tensor, Tensor]:
     """``steps`` Lanczos iterations from each column of ``V0`` (P, n), side by side.
 
     Returns the diagonals ``alpha`` (n, steps) and off-diagonals ``beta`` (n, steps - 1) of each
-    column's tridiagonal ``T``, float64; the basis is kept in ``V0``'s dtype. A column whose Krylov space becomes invariant
-    (``beta ~ 0``) is padded with zeros: a decoupled zero block, whose quadrature weights
-    (first eigenvector components) are 0, so the Gauss rule of the invariant part is unchanged.
+    column's tridiagonal ``T``, float64 (the basis is kept in ``V0``'s dtype). A column whose
+    Krylov space becomes invariant (``beta ~ 0``) is padded with zeros: a decoupled zero block,
+    whose quadrature weights (first eigenvector components) are 0, so the Gauss rule of the
+    invariant part is unchanged.
     """
     P, n = V0.shape
     tol = _breakdown(op, V0.dtype)
@@ -662,7 +663,7 @@ def _lanczos_run(
         if j == Q.shape[0]:
             Q, HQ = _grown(Q, steps), _grown(HQ, steps)
         Q[j] = q
-        HQ[j] = hq = op.matmat(q[:, None])[:, 0].to(krylov_dtype)
+        HQ[j] = hq = _apply_as(op, q[:, None])[:, 0]
         a = float(torch.dot(q, hq))
         w = torch.add(hq, q, alpha=-a)
         if j > start:
@@ -821,15 +822,16 @@ def _slq(
 ) -> SpectralDensity:
     if lanczos_steps < 1:
         raise ConfigError(f"lanczos_steps must be >= 1, got {lanczos_steps}")
+    dt = _krylov_dtype(op, None)  # as precise as the products
     if probes is None:
         if n_probes < 1:
             raise ConfigError(f"n_probes must be >= 1, got {n_probes}")
-        V0 = _rademacher(_default_generator(generator), (op.dim, n_probes), op.device, _krylov_dtype(op, None))
+        V0 = _rademacher(_default_generator(generator), (op.dim, n_probes), op.device, dt)
     else:
         if probes.dim() != 2 or probes.shape[0] != op.dim:
             raise ShapeError(f"probes must have shape ({op.dim}, n_probes), "
                              f"got {tuple(probes.shape)}")
-        V0 = probes.to(device=op.device, dtype=_krylov_dtype(op, None))
+        V0 = probes.to(device=op.device, dtype=dt)
         if bool((V0.norm(dim=0) == 0).any()):
             raise ShapeError("a probe is the zero vector; probes must be nonzero columns")
     alpha, beta = _lanczos(op, V0, min(lanczos_steps, op.dim))
