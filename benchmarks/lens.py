@@ -55,8 +55,8 @@ from torch import nn
 from layerlab.errors import ConfigError
 from layerlab.lens import collapse, dynamics, hessian, landscape, ntk, similarity, spectra
 from layerlab.lens.probes import ProbeRunner, TargetLogit
-from layerlab.models import ModelSpec, build_model, count_parameters
-from layerlab.spec import OptimSpec, ProbeSpec, RunSpec, TaskSpec, TrainSpec
+from layerlab.models import build_model, count_parameters
+from layerlab.spec import ModelSpec, OptimSpec, ProbeSpec, RunSpec, TaskSpec, TrainSpec
 from layerlab.tasks import build_task
 from layerlab.train import Trainer
 from layerlab.train.optim import build_optimizer, lr_at

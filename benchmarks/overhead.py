@@ -18,8 +18,8 @@ import torch
 from torch import nn
 
 from layerlab.arena.store import Store, StoreRecorder
-from layerlab.models import ModelSpec, build_model
-from layerlab.spec import OptimSpec, RunSpec, TaskSpec, TrainSpec
+from layerlab.models import build_model
+from layerlab.spec import ModelSpec, OptimSpec, RunSpec, TaskSpec, TrainSpec
 from layerlab.tasks import build_task
 from layerlab.train import Trainer
 from layerlab.train.optim import build_optimizer, lr_at

@@ -1,12 +1,20 @@
-"""RunSpec: everything that defines one training run. Its hash is the run's identity."""
+"""RunSpec: everything that defines one training run. Its hash is the run's identity.
+
+The specs are plain data (floor 5 of DESIGN.md): each checks its own fields, and names that live
+in a registry are checked where a spec is built from user input (the task and blocks when a
+model is built, the probes by ``layerlab.lens.probes.check_probes`` in the suite loader and the
+Trainer), so this module imports nothing that runs models.
+"""
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
 from .config import canonical_json, config_hash, from_dict, to_dict
 from .errors import ConfigError, unknown_name
-from .models import ModelSpec
+from .models import BACKBONES, NORM_PLACES
+from .registry import get as get_block
 
 OPTIMIZERS = ("adamw", "sgd")
 SCHEDULES = ("cosine", "constant")
@@ -17,6 +25,57 @@ DTYPES = ("float32", "float64")
 class TaskSpec:
     name: str
     params: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A model: a backbone and the registered blocks it is made of.
+
+    ``d_model`` is the width the arena sizes to a parameter budget.
+    Block options go to ``layerlab.build`` unchanged (e.g. ``mixer_options = {n_heads = 4}``).
+    """
+
+    backbone: str = "sequence"
+    mixer: str = "attention"
+    channel: str = "mlp"
+    norm: str = "rmsnorm"
+    norm_place: str = "pre"
+    d_model: int = 64
+    n_layers: int = 2
+    positions: str = "learned"  # "learned" or "none" (sequence backbone)
+    mixer_options: dict[str, Any] = field(default_factory=dict)
+    channel_options: dict[str, Any] = field(default_factory=dict)
+    norm_options: dict[str, Any] = field(default_factory=dict)
+    init: str = "orthogonal"  # deep_linear only: "small", "orthogonal" or "balanced"
+    init_scale: float = 1e-3  # deep_linear only: scale of the "small"/"balanced" init
+
+    def __post_init__(self) -> None:
+        if self.backbone not in BACKBONES:
+            raise unknown_name("backbone", self.backbone, BACKBONES)
+        if self.norm_place not in NORM_PLACES:
+            raise unknown_name("norm placement", self.norm_place, NORM_PLACES)
+        if self.positions not in ("learned", "none"):
+            raise unknown_name("positions", self.positions, ("learned", "none"))
+        if self.d_model < 1 or self.n_layers < 1:
+            raise ConfigError(f"d_model and n_layers must be >= 1, got {self.d_model}, {self.n_layers}")
+
+    @property
+    def width_multiple(self) -> int:
+        """Widths the arena may choose are multiples of this: the least common multiple of what
+        each block of the model needs (a head count, a number of groups or components)."""
+        if self.backbone == "deep_linear":
+            return 1
+        parts = [("channel", self.channel, self.channel_options), ("norm", self.norm, self.norm_options)]
+        if self.backbone == "sequence":
+            parts.append(("mixer", self.mixer, self.mixer_options))
+        return math.lcm(*(get_block(kind, name).width_multiple(options) for kind, name, options in parts))
+
+    def label(self) -> str:
+        if self.backbone == "sequence":
+            return f"{self.mixer}+{self.channel}"
+        if self.backbone == "classifier":
+            return f"{self.channel}"
+        return f"deep_linear[{self.init}]"
 
 
 @dataclass(frozen=True)
@@ -83,6 +142,8 @@ class ProbeSpec:
     its keyword options (e.g. ``{hessian = {k = 3}}``). ``stride`` maps a probe name to ``k``:
     that probe runs only at every ``k``-th of those steps (the first, step 0, included) and at the
     last, so a costly probe can look less often than the cheap ones (e.g. ``{hessian = 5}``).
+    Probe names and options are checked against the probe registry by
+    ``layerlab.lens.probes.check_probes``, which the suite loader and the Trainer call.
     """
 
     names: tuple[str, ...] = ()
@@ -106,9 +167,6 @@ class ProbeSpec:
             if isinstance(k, bool) or not isinstance(k, int) or k < 1:
                 raise ConfigError(f"probes.stride.{name} must be an integer >= 1 (run at every k-th probe "
                                   f"step), got {k!r}")
-        from .lens.probes import check_probes  # the lens imports torch models; load it only when used
-
-        check_probes(self.names, self.options)
 
     def steps(self, total: int) -> list[int]:
         """The optimizer steps (0 = before training) at which the probes run."""

@@ -63,6 +63,18 @@ def test_unknown_train_key_fails_before_training():
         parse_suite(data)
 
 
+def test_unknown_probe_or_probe_option_fails_when_the_suite_is_parsed():
+    for probes, match in [({"names": ["weight"]}, r"unknown probe 'weight'; did you mean 'weights'"),
+                          ({"names": ["hessian"], "options": {"hessian": {"k": 0}}}, "hessian.k")]:
+        with pytest.raises(ConfigError, match=match):
+            parse_suite(tiny(probes=probes))
+        data = tiny()
+        data["tasks"][1]["probes"] = probes  # a task's own probes are checked too
+        with pytest.raises(ConfigError, match=match):
+            parse_suite(data)
+    assert parse_suite(tiny(probes={"names": ["weights"]})).probes == {"names": ["weights"]}
+
+
 def test_width_not_divisible_by_heads_is_rejected():
     data = tiny()
     del data["tasks"][1]["budget"]
@@ -202,7 +214,7 @@ def test_one_label_may_name_a_vector_and_a_token_model():
 def test_sizing_skips_widths_too_small_for_a_block():
     """EvoNorm needs >= 2 channels per group: widths 4 (4 groups) cannot build; sizing goes on."""
     from layerlab.arena.suite import size_to_budget
-    from layerlab.models import ModelSpec
+    from layerlab.spec import ModelSpec
     from layerlab.tasks import build_task
 
     spec = ModelSpec(backbone="classifier", channel="mlp", norm="evonorm_s0", n_layers=1)

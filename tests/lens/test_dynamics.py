@@ -12,8 +12,8 @@ import layerlab
 from layerlab.blocks.mixers.attention import CausalSelfAttention
 from layerlab.errors import ConfigError, ShapeError
 from layerlab.lens import dynamics
-from layerlab.models import ModelSpec
 from layerlab.models.sequence import SequenceModel
+from layerlab.spec import ModelSpec
 
 DT = torch.float64
 

@@ -7,9 +7,8 @@ import torch
 
 from layerlab.arena.store import Store, StoreRecorder
 from layerlab.errors import ConfigError, UnknownNameError
-from layerlab.lens.probes import probe_names
-from layerlab.models import ModelSpec
-from layerlab.spec import OptimSpec, ProbeSpec, RunSpec, TaskSpec, TrainSpec
+from layerlab.lens.probes import check_probes, probe_names
+from layerlab.spec import ModelSpec, OptimSpec, ProbeSpec, RunSpec, TaskSpec, TrainSpec
 from layerlab.train import MemoryRecorder, Trainer
 from layerlab.train.checkpoint import load_checkpoint
 
@@ -94,13 +93,20 @@ def test_stride_runs_a_probe_at_every_kth_probe_step_and_the_last():
         ProbeSpec(names=("weights",), stride={"weights": 0})
 
 
+def checked(**probes) -> ProbeSpec:
+    """A ProbeSpec as the suite loader and the Trainer take it: plain data, then checked."""
+    spec = ProbeSpec(**probes)
+    check_probes(spec.names, spec.options)
+    return spec
+
+
 def test_unknown_probe_or_option_is_a_clear_error():
     with pytest.raises(UnknownNameError, match="weights"):
-        ProbeSpec(names=("weight",))
+        checked(names=("weight",))
     with pytest.raises(UnknownNameError, match="per_parameter"):
-        ProbeSpec(names=("weights",), options={"weights": {"per_param": False}})
+        checked(names=("weights",), options={"weights": {"per_param": False}})
     with pytest.raises(ConfigError, match="not in probes.names"):
-        ProbeSpec(names=("weights",), options={"hessian": {}})
+        checked(names=("weights",), options={"hessian": {}})
     with pytest.raises(ConfigError, match="schedule"):
         ProbeSpec(names=("weights",), schedule="linear")
 
@@ -113,11 +119,11 @@ def test_unknown_probe_or_option_is_a_clear_error():
     ("ntk", {"method": "fast"}, "structured"), ("ntk", {"n_examples": -1}, "n_examples")])
 def test_bad_probe_option_values_fail_when_the_spec_is_built(name, options, match):
     with pytest.raises(ConfigError, match=match):
-        ProbeSpec(names=(name,), options={name: options})
+        checked(names=(name,), options={name: options})
 
 
 def test_good_probe_option_values_pass():
-    ProbeSpec(names=("hessian", "ntk"), options={"hessian": {"budget": 2, "tol": 1e-2, "k": 3, "max_iter": 3,
+    checked(names=("hessian", "ntk"), options={"hessian": {"budget": 2, "tol": 1e-2, "k": 3, "max_iter": 3,
                                                             "n_examples": 64, "preconditioned": True},
                                                 "ntk": {"method": "auto", "n_examples": 8}})
 

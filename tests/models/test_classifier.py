@@ -6,7 +6,7 @@ import torch
 
 from layerlab.blocks.channels import MLP
 from layerlab.errors import ConfigError, ShapeError
-from layerlab.models import ModelSpec
+from layerlab.spec import ModelSpec
 from layerlab.models.classifier import Classifier
 from layerlab.models.sequence import Residual
 

@@ -14,7 +14,8 @@ import pytest
 import torch
 
 import layerlab
-from layerlab.models import ModelSpec, build_model, count_parameters
+from layerlab.models import build_model, count_parameters
+from layerlab.spec import ModelSpec
 
 
 

@@ -8,10 +8,11 @@ from layerlab.blocks.channels import MLP, SwiGLU
 from layerlab.blocks.mixers import CausalSelfAttention
 from layerlab.blocks.norms import LayerNorm, RMSNorm
 from layerlab.errors import ConfigError, ShapeError
-from layerlab.models import ModelSpec, build_model
+from layerlab.models import build_model
 from layerlab.models.classifier import Classifier
 from layerlab.models.deep_linear import DeepLinear
 from layerlab.models.sequence import Residual, SequenceModel
+from layerlab.spec import ModelSpec
 
 PLACES = ("pre", "post", "peri")
 V, N_OUT, MAX_L = 11, 7, 16

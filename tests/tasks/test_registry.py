@@ -128,7 +128,7 @@ def test_checksum_is_stable(name: str, shakespeare_path: Path) -> None:
 
 
 def test_register_rejects_duplicates_and_non_tasks(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(tasks_module, "_TASKS", dict(tasks_module._TASKS))
+    monkeypatch.setattr(tasks_module.TASKS, "_entries", dict(tasks_module.TASKS._entries))  # undone after
 
     @dataclasses.dataclass
     class Other(Task):
@@ -149,6 +149,8 @@ def test_register_rejects_duplicates_and_non_tasks(monkeypatch: pytest.MonkeyPat
 
     register_task("fresh")(Fresh)
     assert Fresh.name == "fresh" and "fresh" in task_names()
+    assert tasks_module.TASKS.entry("fresh").source_file == str(Path(__file__).resolve())
+    assert tasks_module.TASKS.entry("mqar").source_file == "tasks/recall.py"
     assert build_task("fresh", size=4).size == 4
     with pytest.raises(ConfigError, match="'width'"):
         build_task("fresh", width=4)

@@ -2,7 +2,8 @@ import pytest
 import torch
 
 from layerlab.errors import ConfigError, ShapeError
-from layerlab.models import ModelSpec, build_model
+from layerlab.models import build_model
+from layerlab.spec import ModelSpec
 from layerlab.tasks import build_task
 
 

@@ -5,8 +5,9 @@ import torch
 from torch import nn
 
 import layerlab
-from layerlab.models import ModelSpec, build_model
-from layerlab.train.footprint import inference_state_size, saved_activation_bytes, train_step_memory
+from layerlab.models import build_model
+from layerlab.spec import ModelSpec
+from layerlab.train.footprint import inference_state_size, saved_activation_bytes, sequence_mixers, train_step_memory
 
 
 def test_saved_activations_of_a_linear_relu_stack_are_counted_exactly() -> None:
@@ -54,3 +55,40 @@ def test_inference_state_of_attention_is_its_kv_cache() -> None:
         "input_kind": "vector", "name": "v", "input_dim": 3, "n_outputs": 2})())
     assert inference_state_size(classifier, 16) is None
     assert "attention" in layerlab.names("mixer")
+
+
+def test_inference_state_counts_a_mixer_made_of_mixers_once() -> None:
+    """Griffin holds recurrent blocks and local attention, each a mixer itself: its state is its
+    own measured ``state_size``, counted once per layer (not again for its parts)."""
+    spec = ModelSpec(mixer="griffin", d_model=8, n_layers=2, mixer_options={"n_heads": 2})
+    model = build_model(spec, Tokens())
+    griffins = [m for m in model.modules() if type(m).__name__ == "Griffin"]
+    assert len(griffins) == 2 and len(sequence_mixers(model)) == 2
+    parts = [m for m in griffins[0].modules() if m is not griffins[0] and getattr(m, "recurrent", False)]
+    assert len(parts) == 3  # two recurrent blocks and a local attention block inside each
+    assert inference_state_size(model, 16) == 2 * griffins[0].state_size
+    lru = build_model(ModelSpec(mixer="lru", d_model=8, n_layers=3), Tokens())
+    assert inference_state_size(lru, 16) == 3 * lru.blocks[0].mixer.f.state_size
+
+
+def test_mixers_are_found_by_what_they_expose() -> None:
+    class Recurrent(nn.Module):  # no layerlab class: a flag and init_state make it a mixer
+        recurrent = True
+        state_size = 7
+
+        def init_state(self, batch_size):
+            return (torch.zeros(batch_size, 7),)
+
+    class Cached(nn.Module):
+        recurrent = False
+
+        def init_state(self, batch_size):
+            raise NotImplementedError
+
+        def cache_size(self, length):
+            return 2 * length
+
+    model = nn.Sequential(Recurrent(), Cached(), nn.Linear(2, 2))
+    assert inference_state_size(model, 10) == 7 + 20
+    assert inference_state_size(nn.Sequential(nn.Linear(2, 2)), 10) is None
+

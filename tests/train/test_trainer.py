@@ -3,8 +3,8 @@ import math
 import pytest
 import torch
 
-from layerlab.models import ModelSpec
-from layerlab.spec import OptimSpec, RunSpec, TaskSpec, TrainSpec
+from layerlab.errors import ConfigError, UnknownNameError
+from layerlab.spec import ModelSpec, OptimSpec, ProbeSpec, RunSpec, TaskSpec, TrainSpec
 from layerlab.train import MemoryRecorder, Trainer
 from layerlab.train.optim import lr_at
 
@@ -22,6 +22,20 @@ def seq_spec(**train) -> RunSpec:
                    model=ModelSpec(d_model=16, n_layers=1, mixer_options={"n_heads": 2}),
                    optim=OptimSpec(lr=3e-3), train=TrainSpec(**{"steps": 30, "batch_size": 16, "eval_every": 10,
                                                                 "log_every": 1, **train}), seed=1)
+
+
+def test_unknown_probe_fails_before_the_task_is_built_or_anything_trains():
+    class NoTask:  # the Trainer must fail before it looks at the task
+        def __getattr__(self, name):
+            raise AssertionError(f"the task was used ({name})")
+
+    spec = RunSpec(task=TaskSpec("digits"), probes=ProbeSpec(names=("weight",)))  # plain data: accepted
+    rec = MemoryRecorder()
+    with pytest.raises(UnknownNameError, match=r"unknown probe 'weight'; did you mean 'weights'"):
+        Trainer(spec, task=NoTask(), recorder=rec)
+    with pytest.raises(ConfigError, match="hessian.k"):
+        Trainer(RunSpec(task=TaskSpec("digits"), probes=ProbeSpec(names=("hessian",), options={"hessian": {"k": 0}})))
+    assert rec.rows == []
 
 
 def losses(rec: MemoryRecorder) -> list[float]:

@@ -37,8 +37,9 @@ import torch
 
 from ..config import check_keys, from_dict, merge
 from ..errors import ConfigError, unknown_name
-from ..models import ModelSpec, build_model, count_parameters
-from ..spec import OptimSpec, ProbeSpec, RunSpec, TaskSpec, TrainSpec
+from ..lens.probes import check_probes
+from ..models import build_model, count_parameters
+from ..spec import ModelSpec, OptimSpec, ProbeSpec, RunSpec, TaskSpec, TrainSpec
 from ..tasks import Task, build_task
 
 SEQUENCE_BACKBONES = ("sequence",)
@@ -168,7 +169,8 @@ def parse_suite(data: dict[str, Any], default_name: str = "suite") -> Suite:
                    f"suite {name!r} [{key}]")
     for where, probes in [(f"suite {name!r} [probes]", top.get("probes", {}))] + [
             (f"suite {name!r} task {t.label or t.name!r} probes", merge(top.get("probes", {}), t.probes)) for t in tasks]:
-        from_dict(ProbeSpec, probes, where=where)  # unknown probes or options fail before training
+        probe_spec = from_dict(ProbeSpec, probes, where=where)
+        check_probes(probe_spec.names, probe_spec.options)  # unknown probes or options fail before training
     return Suite(name=name, tasks=tasks, models=tuple(models), **top)
 
 

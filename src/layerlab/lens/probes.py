@@ -24,6 +24,7 @@ import torch
 from torch import Tensor, nn
 
 from ..errors import ConfigError, ShapeError, unknown_name
+from ..registry import Entry, Registry
 from ._util import side_effect_free
 
 
@@ -39,7 +40,8 @@ class ProbeContext:
     optimizer: torch.optim.Optimizer | None = None  # the run's optimizer (read only); None offline
     grads: dict[str, Tensor] = field(default_factory=dict)  # the last step's gradients, by parameter name
     # module inputs/outputs on the whole probe batch from one forward pass shared by the probes of
-    # this step (see CAPTURES), by module name; a probe captures what is missing itself
+    # this step (what each probe's registration says it captures), by module name; a probe
+    # captures what is missing itself
     activations: dict[str, Tensor] = field(default_factory=dict)
 
     def loss_fn(self, model: nn.Module, batch: Any) -> Tensor:
@@ -57,18 +59,18 @@ class ProbeOutput:
 
 
 Probe = Callable[..., ProbeOutput]
-PROBES: dict[str, Probe] = {}
-# probe -> a check of its option values, run when a spec is built (before any training)
-OPTION_CHECKS: dict[str, Callable[[dict[str, Any]], None]] = {}
+Captures = Callable[[nn.Module], dict[str, str]]  # model -> {module name: "input" | "output"}
+# probe name -> the probe, with its entry's meta "check" and "captures" (see register_probe)
+PROBES: Registry[Entry] = Registry("probe")
 
 
-def register_probe(name: str, *, check: Callable[[dict[str, Any]], None] | None = None
-                   ) -> Callable[[Probe], Probe]:
-    """Register a probe; `check(options)` raises ConfigError for bad option values."""
+def register_probe(name: str, *, check: Callable[[dict[str, Any]], None] | None = None,
+                   captures: Captures | None = None) -> Callable[[Probe], Probe]:
+    """Register a probe. `check(options)` raises ConfigError for bad option values (run by
+    ``check_probes``, before any training); `captures(model)` names the module inputs/outputs the
+    probe reads, captured for all the probes of a step in one forward pass (``shared_activations``)."""
     def deco(fn: Probe) -> Probe:
-        PROBES[name] = fn
-        if check is not None:
-            OPTION_CHECKS[name] = check
+        PROBES.add(name, fn, check=check, captures=captures)
         return fn
 
     return deco
@@ -84,7 +86,7 @@ def _is_int(v: Any, low: int) -> bool:
 
 
 def probe_names() -> list[str]:
-    return sorted(PROBES)
+    return PROBES.names()
 
 
 def _option_names(fn: Probe) -> list[str]:
@@ -106,8 +108,9 @@ def check_probes(names: tuple[str, ...] | list[str], options: dict[str, dict[str
         for key in opts:
             if key not in valid:
                 raise unknown_name(f"option of probe {name!r}", key, valid)
-        if name in OPTION_CHECKS:
-            OPTION_CHECKS[name](opts)
+        check = PROBES.entry(name).meta["check"]
+        if check is not None:
+            check(opts)
 
 
 PROBE_COST_WARNING = 0.25  # probe time over training time above which a run says what to change
@@ -189,23 +192,24 @@ def _dynamics_reads(model: nn.Module) -> dict[str, str]:
     return _reads(*_dynamics_modules(model))
 
 
-# probe -> the module inputs/outputs it reads, {module name: "input" | "output"}
-CAPTURES: dict[str, Callable[[nn.Module], dict[str, str]]] = {
-    "dynamics": _dynamics_reads,
-    "collapse": lambda model: {"head": "input"} if isinstance(getattr(model, "head", None), nn.Linear) else {},
-    "similarity": lambda model: {n: "output" for n in _block_names(model)},
-}
+def _head_input(model: nn.Module) -> dict[str, str]:
+    return {"head": "input"} if isinstance(getattr(model, "head", None), nn.Linear) else {}
+
+
+def _block_outputs(model: nn.Module) -> dict[str, str]:
+    return {n: "output" for n in _block_names(model)}
 
 
 def shared_activations(model: nn.Module, inputs: Any, probes: tuple[str, ...] | list[str]) -> dict[str, Tensor]:
-    """What the given probes read (`CAPTURES`), captured in one forward pass on `inputs`. A
-    module two probes read in different kinds is left out: each captures it itself."""
+    """What the given probes read (their registered `captures`), captured in one forward pass on
+    `inputs`. A module two probes read in different kinds is left out: each captures it itself."""
     from . import dynamics
 
     kinds: dict[str, str] = {}
     clash: set[str] = set()
     for name in probes:
-        for module, kind in CAPTURES.get(name, lambda m: {})(model).items():
+        captures = PROBES.entry(name).meta["captures"]
+        for module, kind in (captures(model) if captures else {}).items():
             if kinds.setdefault(module, kind) != kind:
                 clash.add(module)
     kinds = {m: k for m, k in kinds.items() if m not in clash}
@@ -311,7 +315,7 @@ def ntk_probe(ctx: ProbeContext, *, n_examples: int = 32, method: str = "auto") 
     return ProbeOutput(scalars, {"kernel": k})
 
 
-@register_probe("dynamics")
+@register_probe("dynamics", captures=_dynamics_reads)
 def dynamics_probe(ctx: ProbeContext, *, per_block: bool = True) -> ProbeOutput:
     """Training signals of the current step: gradient norm (total and per block; the gradients
     of the step just taken as the optimizer used them, i.e. after clipping; absent at step 0), the largest activation over the median
@@ -379,7 +383,7 @@ def _features(ctx: ProbeContext, modules: list[str], kind: str, n: int | None = 
     return out
 
 
-@register_probe("collapse")
+@register_probe("collapse", captures=_head_input)
 def collapse_probe(ctx: ProbeContext) -> ProbeOutput:
     """Neural collapse of the features the head reads (the input of ``model.head``) at the scored
     positions: NC1–NC4 and the equinorm/equiangularity measures (Papyan, Han & Donoho 2020,
@@ -402,7 +406,7 @@ def collapse_probe(ctx: ProbeContext) -> ProbeOutput:
     return ProbeOutput(out)
 
 
-@register_probe("similarity")
+@register_probe("similarity", captures=_block_outputs)
 def similarity_probe(ctx: ProbeContext, *, n_examples: int = 256) -> ProbeOutput:
     """Linear CKA (Kornblith et al. 2019, arXiv:1905.00414) between each block's representation
     now and at initialization, on the first `n_examples` probe examples at the scored position:

@@ -1,77 +1,27 @@
-"""Backbones that take registered blocks as parts, and ``build_model(spec, task)``."""
+"""Backbones that take registered blocks as parts, and ``build_model(spec, task)``.
+
+A backbone takes its ``ModelSpec`` (``layerlab.spec``, floor 5, above the models) as an
+argument and reads its fields; the models never import the spec module.
+"""
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from torch import nn
 
-from ..errors import ConfigError, unknown_name
+from ..errors import ConfigError
+from .classifier import Classifier
+from .deep_linear import DeepLinear
+from .sequence import NORM_PLACES, SequenceModel
+
+if TYPE_CHECKING:
+    from ..spec import ModelSpec
 
 BACKBONES = ("sequence", "classifier", "deep_linear")
-NORM_PLACES = ("pre", "post", "peri")
-
-
-@dataclass(frozen=True)
-class ModelSpec:
-    """A model: a backbone and the registered blocks it is made of.
-
-    ``d_model`` is the width the arena sizes to a parameter budget.
-    Block options go to ``layerlab.build`` unchanged (e.g. ``mixer_options = {n_heads = 4}``).
-    """
-
-    backbone: str = "sequence"
-    mixer: str = "attention"
-    channel: str = "mlp"
-    norm: str = "rmsnorm"
-    norm_place: str = "pre"
-    d_model: int = 64
-    n_layers: int = 2
-    positions: str = "learned"  # "learned" or "none" (sequence backbone)
-    mixer_options: dict[str, Any] = field(default_factory=dict)
-    channel_options: dict[str, Any] = field(default_factory=dict)
-    norm_options: dict[str, Any] = field(default_factory=dict)
-    init: str = "orthogonal"  # deep_linear only: "small", "orthogonal" or "balanced"
-    init_scale: float = 1e-3  # deep_linear only: scale of the "small"/"balanced" init
-
-    def __post_init__(self) -> None:
-        if self.backbone not in BACKBONES:
-            raise unknown_name("backbone", self.backbone, BACKBONES)
-        if self.norm_place not in NORM_PLACES:
-            raise unknown_name("norm placement", self.norm_place, NORM_PLACES)
-        if self.positions not in ("learned", "none"):
-            raise unknown_name("positions", self.positions, ("learned", "none"))
-        if self.d_model < 1 or self.n_layers < 1:
-            raise ConfigError(f"d_model and n_layers must be >= 1, got {self.d_model}, {self.n_layers}")
-
-    @property
-    def width_multiple(self) -> int:
-        """Widths the arena may choose are multiples of this: the least common multiple of what
-        each block of the model needs (a head count, a number of groups or components)."""
-        from ..registry import get
-
-        if self.backbone == "deep_linear":
-            return 1
-        parts = [("channel", self.channel, self.channel_options), ("norm", self.norm, self.norm_options)]
-        if self.backbone == "sequence":
-            parts.append(("mixer", self.mixer, self.mixer_options))
-        return math.lcm(*(get(kind, name).width_multiple(options) for kind, name, options in parts))
-
-    def label(self) -> str:
-        if self.backbone == "sequence":
-            return f"{self.mixer}+{self.channel}"
-        if self.backbone == "classifier":
-            return f"{self.channel}"
-        return f"deep_linear[{self.init}]"
 
 
 def build_model(spec: ModelSpec, task: Any) -> nn.Module:
     """Build the model `spec` describes for `task` (which gives vocabulary, classes, lengths)."""
-    from .classifier import Classifier
-    from .deep_linear import DeepLinear
-    from .sequence import SequenceModel
-
     kind = getattr(task, "input_kind", None)
     if spec.backbone == "sequence":
         if kind != "tokens":
@@ -89,3 +39,7 @@ def build_model(spec: ModelSpec, task: Any) -> nn.Module:
 
 def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
+
+
+__all__ = ["BACKBONES", "NORM_PLACES", "Classifier", "DeepLinear", "SequenceModel", "build_model",
+           "count_parameters"]

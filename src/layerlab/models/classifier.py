@@ -2,13 +2,16 @@
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 from torch import Tensor, nn
 
 from ..errors import ConfigError, ShapeError
 from ..registry import build
-from . import ModelSpec
 from .sequence import EMBED_STD, Residual, final_norm, norm_factory
+
+if TYPE_CHECKING:
+    from ..spec import ModelSpec
 
 
 class Classifier(nn.Module):

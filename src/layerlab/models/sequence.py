@@ -5,15 +5,18 @@ The residual sub-layer is written once, in ``Residual``; the norm placement is i
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor, nn
 
 from ..errors import ConfigError, ShapeError, unknown_name
 from ..registry import build
-from . import NORM_PLACES, ModelSpec
 
+if TYPE_CHECKING:  # a model takes its spec as an argument; spec.py (floor 5) is above the models
+    from ..spec import ModelSpec
+
+NORM_PLACES = ("pre", "post", "peri")
 EMBED_STD = 1.0  # nn.Embedding's default; with GPT-2's 0.02 MQAR's recall transition came much later
 HEAD_STD = 0.02
 

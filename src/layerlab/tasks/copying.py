@@ -8,7 +8,7 @@ import torch
 from torch import Tensor
 
 from ..errors import ConfigError
-from . import register_task
+from .registry import register_task
 from .base import Batch, GeneratedTask, random_subsets
 
 

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..errors import ConfigError, unknown_name
-from . import register_task
+from .registry import register_task
 from .base import Batch, Task
 
 OPS = ("+", "-", "*", "/")

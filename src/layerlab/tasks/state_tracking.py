@@ -11,7 +11,7 @@ import torch
 from torch import Tensor
 
 from ..errors import ConfigError, unknown_name
-from . import register_task
+from .registry import register_task
 from .base import Batch, GeneratedTask
 
 

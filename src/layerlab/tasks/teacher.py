@@ -8,7 +8,7 @@ import torch
 from torch import Tensor, nn
 
 from ..errors import ConfigError, ShapeError
-from . import register_task
+from .registry import register_task
 from .base import Batch, Task, split_generator
 
 

@@ -27,7 +27,7 @@ import torch
 from torch import Tensor
 
 from ..errors import ConfigError, DataError
-from . import register_task
+from .registry import register_task
 from .base import LN2, Batch, Task
 
 CORPUS_URL = "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt"

@@ -11,7 +11,8 @@
 
 ``inference_state_size`` is the per-sequence memory of autoregressive inference in scalars:
 each recurrent mixer's measured ``state_size`` plus, for attention, its key/value cache at the
-given length.
+given length. Mixers are found by what they expose (a ``recurrent`` flag and ``init_state``),
+not by their class: this module (floor 6) knows no block class.
 """
 from __future__ import annotations
 
@@ -72,11 +73,28 @@ def train_step_memory(model: nn.Module, step_loss: Callable[[nn.Module], Tensor]
     return int(param_bytes + grad_bytes + optim_bytes + saved)
 
 
-def inference_state_size(model: nn.Module, length: int) -> int | None:
-    """Scalars of inference state per sequence of ``length`` tokens (None: no sequence mixers)."""
-    from ..blocks.mixers.base import Mixer
+def _is_sequence_mixer(module: nn.Module) -> bool:
+    """A sequence mixer, known by what it exposes (``layerlab.blocks.mixers.base.Mixer``): a
+    ``recurrent`` flag and ``init_state``."""
+    return isinstance(getattr(module, "recurrent", None), bool) and callable(getattr(module, "init_state", None))
 
-    mixers = [m for m in model.modules() if isinstance(m, Mixer)]
+
+def sequence_mixers(model: nn.Module) -> list[nn.Module]:
+    """The outermost sequence mixers of ``model``: a mixer made of mixers (Griffin's recurrent
+    blocks and local attention) counts once, as a whole."""
+    found: list[tuple[str, nn.Module]] = []
+    for name, m in model.named_modules():
+        if any(name.startswith(outer + ".") for outer, _ in found):
+            continue
+        if _is_sequence_mixer(m):
+            found.append((name, m))
+    return [m for _, m in found]
+
+
+def inference_state_size(model: nn.Module, length: int) -> int | None:
+    """Scalars of inference state per sequence of ``length`` tokens (None: no sequence mixers,
+    or one that neither is recurrent nor has a ``cache_size``)."""
+    mixers = sequence_mixers(model)
     if not mixers:
         return None
     total = 0

@@ -12,7 +12,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..lens.probes import ProbeRunner, probe_cost_warning
+from ..lens.probes import ProbeRunner, check_probes, probe_cost_warning
 from ..models import build_model, count_parameters
 from ..spec import RunSpec
 from ..tasks import Task, build_task
@@ -60,6 +60,7 @@ class Trainer:
         on_progress: Callable[[int, int], None] | None = None,
         should_stop: Callable[[], bool] | None = None,
     ) -> None:
+        check_probes(spec.probes.names, spec.probes.options)  # before anything is built or trained
         self.spec = spec
         self.task = task if task is not None else build_task(spec.task.name, **spec.task.params)
         self.device = resolve_device(device)
