@@ -164,6 +164,14 @@ def cmd_plot(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
+def cmd_report(args: argparse.Namespace, console: Console) -> int:
+    from .report import write_report
+
+    path = write_report(_store(args), args.output)
+    console.print(f"report: {path.resolve()}", highlight=False, soft_wrap=True)
+    return 0
+
+
 def cmd_lens(args: argparse.Namespace, console: Console) -> int:
     from .arena.inspect_run import probe_checkpoint
     from .lens.probes import check_probes
@@ -242,6 +250,9 @@ def build_parser() -> argparse.ArgumentParser:
     pl.add_argument("run_id")
     pl.add_argument("--output", "-o", help="file (.png or .svg; default RUN_ID.png)")
     pl.set_defaults(fn=cmd_plot)
+    rp = with_store(sub.add_parser("report", help="one self-contained HTML page: catalogue, verdicts, leaderboards"))
+    rp.add_argument("--output", "-o", help="file to write (default: report.html in the store)")
+    rp.set_defaults(fn=cmd_report)
     return p
 
 
