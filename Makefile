@@ -1,4 +1,4 @@
-# Two commands on a fresh machine: `make run` (the quick arena suite) and `make test`.
+# Two commands on a fresh machine: `make run` (the quick arena suite, then its HTML report) and `make test`.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -9,7 +9,7 @@ TORCH ?= torch==2.13.0
 # Users elsewhere need nothing: the loader downloads and checksums it.
 SHARED_DATA := $(wildcard ../shared/data)
 
-.PHONY: run test install install-test clean
+.PHONY: run test install install-test browser clean
 
 $(BIN)/layerlab: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,11 +26,21 @@ install: $(BIN)/layerlab
 
 install-test: $(VENV)/.test-extras
 
+# The report is written even when some runs failed (they show as failed in it); the exit status
+# is the suite's.
 run: install
-	LAYERLAB_DATA_DIR="$(SHARED_DATA)" $(BIN)/layerlab run quick --workers 2
+	LAYERLAB_DATA_DIR="$(SHARED_DATA)" $(BIN)/layerlab run quick --workers 2; status=$$?; \
+	$(BIN)/layerlab report && exit $$status
 
-test: install-test
+test: install-test browser
 	$(BIN)/python -m pytest -q
+
+# The report's test renders it in headless Chromium from Debian's packages (CI runs as root).
+# Where it cannot be installed, that test fails and says how to install it; the others still run.
+browser:
+	@command -v chromium >/dev/null 2>&1 || { DEBIAN_FRONTEND=noninteractive apt-get update -q && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; } || \
+	  echo "could not install chromium (apt-get install -y chromium, as root): the browser test will fail"
 
 clean:
 	rm -rf $(VENV) layerlab-runs
