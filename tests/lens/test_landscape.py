@@ -91,27 +91,126 @@ def test_per_layer_interpolation_moves_only_that_layer():
     assert by_name[0] == losses[0]
 
 
-def test_buffers_come_from_model_a():
-    torch.manual_seed(0)
-    a = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4), nn.Linear(4, 2)).to(DT)
-    b = copy.deepcopy(a)
+def bn_mlp(seed: int) -> nn.Sequential:
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Linear(3, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Linear(8, 2)).to(DT)
+
+
+def teacher(x: torch.Tensor) -> torch.Tensor:
+    M = torch.tensor([[1.0, -2.0], [0.5, 1.5], [-1.0, 0.3]], dtype=DT)
+    return 2 * torch.tanh(x @ M)
+
+
+def teacher_batches(seed: int, n: int, count: int) -> list:
+    """Inputs shifted to mean 1, scale 2 (running statistics far from 0 and 1), teacher targets."""
+    g = torch.Generator().manual_seed(seed)
+    xs = [torch.randn(n, 3, generator=g, dtype=DT) for _ in range(count)]
+    return [(2 * x + 1, teacher(x)) for x in xs]
+
+
+def trained_bn_pair() -> tuple[nn.Sequential, nn.Sequential, list]:
+    """Two BatchNorm MLPs trained on a tanh teacher from different seeds for 150 and 200 steps
+    (parameters, running statistics and num_batches_tracked all differ), and held-out batches.
+    Before buffers travelled with the path: L(α=1) = 0.552 against b's own 0.184, and
+    barrier(a, b) = 0.969 against barrier(b, a) = 0.885."""
+    models = []
+    for seed, steps in ((0, 150), (1, 200)):
+        model = bn_mlp(seed)
+        opt = torch.optim.SGD(model.parameters(), lr=0.05)
+        for batch in teacher_batches(seed + 10, 32, steps):
+            opt.zero_grad()
+            mse(model, batch).backward()
+            opt.step()
+        models.append(model.eval())
+    return models[0], models[1], teacher_batches(5, 16, 2)
+
+
+@pytest.fixture(scope="module")
+def bn_pair() -> tuple[nn.Sequential, nn.Sequential, list]:
+    return trained_bn_pair()  # the instruments leave the models as they were (tested below)
+
+
+def own_loss(model: nn.Module, batches) -> float:
     with torch.no_grad():
-        for p in b.parameters():
-            p.add_(0.1)
-        b[1].running_mean.fill_(0.5)
-        b[1].running_var.fill_(2.0)
-    a.eval()
-    b.eval()
-    batches = data()
-    hybrid = copy.deepcopy(b)  # b's parameters with a's running statistics
-    hybrid[1].load_state_dict({**b[1].state_dict(), "running_mean": a[1].running_mean,
-                               "running_var": a[1].running_var})
+        return float(sum(mse(model, bt) for bt in batches) / len(batches))
+
+
+def test_batchnorm_path_ends_are_the_models_and_the_barrier_is_symmetric(bn_pair):
+    a, b, batches = bn_pair
+    assert int(a[1].num_batches_tracked) != int(b[1].num_batches_tracked)
+    assert (a[1].running_mean - b[1].running_mean).abs().max() > 1e-2
+    _, losses = landscape.interpolate(a, b, mse, batches, alphas=5)
+    assert abs(float(losses[0]) - own_loss(a, batches)) <= 1e-12
+    assert abs(float(losses[-1]) - own_loss(b, batches)) <= 1e-12  # was a's statistics with b's weights
+    ab = landscape.barrier(a, b, mse, batches, alphas=11)
+    ba = landscape.barrier(b, a, mse, batches, alphas=11)
+    assert abs(ab - ba) <= 1e-12, (ab, ba)
+    assert ab > 0.5  # a real barrier between the two solutions
+    # reversing the path reverses the losses
+    _, back = landscape.interpolate(b, a, mse, batches, alphas=5)
+    assert torch.allclose(back.flip(0), losses, rtol=0, atol=1e-12)
+
+
+def test_floating_buffers_are_interpolated_and_integer_buffers_come_from_the_nearer_end(bn_pair):
+    a, b, batches = bn_pair
+    for alpha, nearer in ((0.3, a), (0.8, b)):
+        manual = copy.deepcopy(a)
+        with torch.no_grad():
+            for (_, pm), pa_, pb_ in zip(manual.named_parameters(), a.parameters(), b.parameters()):
+                pm.copy_((1 - alpha) * pa_ + alpha * pb_)
+            bn = manual[1]
+            bn.running_mean.copy_((1 - alpha) * a[1].running_mean + alpha * b[1].running_mean)
+            bn.running_var.copy_((1 - alpha) * a[1].running_var + alpha * b[1].running_var)
+            bn.num_batches_tracked.copy_(nearer[1].num_batches_tracked)
+        _, losses = landscape.interpolate(a, b, mse, batches, alphas=[alpha])
+        assert abs(float(losses[0]) - own_loss(manual, batches)) <= 1e-12
+    # a per-layer path moves the buffers of the modules it moves, and no others
+    hybrid = copy.deepcopy(a)
+    hybrid[1].load_state_dict(b[1].state_dict())
+    _, losses = landscape.interpolate(a, b, mse, batches, alphas=[0.0, 1.0], params="1")
+    assert abs(float(losses[1]) - own_loss(hybrid, batches)) <= 1e-12
+    _, losses = landscape.interpolate(a, b, mse, batches, alphas=[1.0], params="0")
+    moved = copy.deepcopy(a)
+    moved[0].load_state_dict(b[0].state_dict())  # the Linear only: a's running statistics
+    assert abs(float(losses[0]) - own_loss(moved, batches)) <= 1e-12
+
+
+def reestimated(model: nn.Module, batches) -> nn.Module:
+    """A copy whose BatchNorm statistics are recomputed from `batches` by hand: the mean over
+    batches of each batch's mean and unbiased variance of the BatchNorm input."""
+    out = copy.deepcopy(model)
+    bn = out[1]
     with torch.no_grad():
-        expected = sum(mse(hybrid, bt) for bt in batches) / len(batches)
-        own_b = sum(mse(b, bt) for bt in batches) / len(batches)
-    _, losses = landscape.interpolate(a, b, mse, batches, alphas=[1.0])
-    assert abs(losses[0] - expected) <= 1e-12
-    assert abs(losses[0] - own_b) > 1e-3
+        hs = [out[0](x) for x, _ in batches]
+        bn.running_mean.copy_(torch.stack([h.mean(0) for h in hs]).mean(0))
+        bn.running_var.copy_(torch.stack([h.var(0, unbiased=True) for h in hs]).mean(0))
+    return out.eval()
+
+
+def test_reestimated_batchnorm_statistics_along_the_path(bn_pair):
+    a, b, batches = bn_pair
+    buffers_before = {n: t.clone() for n, t in a.named_buffers()}
+    _, losses = landscape.interpolate(a, b, mse, batches, alphas=[0.0, 0.4, 1.0], buffers="reestimate")
+    assert abs(float(losses[0]) - own_loss(reestimated(a, batches), batches)) <= 1e-12
+    assert abs(float(losses[-1]) - own_loss(reestimated(b, batches), batches)) <= 1e-12
+    middle = copy.deepcopy(a)
+    with torch.no_grad():
+        for pm, pa_, pb_ in zip(middle.parameters(), a.parameters(), b.parameters()):
+            pm.copy_(0.6 * pa_ + 0.4 * pb_)
+    assert abs(float(losses[1]) - own_loss(reestimated(middle, batches), batches)) <= 1e-12
+    # statistics from other data than the loss's
+    other = teacher_batches(9, 20, 3)
+    _, on_other = landscape.interpolate(a, b, mse, batches, alphas=[1.0], buffers="reestimate",
+                                        stat_batches=other)
+    assert abs(float(on_other[0]) - own_loss(reestimated(b, other), batches)) <= 1e-12
+    ab = landscape.barrier(a, b, mse, batches, alphas=11, buffers="reestimate")
+    ba = landscape.barrier(b, a, mse, batches, alphas=11, buffers="reestimate")
+    assert abs(ab - ba) <= 1e-12
+    # the model's own statistics, momentum and mode are untouched
+    assert all(torch.equal(t, buffers_before[n]) for n, t in a.named_buffers())
+    assert a[1].momentum == 0.1 and not a[1].training
+    with pytest.raises(ConfigError, match="buffers"):
+        landscape.interpolate(a, b, mse, batches, buffers="model_a")
 
 
 def test_layer_barriers_group_by_layer_and_block():

@@ -1,7 +1,8 @@
 """Instruments: pure functions of (model, data) that observe learning, each checked against theory.
 
-Modules: ``spectra`` (weight spectra, power laws, Marchenko–Pastur), ``hessian`` (HVPs, Lanczos,
-Hutchinson/Hutch++, SLQ density), ``ntk`` (empirical neural tangent kernel), ``similarity``
+Modules: ``spectra`` (weight spectra, power laws, Marchenko–Pastur), ``krylov`` (Lanczos,
+Hutchinson/Hutch++ and SLQ density of any symmetric operator), ``hessian`` (the Hessian as that
+operator: products, eigenvalues, trace, density, edge of stability), ``ntk`` (empirical neural tangent kernel), ``similarity``
 (CKA), ``collapse`` (neural collapse), ``landscape`` (mode connectivity, loss slices),
 ``dynamics`` (gradient/update norms, massive activations, attention entropy, activation
 patterns) and ``theory`` (closed forms they are tested against). ``probes`` attaches them to
@@ -10,8 +11,8 @@ a training run.
 Every instrument is side-effect free (see ``side_effect_free``): training with it attached gives
 bit-identical losses to training without it.
 """
-from . import collapse, dynamics, hessian, landscape, ntk, probes, similarity, spectra, theory
+from . import collapse, dynamics, hessian, krylov, landscape, ntk, probes, similarity, spectra, theory
 from ._util import LossFn, side_effect_free
 
-__all__ = ["LossFn", "collapse", "dynamics", "hessian", "landscape", "ntk", "probes", "side_effect_free",
-           "similarity", "spectra", "theory"]
+__all__ = ["LossFn", "collapse", "dynamics", "hessian", "krylov", "landscape", "ntk", "probes",
+           "side_effect_free", "similarity", "spectra", "theory"]

@@ -1,12 +1,20 @@
-r"""Hessian of the training loss: products, extreme eigenvalues, trace, spectral density, sharpness.
+r"""The Hessian of a training loss as a linear operator, and the curvature instruments built on it:
+extreme eigenvalues, trace, spectral density, sharpness and the edge of stability.
 
-The loss is :math:`L(\theta) = \frac1B \sum_{b=1}^{B} \ell(\theta; \text{batch}_b)`, the mean over
-the list ``batches`` of ``loss_fn(model, batch_b)`` (each itself a mean over its batch), and the
-Hessian is :math:`H = \nabla^2_\theta L` with respect to the trainable parameters, flattened in
+The loss is the mean over all examples of the list ``batches``:
+:math:`L(\theta) = \sum_{b} w_b\, \ell(\theta; \text{batch}_b)` where ``loss_fn(model, batch_b)``
+:math:`= \ell_b` is a mean over its batch and :math:`w_b = n_b / \sum_c n_c` weighs it by its size
+:math:`n_b` (`batch_size`), so batches of 64 and 32 examples give the Hessian of the 96 examples
+pooled; ``weights=`` overrides the sizes (e.g. the number of scored tokens each mean runs over).
+The Hessian is :math:`H = \nabla^2_\theta L` with respect to the trainable parameters, flattened in
 ``model.named_parameters()`` order, so ``H`` is ``(P, P)`` with ``P`` the number of selected
 scalars. ``params`` (names or name prefixes such as ``"blocks.0."``) picks a per-layer block
 :math:`H_{SS}` (rows and columns of the chosen parameters; the others are held fixed). The model is
 evaluated in eval mode (no dropout, no batch-norm statistics updates).
+
+The eigenvalue, trace and density methods need only products ``H v`` and live in
+`layerlab.lens.krylov` (Lanczos, Hutchinson/Hutch++, stochastic Lanczos quadrature, with their
+papers); this module supplies the products and the quantities of the papers below.
 
 Papers and the quantities taken from them
 -----------------------------------------
@@ -26,41 +34,6 @@ Papers and the quantities taken from them
   through ``g``'s graph, about one training step, where each ``torch.func`` product redoes the
   forward and backward (benchmarks/lens.py: 3.6 ms against 12 ms for forward-over-reverse on
   its classifier run, CPU). ``"auto"`` takes it first.
-* Lanczos, "An iteration method for the solution of the eigenvalue problem of linear differential
-  and integral operators", J. Res. NBS 45, 1950 (no arXiv). From a unit :math:`q_1`,
-  :math:`\beta_j q_{j+1} = H q_j - \alpha_j q_j - \beta_{j-1} q_{j-1}`,
-  :math:`\alpha_j = q_j^\top H q_j`, giving :math:`Q_m^\top H Q_m = T_m` tridiagonal; the
-  eigenvalues of :math:`T_m` (Ritz values) approach the extreme eigenvalues of ``H``. The Krylov
-  basis is kept in float64 and fully reorthogonalized (classical Gram–Schmidt, twice); a Ritz
-  pair :math:`(\theta_i, Q_m s_i)` has residual norm :math:`\beta_m |e_m^\top s_i|`, the
-  stopping test (confirmed by an explicit :math:`\|Hy - \theta y\|`). A Krylov space of one
-  start vector holds one vector per eigenspace, so for ``k >= 2`` the search is continued from
-  random vectors orthogonal to the basis until repeated eigenvalues are found (see
-  `top_eigenvalues`).
-* Hutchinson, "A stochastic estimator of the trace of the influence matrix for Laplacian
-  smoothing splines", Comm. Stat. Simul. Comput. 18(3), 1989 (no arXiv).
-  :math:`\operatorname{tr} H \approx \frac1m \sum_i z_i^\top H z_i` with Rademacher :math:`z_i`;
-  :math:`\operatorname{Var}(z^\top H z) = 2\sum_{i\ne j} H_{ij}^2`.
-* Meyer, Musco, Musco & Woodruff, "Hutch++: Optimal Stochastic Trace Estimation", SOSA 2021,
-  arXiv:2010.09649, Algorithm 1. With ``m`` products: ``S`` (P × m/3) Rademacher,
-  ``Q = orth(H S)``, then
-  :math:`\operatorname{tr}(Q^\top H Q) + \frac{3}{m}\operatorname{tr}(G^\top (I-QQ^\top) H
-  (I-QQ^\top) G)` with ``G`` (P × m/3) Rademacher (here the residual gets the
-  ``m - 2⌊m/3⌋`` products left over). Its standard error is that of the residual Hutchinson
-  part (sample std / √g over its ``g`` probes): given ``Q`` the estimate is unbiased, since
-  :math:`\operatorname{tr}(Q^\top HQ) + \operatorname{tr}((I-QQ^\top)H(I-QQ^\top))
-  = \operatorname{tr} H` for any orthonormal ``Q``.
-* Ghorbani, Krishnan & Xiao, "An Investigation into Neural Net Optimization via Hessian Eigenvalue
-  Density", ICML 2019, arXiv:1901.10159 (stochastic Lanczos quadrature; also Golub & Welsch 1969,
-  Ubaru, Chen & Saad 2017). The spectral density
-  :math:`\phi(t) = \frac1P \sum_{i=1}^P \delta(t - \lambda_i)` is approximated, for each probe
-  :math:`v` (unit norm), by the Gauss quadrature of :math:`v^\top f(H) v`: nodes
-  :math:`\theta_k` = eigenvalues of the Lanczos :math:`T_m` started at :math:`v`, weights
-  :math:`\tau_k = (e_1^\top s_k)^2`; averaged over probes. The rule is exact for polynomials of
-  degree :math:`\le 2m-1`, so :math:`\sum_k \tau_k \theta_k^p = v^\top H^p v`, whose mean over
-  probes uniform on the sphere (or normalized Rademacher) is :math:`\operatorname{tr}(H^p)/P`.
-  The paper draws Gaussian probes; here they are Rademacher (as in Ubaru et al. and PyHessian):
-  also unbiased, and with a smaller variance (no diagonal term). Smoothing uses :math:`g_\sigma(t) = e^{-t^2/2\sigma^2}/(\sigma\sqrt{2\pi})`.
 * Cohen, Kaur, Li, Kolter & Talwalkar, "Gradient Descent on Neural Networks Typically Occurs at
   the Edge of Stability", ICLR 2021, arXiv:2103.00065. Sharpness :math:`= \lambda_{\max}(H)`
   (the largest *algebraic* eigenvalue); gradient descent with step :math:`\eta` on a quadratic is
@@ -80,24 +53,26 @@ is :math:`\operatorname{tr}(H^k)/P`.
 """
 from __future__ import annotations
 
-import math
-import warnings
-from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any, Protocol
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 from torch.func import functional_call, grad, jvp, vjp, vmap
 
 from ..errors import ConfigError, ShapeError, unknown_name
+from . import krylov
 from ._util import LossFn, select_parameters, side_effect_free
+from .krylov import TRACE_METHODS, WHICH, LanczosResult, SpectralDensity  # noqa: F401 (re-exported)
 
 __all__ = [
     "HessianOperator",
+    "LanczosResult",
     "SpectralDensity",
+    "batch_size",
     "hvp",
     "top_eigenvalues",
+    "top_eigenpairs",
     "trace",
     "density",
     "sharpness",
@@ -108,13 +83,10 @@ __all__ = [
 ]
 
 MODES = ("auto", "double-backward", "forward-over-reverse", "reverse-over-reverse")
-WHICH = ("largest", "smallest", "magnitude")
-TRACE_METHODS = ("hutchinson", "hutch++")
-DEFAULT_SEED = 0
 
 
 # ----------------------------------------------------------------------------------------------
-# Parameter selection and the functional loss
+# Batches, their weights, and the functional loss
 
 
 def _check_batches(batches: Any) -> list:
@@ -128,6 +100,57 @@ def _check_batches(batches: Any) -> list:
     return batches
 
 
+def _leading(value: Any) -> int | None:
+    return int(value.shape[0]) if isinstance(value, Tensor) and value.dim() >= 1 else None
+
+
+def batch_size(batch: Any) -> int:
+    """The number of examples in a batch: ``len(batch)`` for an object that has a length and is
+    not a container (layerlab's ``Batch``), dim 0 of a tensor, or of the first tensor of a tuple,
+    list or dict. Anything else is a ConfigError that asks for ``weights=``."""
+    if isinstance(batch, Tensor):
+        size = _leading(batch)
+    elif isinstance(batch, (tuple, list)):
+        size = next((n for n in map(_leading, batch) if n is not None), None)
+    elif isinstance(batch, Mapping):
+        size = next((n for n in map(_leading, batch.values()) if n is not None), None)
+    elif hasattr(batch, "__len__"):
+        size = len(batch)
+    else:
+        size = None
+    if size is None:
+        raise ConfigError(f"cannot tell the number of examples in a batch of type {type(batch).__name__}; "
+                          "pass weights=[...] (one per batch: the number of terms its loss averages)")
+    return size
+
+
+def _batch_weights(batches: list, weights: Sequence[float] | None) -> Tensor:
+    """``w_b`` (float64, summing to 1): the batch sizes, or `weights`, normalized. Batches whose
+    size cannot be told (all of them) weigh the same."""
+    if weights is None:
+        if len(batches) == 1:
+            return torch.ones(1, dtype=torch.float64)
+        try:
+            weights = [batch_size(b) for b in batches]
+        except ConfigError:
+            if any(_known(b) for b in batches):
+                raise
+            weights = [1.0] * len(batches)
+    w = torch.tensor([float(x) for x in weights], dtype=torch.float64)
+    if w.shape != (len(batches),) or not bool((w >= 0).all()) or not float(w.sum()) > 0:
+        raise ConfigError(f"weights must hold one non-negative number per batch ({len(batches)}), not all "
+                          f"zero, got {list(weights)}")
+    return w / w.sum()
+
+
+def _known(batch: Any) -> bool:
+    try:
+        batch_size(batch)
+    except ConfigError:
+        return False
+    return True
+
+
 class _Bound(nn.Module):
     """`loss_fn(model, batch)` as a module, so `functional_call` can swap the model's parameters
     (including those `loss_fn` reaches through submodules, not only `model.forward`)."""
@@ -139,32 +162,6 @@ class _Bound(nn.Module):
 
     def forward(self, batch: Any) -> Tensor:
         return self._loss_fn(self.model, batch)
-
-
-class _Operator(Protocol):
-    dim: int
-    device: torch.device
-
-    def matmat(self, V: Tensor) -> Tensor: ...
-
-
-def _default_generator(generator: torch.Generator | None) -> torch.Generator:
-    if generator is None:
-        return torch.Generator().manual_seed(DEFAULT_SEED)
-    return generator
-
-
-def _randn(gen: torch.Generator, shape: tuple[int, ...], device: torch.device,
-           dtype: torch.dtype = torch.float64) -> Tensor:
-    # drawn in float32 (6x faster than float64 on CPU; a start vector needs no more precision),
-    # used in `dtype`
-    return torch.randn(shape, generator=gen, device=gen.device, dtype=torch.float32).to(device, dtype)
-
-
-def _rademacher(gen: torch.Generator, shape: tuple[int, ...], device: torch.device,
-                dtype: torch.dtype = torch.float64) -> Tensor:
-    bits = torch.randint(0, 2, shape, generator=gen, device=gen.device, dtype=torch.int8)
-    return bits.to(device=device, dtype=dtype).mul_(2).sub_(1)
 
 
 def _scalar(out: Any) -> Tensor:
@@ -193,6 +190,10 @@ class HessianOperator:
     then holds the error). Under ``"auto"`` a ``matmat`` of several columns still takes
     forward-over-reverse under vmap where it works: faster for blocks, slower for one column.
 
+    ``weights``: one number per batch, the weight of its mean loss (normalized to sum 1); by
+    default the batch sizes (`batch_size`), so the loss is the mean over all examples; ``weights``
+    holds them as float64.
+
     ``retain_graph`` (double-backward only): keep each batch's gradient graph between products,
     rebuilt when any parameter or buffer of the model has changed (a new tensor, or an in-place
     update such as an optimizer step). None keeps it when there is one batch: a graph holds that
@@ -209,8 +210,11 @@ class HessianOperator:
         mode: str = "auto",
         chunk_size: int | None = 32,
         retain_graph: bool | None = None,
+        weights: Sequence[float] | None = None,
     ) -> None:
         self.batches = _check_batches(batches)
+        self.weights = _batch_weights(self.batches, weights)
+        self._w = self.weights.tolist()
         if mode not in MODES:
             raise unknown_name("Hessian-vector product mode", mode, MODES)
         if chunk_size is not None and chunk_size < 1:
@@ -304,9 +308,9 @@ class HessianOperator:
             with torch.enable_grad():
                 out = torch.autograd.grad([g[j] for j in live], params, [tangent[j] for j in live],
                                           retain_graph=True, allow_unused=True, is_grads_batched=batched)
-            total += torch.cat([(torch.zeros(c, p.numel(), dtype=self.dtype, device=self.device) if o is None
-                                 else o.reshape(c, -1).to(self.dtype)) for o, p in zip(out, params)], dim=1)
-        total /= len(self.batches)
+            total.add_(torch.cat([(torch.zeros(c, p.numel(), dtype=self.dtype, device=self.device) if o is None
+                                   else o.reshape(c, -1).to(self.dtype)) for o, p in zip(out, params)], dim=1),
+                       alpha=self._w[i])
         return total.T if batched else total[0]
 
     def _product(self, v: Tensor, mode: str) -> Tensor:
@@ -315,7 +319,7 @@ class HessianOperator:
         sel, fixed = self._tensors()
         tangent = self._unflatten(v)
         total = None
-        for batch in self.batches:
+        for w, batch in zip(self._w, self.batches):
             def gradient(s: tuple[Tensor, ...], batch: Any = batch) -> tuple[Tensor, ...]:
                 return grad(lambda s_: self._loss(s_, fixed, batch))(s)
 
@@ -323,9 +327,9 @@ class HessianOperator:
                 out = jvp(gradient, (sel,), (tangent,))[1]
             else:
                 out = vjp(gradient, sel)[1](tangent)[0]
-            flat = torch.cat([o.reshape(-1).to(self.dtype) for o in out])
+            flat = torch.cat([o.reshape(-1).to(self.dtype) for o in out]) * w
             total = flat if total is None else total + flat
-        return total / len(self.batches)
+        return total
 
     def _apply(self, v: Tensor) -> Tensor:
         if self.mode != "auto":
@@ -409,21 +413,20 @@ class HessianOperator:
     # -- instruments on this operator (no closure rebuilt between them) ------------------------
 
     def top_eigenvalues(self, k: int = 1, **kwargs: Any) -> Tensor | tuple[Tensor, Tensor]:
-        """See `top_eigenvalues`."""
-        return _lanczos_eigs(self, k, **kwargs)
+        """See `top_eigenvalues` (`krylov.top_eigenvalues` on this operator)."""
+        return krylov.top_eigenvalues(self, k, **kwargs)
 
     def top_eigenpairs(self, k: int = 1, **kwargs: Any) -> LanczosResult:
-        """`top_eigenvalues` without the warning: a `LanczosResult` that also says how close
-        it came (``residual``, ``converged``) and what it cost (``products``)."""
-        return _lanczos_run(self, k, **kwargs)
+        """See `top_eigenpairs` (`krylov.lanczos` on this operator)."""
+        return krylov.lanczos(self, k, **kwargs)
 
     def trace(self, **kwargs: Any) -> tuple[float, float]:
-        """See `trace`."""
-        return _trace(self, **kwargs)
+        """See `trace` (`krylov.trace` on this operator)."""
+        return krylov.trace(self, **kwargs)
 
     def density(self, **kwargs: Any) -> SpectralDensity:
-        """See `density`."""
-        return _slq(self, **kwargs)
+        """See `density` (`krylov.density` on this operator)."""
+        return krylov.density(self, **kwargs)
 
 
 class _Preconditioned:
@@ -441,406 +444,6 @@ class _Preconditioned:
 
 
 # ----------------------------------------------------------------------------------------------
-# Lanczos with full reorthogonalization (columns of V0 run independently, side by side)
-
-
-def _apply_as(op: _Operator, V: Tensor) -> Tensor:
-    """``H V`` in the dtype of ``V`` (the estimator's working precision)."""
-    return op.matmat(V).to(V.dtype)
-
-
-def _orthogonalize(W: Tensor, basis: Tensor) -> Tensor:
-    """Remove from each column ``W[:, c]`` its components along the rows of ``basis[c]``
-    (``basis``: (n, j, P), orthonormal rows); twice, which is enough in floating point."""
-    for _ in range(2):
-        coef = torch.einsum("njp,pn->nj", basis, W)
-        W = W - torch.einsum("njp,nj->pn", basis, coef)
-    return W
-
-
-def _orthogonalize_vector(w: Tensor, basis: Tensor) -> tuple[Tensor, Tensor]:
-    """`w` (P,) without its components along the orthonormal rows of `basis` (m, P), and the
-    coefficients ``basis @ w`` that were removed (m,).
-
-    Classical Gram–Schmidt, repeated once when the first pass cancelled more than half of the
-    norm (Kahan–Parlett's "twice is enough" test): the Lanczos vector is nearly orthogonal to the
-    basis already, so the second pass, which would read the basis again, is usually skipped."""
-    before = w.norm()
-    coef = basis @ w
-    w = torch.addmv(w, basis.T, coef, alpha=-1)
-    if w.norm() < 0.5 ** 0.5 * before:
-        again = basis @ w
-        w = torch.addmv(w, basis.T, again, alpha=-1)
-        coef = coef + again
-    return w, coef
-
-
-def _coarser(op: _Operator, dtype: torch.dtype = torch.float64) -> torch.dtype:
-    """The less precise of the operator's dtype and the Krylov vectors' `dtype`."""
-    op_dtype = getattr(op, "dtype", torch.float64)
-    return op_dtype if torch.finfo(op_dtype).eps > torch.finfo(dtype).eps else dtype
-
-
-def _krylov_dtype(op: _Operator, dtype: torch.dtype | None) -> torch.dtype:
-    """`dtype`, or by default as precise as the products: float64 for a float64 operator, else
-    float32 (a float64 basis would not make a float32 operator's eigenvalues more accurate)."""
-    if dtype is None:
-        return torch.float64 if getattr(op, "dtype", torch.float64) == torch.float64 else torch.float32
-    if dtype not in (torch.float32, torch.float64):
-        raise ConfigError(f"krylov_dtype must be torch.float32, torch.float64 or None (as precise as the "
-                          f"products), got {dtype}")
-    return dtype
-
-
-def _breakdown(op: _Operator, dtype: torch.dtype = torch.float64) -> float:
-    """Relative size of a Lanczos residual below which the Krylov space counts as invariant."""
-    return 100 * torch.finfo(_coarser(op, dtype)).eps
-
-
-def _lanczos(op: _Operator, V0: Tensor, steps: int) -> tuple[Tensor, Tensor]:
-    """``steps`` Lanczos iterations from each column of ``V0`` (P, n), side by side.
-
-    Returns the diagonals ``alpha`` (n, steps) and off-diagonals ``beta`` (n, steps - 1) of each
-    column's tridiagonal ``T``, float64 (the basis is kept in ``V0``'s dtype). A column whose
-    Krylov space becomes invariant (``beta ~ 0``) is padded with zeros: a decoupled zero block,
-    whose quadrature weights (first eigenvector components) are 0, so the Gauss rule of the
-    invariant part is unchanged.
-    """
-    P, n = V0.shape
-    tol = _breakdown(op, V0.dtype)
-    Q = V0.new_zeros(n, steps, P)
-    alpha = V0.new_zeros(n, steps)
-    beta = V0.new_zeros(n, steps)
-    q = V0 / V0.norm(dim=0)
-    q_prev = torch.zeros_like(q)
-    b_prev = V0.new_zeros(n)
-    scale = V0.new_zeros(n)
-    for j in range(steps):
-        Q[:, j] = q.T
-        w = _apply_as(op, q)
-        a = (q * w).sum(0)
-        w = _orthogonalize(w - a * q - b_prev * q_prev, Q[:, : j + 1])
-        b = w.norm(dim=0)
-        scale = torch.maximum(scale, a.abs() + b + b_prev)
-        b = torch.where(b <= tol * scale, torch.zeros_like(b), b)
-        alpha[:, j], beta[:, j] = a, b
-        q_prev, b_prev = q, b
-        q = torch.where(b > 0, w / torch.where(b > 0, b, torch.ones_like(b)), torch.zeros_like(w))
-    return alpha.to(torch.float64), beta[:, :-1].to(torch.float64)
-
-
-def _tridiagonal(alpha: Tensor, beta: Tensor) -> Tensor:
-    """(..., m) diagonals and (..., m-1) off-diagonals -> (..., m, m) symmetric tridiagonal."""
-    return (torch.diag_embed(alpha) + torch.diag_embed(beta, offset=1)
-            + torch.diag_embed(beta, offset=-1))
-
-
-def _order(theta: Tensor, which: str) -> Tensor:
-    if which == "largest":
-        return torch.argsort(theta, descending=True)
-    if which == "smallest":
-        return torch.argsort(theta)
-    return torch.argsort(theta.abs(), descending=True)
-
-
-def _key(theta: Tensor, which: str) -> Tensor:
-    """Larger key = wanted first."""
-    return {"largest": theta, "smallest": -theta, "magnitude": theta.abs()}[which]
-
-
-def _grown(buffer: Tensor, limit: int) -> Tensor:
-    """`buffer` with twice the rows (at most `limit`), its rows copied."""
-    out = torch.empty(min(2 * buffer.shape[0], limit), *buffer.shape[1:], dtype=buffer.dtype, device=buffer.device)
-    out[: buffer.shape[0]] = buffer
-    return out
-
-
-@dataclass
-class LanczosResult:
-    """What one `_lanczos_run` found: Ritz ``values`` (k,) and unit ``vectors`` (P, k), float64;
-    ``residual`` = the largest relative Ritz residual ``||H y - θ y|| / max|θ|`` of the wanted
-    pairs when it was last computed (inf if never); ``products`` = Hessian-vector products taken;
-    ``converged`` = whether ``residual <= tol`` (the tolerance in force)."""
-
-    values: Tensor
-    vectors: Tensor
-    residual: float
-    products: int
-    converged: bool
-    tol: float
-
-
-def _lanczos_eigs(
-    op: _Operator,
-    k: int = 1,
-    *,
-    return_vectors: bool = False,
-    **kwargs: Any,
-) -> Tensor | tuple[Tensor, Tensor]:
-    """`_lanczos_run`, warning (RuntimeWarning) when it stops at ``max_iter`` unconverged."""
-    result = _lanczos_run(op, k, **kwargs)
-    if not result.converged:
-        warnings.warn(
-            f"Lanczos did not converge in {result.products} steps: largest relative Ritz residual "
-            f"{result.residual:.2e} > tol={result.tol:.1e}; raise max_iter",
-            RuntimeWarning,
-            stacklevel=3,
-        )
-    return (result.values, result.vectors) if return_vectors else result.values
-
-
-def _lanczos_run(
-    op: _Operator,
-    k: int = 1,
-    *,
-    which: str = "largest",
-    max_iter: int = 100,
-    tol: float | None = None,
-    generator: torch.Generator | None = None,
-    start_vector: Tensor | None = None,
-    krylov_dtype: torch.dtype | None = None,
-) -> LanczosResult:
-    """Lanczos with full reorthogonalization, Rayleigh–Ritz on the whole basis, and restarts.
-
-    The basis ``Q`` and the products ``HQ`` are kept, so the Ritz pairs come from the projected
-    matrix ``Q H Q^T`` of everything explored (float64), and a residual ``||H y - θ y||`` can be
-    computed exactly. A Lanczos sequence from a random start ends when its wanted Ritz pairs
-    have converged (``beta_m |e_m^T s_i| <= tol·max|θ|``, then checked explicitly) or when it
-    breaks down (invariant subspace). Single-vector Krylov spaces hold one vector of each
-    eigenspace, so a repeated eigenvalue (e.g. the ``out_features`` copies in the output-layer
-    block of a squared loss) is seen once; for ``k >= 2`` a new sequence is therefore started
-    from a random vector orthogonal to the basis (Lanczos on the deflated operator
-    ``(I - QQ^T) H (I - QQ^T)``, which holds every missed copy), run until its own best Ritz pair
-    has converged, and the search stops once such a sequence leaves the wanted values unchanged.
-    ``k = 1`` needs no such check (a copy does not change the top value).
-
-    ``start_vector`` (optional) starts the first sequence there instead of at a random vector
-    (plus a 1e-3 random part, so no eigendirection is missed): a warm start from the previous top
-    eigenvector when the Hessian changes little between calls, as along a training run.
-
-    ``krylov_dtype``: the dtype of ``Q`` and ``HQ``; by default as precise as the products
-    (float64 for a float64 model, float32 otherwise). float32 halves the memory of the basis and
-    the traffic of its reorthogonalization, which on a small model costs as much as the products;
-    the residuals it can certify are about 1e-6 relative, and the default `tol` follows the
-    coarser of the operator's and the basis' dtypes. The Ritz values and vectors are float64.
-    """
-    if which not in WHICH:
-        raise unknown_name("eigenvalue order", which, WHICH)
-    if not 1 <= k <= op.dim:
-        raise ConfigError(f"k={k} eigenvalues requested of a {op.dim}-dimensional Hessian; "
-                          f"k must lie in 1..{op.dim}")
-    if max_iter < k:
-        raise ConfigError(f"max_iter={max_iter} is smaller than k={k}; raise max_iter")
-    krylov_dtype = _krylov_dtype(op, krylov_dtype)
-    if tol is None:
-        tol = max(1e-10, 100 * torch.finfo(_coarser(op, krylov_dtype)).eps)
-    gen = _default_generator(generator)
-    P, steps, brk = op.dim, min(max_iter, op.dim), _breakdown(op, krylov_dtype)
-    kd = dict(dtype=krylov_dtype, device=op.device)
-    f64 = dict(dtype=torch.float64, device=op.device)
-    # the Krylov basis grows as needed: max_iter x P rows up front would cost more to allocate
-    # than the few products a well-separated top eigenvalue takes, and a block above the
-    # allocator's mmap threshold (32 MB in glibc) comes back as fresh pages on every call, each
-    # first write a page fault (2 ms per float64 row at P = 273k, as long as the product it holds)
-    rows = steps if steps <= 16 else 8  # a capped run (a probe's budget) gets its basis at once
-    Q, HQ = torch.empty(rows, P, **kd), torch.empty(rows, P, **kd)
-    M = torch.zeros(steps, steps, **f64)
-    alpha, beta = torch.zeros(steps, **f64), torch.zeros(steps, **f64)
-    if start_vector is not None:
-        if start_vector.shape != (P,):
-            raise ShapeError(f"start_vector must have shape ({P},) (one entry per selected parameter), "
-                             f"got {tuple(start_vector.shape)}")
-        q = start_vector.to(**kd)
-        q = torch.add(q / q.norm(), _randn(gen, (P,), op.device, krylov_dtype), alpha=1e-3 / math.sqrt(P))
-    else:
-        q = _randn(gen, (P,), op.device, krylov_dtype)
-    q = q / q.norm()
-    start, b_prev, scale = 0, 0.0, 0.0
-    reference: Tensor | None = None  # wanted values when the previous sequence ended
-    converged, residual, m = False, math.inf, 0
-    for j in range(steps):
-        m = j + 1
-        if j == Q.shape[0]:
-            Q, HQ = _grown(Q, steps), _grown(HQ, steps)
-        Q[j] = q
-        HQ[j] = hq = _apply_as(op, q[:, None])[:, 0]
-        a = float(torch.dot(q, hq))
-        w = torch.add(hq, q, alpha=-a)
-        if j > start:
-            w.sub_(Q[j - 1], alpha=b_prev)
-        # The new column of Q^T H Q (symmetric: also its new row) is what Gram–Schmidt removes
-        # from w, plus the a q and b_prev q_prev removed above: one read of the basis for both.
-        w, row = _orthogonalize_vector(w, Q[:m])
-        row = row.to(torch.float64)
-        row[j] += a
-        if j > start:
-            row[j - 1] += b_prev
-        M[j, :m], M[:m, j] = row, row
-        alpha[j] = M[j, j]
-        b = float(w.norm())
-        scale = max(scale, float(hq.norm()))
-        broken = b <= brk * scale
-        theta, S = torch.linalg.eigh(M[:m, :m])
-        size = float(theta.abs().max()) or torch.finfo(torch.float64).tiny
-        if m == P:  # the basis spans everything: the Ritz values are the eigenvalues
-            converged, residual = True, 0.0
-            break
-        # Cheap test (the Lanczos relation of the current sequence), then the explicit residual.
-        if reference is None:
-            cheap = m >= k and (broken or float((b * S[-1, _order(theta, which)[:k]].abs()).max())
-                                <= tol * size)
-        else:
-            t_own, s_own = torch.linalg.eigh(_tridiagonal(alpha[start:m], beta[start: m - 1]))
-            best = _order(t_own, which)[0]
-            cheap = broken or b * float(s_own[-1, best].abs()) <= tol * size
-        ended = broken
-        if cheap:
-            idx = _order(theta, which)[:k]
-            residual = _ritz_residual(Q[:m], HQ[:m], theta[idx], S[:, idx]) / size
-            if residual <= tol:
-                wanted = torch.sort(_key(theta, which), descending=True).values[:k]
-                if k == 1 or (reference is not None
-                              and float((wanted - reference).abs().max()) <= tol * size):
-                    converged = True
-                    break
-                reference, ended = wanted, True
-        if ended:  # start a new sequence orthogonal to everything explored
-            r = _orthogonalize_vector(_randn(gen, (P,), op.device, krylov_dtype), Q[:m])[0]
-            q, start, b_prev = r / r.norm(), m, 0.0
-        else:
-            beta[j], b_prev = b, b
-            q = w / b
-    theta, S = torch.linalg.eigh(M[:m, :m])
-    idx = _order(theta, which)[:k]
-    if not converged:  # the explicit residual of what is returned
-        size = float(theta.abs().max()) or torch.finfo(torch.float64).tiny
-        residual = _ritz_residual(Q[:m], HQ[:m], theta[idx], S[:, idx]) / size
-    vectors = (Q[:m].T @ S[:, idx].to(krylov_dtype)).to(torch.float64)
-    return LanczosResult(theta[idx], vectors / vectors.norm(dim=0), residual, m, converged, tol)
-
-
-def _ritz_residual(Q: Tensor, HQ: Tensor, theta: Tensor, S: Tensor) -> float:
-    """The largest ``||H y - θ y||`` over the Ritz pairs ``(θ_i, y_i = Q^T s_i)``, from the kept
-    products ``HQ`` (no new product); in the basis' dtype."""
-    S = S.to(Q.dtype)
-    R = HQ.T @ S - (Q.T @ S) * theta.to(Q.dtype)
-    return float(R.norm(dim=0).max())
-
-
-# ----------------------------------------------------------------------------------------------
-# Trace
-
-
-def _trace(
-    op: _Operator,
-    *,
-    n_samples: int = 60,
-    method: str = "hutch++",
-    generator: torch.Generator | None = None,
-) -> tuple[float, float]:
-    if method not in TRACE_METHODS:
-        raise unknown_name("trace method", method, TRACE_METHODS)
-    gen = _default_generator(generator)
-    P, dt = op.dim, _krylov_dtype(op, None)  # as precise as the products
-    if method == "hutchinson":
-        if n_samples < 2:
-            raise ConfigError(f"hutchinson needs n_samples >= 2 for a standard error, "
-                              f"got {n_samples}")
-        Z = _rademacher(gen, (P, n_samples), op.device, dt)
-        samples = (Z * _apply_as(op, Z)).sum(0)
-        return float(samples.mean()), float(samples.std() / math.sqrt(n_samples))
-    if n_samples < 4:
-        raise ConfigError(f"hutch++ needs n_samples >= 4 (sketch, its products and >= 2 residual "
-                          f"probes), got {n_samples}")
-    s = n_samples // 3
-    g = n_samples - 2 * s
-    S = _rademacher(gen, (P, s), op.device, dt)
-    Q = torch.linalg.qr(_apply_as(op, S)).Q  # (P, min(P, s)), orthonormal columns
-    low_rank = torch.trace(Q.T @ _apply_as(op, Q))
-    G = _rademacher(gen, (P, g), op.device, dt)
-    G = G - Q @ (Q.T @ G)
-    samples = (G * _apply_as(op, G)).sum(0)
-    return float(low_rank + samples.mean()), float(samples.std() / math.sqrt(g))
-
-
-# ----------------------------------------------------------------------------------------------
-# Stochastic Lanczos quadrature
-
-
-@dataclass(frozen=True)
-class SpectralDensity:
-    r"""A discrete approximation of the Hessian's eigenvalue distribution
-    :math:`\phi(t) = \frac1P\sum_i \delta(t-\lambda_i)` by stochastic Lanczos quadrature.
-
-    ``nodes`` (n_probes, m): the Ritz values of each probe's Lanczos tridiagonal matrix.
-    ``weights`` (n_probes, m): the squared first components of its eigenvectors divided by
-    ``n_probes``, so each probe's row sums to ``1/n_probes`` and all weights sum to 1 (the
-    measure is a probability distribution over eigenvalues). ``dim``: ``P``. float64.
-    """
-
-    nodes: Tensor
-    weights: Tensor
-    dim: int
-
-    @property
-    def n_probes(self) -> int:
-        return int(self.nodes.shape[0])
-
-    def probe_moments(self, k: int) -> Tensor:
-        """Each probe's quadrature of :math:`v^\\top H^k v` (unit ``v``), shape (n_probes,);
-        exact (up to rounding) for ``k <= 2m - 1``."""
-        return self.n_probes * (self.weights * self.nodes**k).sum(1)
-
-    def moment(self, k: int) -> float:
-        """:math:`\\int t^k \\phi(t) dt \\approx \\operatorname{tr}(H^k)/P` (k = 0 gives 1)."""
-        return float((self.weights * self.nodes**k).sum())
-
-    def moment_standard_error(self, k: int) -> float:
-        """Standard error of `moment(k)` from the spread over probes (std / sqrt(n_probes))."""
-        if self.n_probes < 2:
-            return math.nan
-        return float(self.probe_moments(k).std() / math.sqrt(self.n_probes))
-
-    def smoothed(self, grid: Tensor, sigma: float) -> Tensor:
-        """The density broadened by a Gaussian of standard deviation ``sigma`` (loss units),
-        evaluated at ``grid`` (any shape); integrates to 1 over the real line. float64."""
-        if sigma <= 0:
-            raise ConfigError(f"sigma must be positive, got {sigma}")
-        t = grid.to(device=self.nodes.device, dtype=torch.float64)
-        diff = t.reshape(-1, 1) - self.nodes.reshape(1, -1)
-        kernel = torch.exp(-0.5 * (diff / sigma) ** 2) / (sigma * math.sqrt(2 * math.pi))
-        return (kernel @ self.weights.reshape(-1)).reshape(t.shape)
-
-
-def _slq(
-    op: _Operator,
-    *,
-    n_probes: int = 8,
-    lanczos_steps: int = 64,
-    generator: torch.Generator | None = None,
-    probes: Tensor | None = None,
-) -> SpectralDensity:
-    if lanczos_steps < 1:
-        raise ConfigError(f"lanczos_steps must be >= 1, got {lanczos_steps}")
-    dt = _krylov_dtype(op, None)  # as precise as the products
-    if probes is None:
-        if n_probes < 1:
-            raise ConfigError(f"n_probes must be >= 1, got {n_probes}")
-        V0 = _rademacher(_default_generator(generator), (op.dim, n_probes), op.device, dt)
-    else:
-        if probes.dim() != 2 or probes.shape[0] != op.dim:
-            raise ShapeError(f"probes must have shape ({op.dim}, n_probes), "
-                             f"got {tuple(probes.shape)}")
-        V0 = probes.to(device=op.device, dtype=dt)
-        if bool((V0.norm(dim=0) == 0).any()):
-            raise ShapeError("a probe is the zero vector; probes must be nonzero columns")
-    alpha, beta = _lanczos(op, V0, min(lanczos_steps, op.dim))
-    theta, S = torch.linalg.eigh(_tridiagonal(alpha, beta))
-    weights = S[:, 0, :] ** 2 / V0.shape[1]
-    return SpectralDensity(nodes=theta, weights=weights, dim=op.dim)
-
-
-# ----------------------------------------------------------------------------------------------
 # Public functions of (model, loss_fn, batches)
 
 
@@ -852,13 +455,14 @@ def hvp(
     *,
     params: Sequence[str] | str | None = None,
     mode: str = "auto",
+    weights: Sequence[float] | None = None,
 ) -> Tensor:
     """The Hessian-vector product ``H v`` of the mean loss over ``batches``.
 
     ``v``: flat ``(P,)`` over the selected trainable parameters (``named_parameters`` order).
     Returns ``(P,)`` in the parameters' dtype. Build a `HessianOperator` for many products.
     """
-    return HessianOperator(model, loss_fn, batches, params=params, mode=mode).matvec(v)
+    return HessianOperator(model, loss_fn, batches, params=params, mode=mode, weights=weights).matvec(v)
 
 
 def top_eigenvalues(
@@ -874,18 +478,20 @@ def top_eigenvalues(
     generator: torch.Generator | None = None,
     return_vectors: bool = False,
     krylov_dtype: torch.dtype | None = None,
+    weights: Sequence[float] | None = None,
 ) -> Tensor | tuple[Tensor, Tensor]:
-    """The ``k`` extreme eigenvalues of ``H`` by Lanczos with full reorthogonalization.
+    """The ``k`` extreme eigenvalues of ``H`` by Lanczos with full reorthogonalization
+    (`krylov.lanczos`, which documents the method and its options).
 
     ``which``: ``"largest"`` (algebraic, descending; the sharpness of the edge of stability is
     the first), ``"smallest"`` (algebraic, ascending; negative ones show saddle directions) or
-    ``"magnitude"`` (descending ``|λ|``, what power iteration finds). A Lanczos sequence stops
-    when every wanted Ritz pair has residual ``||H y - θ y|| <= tol · max|θ|`` (which bounds
-    ``|θ - λ|``; default ``tol = max(1e-10, 100 eps(dtype))``); for ``k >= 2`` one more sequence,
-    orthogonal to everything explored, must leave the wanted values unchanged, so repeated
-    eigenvalues are reported with their multiplicity (this roughly doubles the products). After
-    ``min(max_iter, P)`` products without convergence it warns (RuntimeWarning) and returns the
-    current Ritz values. The random starts come from ``generator`` (default: seed 0).
+    ``"magnitude"`` (descending ``|λ|``, what power iteration finds). Lanczos stops when every
+    wanted Ritz pair has residual ``||H y - θ y|| <= tol · max|θ|`` (default
+    ``tol = max(1e-10, 100 eps(dtype))``) and, for ``k >= 2``, a further sequence has confirmed
+    the multiplicities, or after ``min(max_iter, P)`` products. It warns (RuntimeWarning) only
+    when what it returns has not converged: the values, when their error bound
+    ``min(r, r²/gap)`` exceeds ``tol · max|θ|``; with ``return_vectors`` also the vectors,
+    when the residual does. The random starts come from ``generator`` (default: seed 0).
     The Krylov basis is as precise as the products by default (``krylov_dtype``: float32 for a
     float32 model, half the memory of float64; ``tol`` then defaults to 100 eps32).
 
@@ -893,9 +499,29 @@ def top_eigenvalues(
     the unit Ritz vectors ``(P, k)`` (float64).
     """
     with side_effect_free(model):
-        op = HessianOperator(model, loss_fn, batches, params=params)
-        return _lanczos_eigs(op, k, which=which, max_iter=max_iter, tol=tol, generator=generator,
-                             return_vectors=return_vectors, krylov_dtype=krylov_dtype)
+        op = HessianOperator(model, loss_fn, batches, params=params, weights=weights)
+        return krylov.top_eigenvalues(op, k, which=which, max_iter=max_iter, tol=tol, generator=generator,
+                                      return_vectors=return_vectors, krylov_dtype=krylov_dtype, stacklevel=2)
+
+
+def top_eigenpairs(
+    model: nn.Module,
+    loss_fn: LossFn,
+    batches: list,
+    k: int = 1,
+    *,
+    params: Sequence[str] | str | None = None,
+    weights: Sequence[float] | None = None,
+    **options: Any,
+) -> LanczosResult:
+    """`top_eigenvalues` without a warning: the `krylov.LanczosResult`, which also says how far
+    the vectors (``residual``) and the values (``value_error``) have converged, whether the
+    stopping rule was met (``converged``) and what it cost (``products``). ``options``: those of
+    `krylov.lanczos` (``which``, ``max_iter``, ``tol``, ``generator``, ``start_vector``,
+    ``krylov_dtype``)."""
+    with side_effect_free(model):
+        op = HessianOperator(model, loss_fn, batches, params=params, weights=weights)
+        return krylov.lanczos(op, k, **options)
 
 
 def trace(
@@ -907,8 +533,10 @@ def trace(
     method: str = "hutch++",
     params: Sequence[str] | str | None = None,
     generator: torch.Generator | None = None,
+    weights: Sequence[float] | None = None,
 ) -> tuple[float, float]:
-    """``(estimate, standard_error)`` of ``tr H`` from ``n_samples`` Hessian-vector products.
+    """``(estimate, standard_error)`` of ``tr H`` from ``n_samples`` Hessian-vector products
+    (`krylov.trace`).
 
     ``"hutchinson"``: mean of ``z^T H z`` over ``n_samples`` Rademacher ``z``; standard error
     = sample std / sqrt(n_samples). ``"hutch++"`` (Meyer et al. 2021, Algorithm 1):
@@ -919,8 +547,8 @@ def trace(
     its sample std / sqrt(g). Probes from ``generator`` (default: seed 0).
     """
     with side_effect_free(model):
-        op = HessianOperator(model, loss_fn, batches, params=params)
-        return _trace(op, n_samples=n_samples, method=method, generator=generator)
+        op = HessianOperator(model, loss_fn, batches, params=params, weights=weights)
+        return krylov.trace(op, n_samples=n_samples, method=method, generator=generator)
 
 
 def density(
@@ -933,8 +561,10 @@ def density(
     params: Sequence[str] | str | None = None,
     generator: torch.Generator | None = None,
     probes: Tensor | None = None,
+    weights: Sequence[float] | None = None,
 ) -> SpectralDensity:
-    """Eigenvalue density of ``H`` by stochastic Lanczos quadrature (Ghorbani et al. 2019).
+    """Eigenvalue density of ``H`` by stochastic Lanczos quadrature (Ghorbani et al. 2019;
+    `krylov.density`).
 
     ``n_probes`` Rademacher probes (normalized inside Lanczos; or explicit ``probes`` (P, n)),
     each run for ``min(lanczos_steps, P)`` Lanczos steps, all probes side by side (one batched
@@ -943,9 +573,9 @@ def density(
     x ``lanczos_steps`` x P) are as precise as the products: float32 for a float32 model.
     """
     with side_effect_free(model):
-        op = HessianOperator(model, loss_fn, batches, params=params)
-        return _slq(op, n_probes=n_probes, lanczos_steps=lanczos_steps, generator=generator,
-                    probes=probes)
+        op = HessianOperator(model, loss_fn, batches, params=params, weights=weights)
+        return krylov.density(op, n_probes=n_probes, lanczos_steps=lanczos_steps, generator=generator,
+                              probes=probes)
 
 
 def sharpness(
@@ -957,10 +587,13 @@ def sharpness(
     max_iter: int = 100,
     tol: float | None = None,
     generator: torch.Generator | None = None,
+    weights: Sequence[float] | None = None,
 ) -> float:
     """The sharpness ``λ_max(H)``: the largest algebraic eigenvalue (Cohen et al. 2021)."""
-    values = top_eigenvalues(model, loss_fn, batches, 1, params=params, which="largest",
-                             max_iter=max_iter, tol=tol, generator=generator)
+    with side_effect_free(model):
+        op = HessianOperator(model, loss_fn, batches, params=params, weights=weights)
+        values = krylov.top_eigenvalues(op, 1, which="largest", max_iter=max_iter, tol=tol,
+                                        generator=generator, stacklevel=2)
     return float(values[0])
 
 
@@ -1008,6 +641,7 @@ def preconditioned_sharpness(
     max_iter: int = 100,
     tol: float | None = None,
     generator: torch.Generator | None = None,
+    weights: Sequence[float] | None = None,
 ) -> float:
     """``λ_max(P_t^{-1} H)`` for Adam's current preconditioner (Cohen et al. 2022).
 
@@ -1017,7 +651,7 @@ def preconditioned_sharpness(
     as in the paper. Compare with ``stability_threshold(lr, beta1)`` (38/η for β1 = 0.9).
     """
     with side_effect_free(model):
-        op = HessianOperator(model, loss_fn, batches, params=params)
+        op = HessianOperator(model, loss_fn, batches, params=params, weights=weights)
         P = adam_preconditioner(model, optimizer, params=params)
         named = dict(model.named_parameters())
         groups = {id(p): g for g in optimizer.param_groups for p in g["params"]}
@@ -1028,8 +662,8 @@ def preconditioned_sharpness(
             for n in op.names
         ])
         pre = _Preconditioned(op, P.rsqrt(), shift)
-        values = _lanczos_eigs(pre, 1, which="largest", max_iter=max_iter, tol=tol,
-                               generator=generator)
+        values = krylov.top_eigenvalues(pre, 1, which="largest", max_iter=max_iter, tol=tol,
+                                        generator=generator, stacklevel=2)
         return float(values[0])
 
 
@@ -1053,3 +687,4 @@ def edge_of_stability(sharpness: float | Tensor, lr: float, beta1: float = 0.0) 
     sharpness against 2/η says nothing about Adam's stability.
     """
     return float(sharpness) / stability_threshold(lr, beta1)
+

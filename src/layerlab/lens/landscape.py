@@ -12,6 +12,11 @@ Papers:
       arXiv:2307.06966: the barrier when only one layer is interpolated, the others held fixed.
     - Li, Xu, Taylor, Studer & Goldstein, "Visualizing the Loss Landscape of Neural Nets", 2018,
       arXiv:1712.09913: filter-normalized random directions and 1-D/2-D loss slices.
+    - Izmailov, Podoprikhin, Garipov, Vetrov & Wilson, "Averaging Weights Leads to Wider Optima and
+      Better Generalization", 2018, arXiv:1803.05407, and Jordan, Sedghi, Saukh, Entezari &
+      Neyshabur, "REPAIR: REnormalizing Permuted Activations for Interpolation Repair", 2023,
+      arXiv:2211.08403: weights that no network was trained with need their batch-norm
+      statistics recomputed (``buffers="reestimate"``).
 
 Definitions. With ``L(θ)`` the mean loss over the given batches::
 
@@ -26,6 +31,23 @@ interpolant; the two agree when ``L(θ_a) = L(θ_b)``.
 Per layer (Adilova et al.): only the parameters of one group move along the path; every other
 parameter stays at ``θ_a``.
 
+Buffers (batch-norm running statistics) are part of a network's function in eval mode, so they
+travel with the path (``buffers=``):
+
+    - ``"interpolate"`` (default): every floating-point buffer moves like a parameter,
+      ``b(α) = (1 − α) b_a + α b_b``, and an integer or boolean buffer (``num_batches_tracked``)
+      is taken from the nearer end (``b_a`` for ``α <= 1/2``). The ends are the two models
+      exactly, and the path from b to a is the path from a to b reversed, so the barrier is
+      symmetric. A per-layer path moves the buffers of the modules whose parameters it moves.
+    - ``"reestimate"``: at every point of the path (ends included) the running statistics of
+      every module with PyTorch's running-statistics interface (``track_running_stats``,
+      ``running_mean``, ``running_var``, ``momentum``: the BatchNorm and tracking InstanceNorm
+      layers) are recomputed from forward passes of ``loss_fn`` on ``stat_batches`` (default:
+      ``batches``), those modules in training mode with ``momentum = None``: the mean over the
+      batches of each batch's mean and unbiased variance, as ``torch.optim.swa_utils.update_bn``
+      computes them. The ends are then each model with re-estimated statistics; other buffers
+      are interpolated as above.
+
 A loss slice (Li et al.) is ``L(θ + Σ_i c_i d_i)`` on a grid of coordinates ``c``. Filter
 normalization rescales a Gaussian direction ``d`` filter by filter::
 
@@ -36,9 +58,8 @@ output channel of a ``Conv``, a token's row of an ``Embedding``).
 
 Evaluation is functional: parameters are substituted with ``torch.func.functional_call`` for the
 duration of one ``loss_fn`` call (the model's own tensors are never written), under
-``torch.no_grad`` and ``side_effect_free`` (eval mode). Buffers (e.g. BatchNorm running
-statistics) are model_a's (``model`` for slices) and are not re-estimated for interpolated
-weights. ``loss_fn(model, batch)`` may call the model or read its parameters: both see the
+``torch.no_grad`` and ``side_effect_free`` (eval mode). A loss slice keeps ``model``'s buffers.
+``loss_fn(model, batch)`` may call the model or read its parameters: both see the
 substituted values. ``batches`` is a list of batches (wrap a single batch in a list); ``L`` is
 their unweighted mean (the data-set mean when batches are of equal size).
 """
@@ -56,6 +77,7 @@ from ._util import LossFn, named_trainable, select_parameters, side_effect_free
 
 GROUPINGS = ("parameter", "layer", "block")
 ONE_D = ("zero", "filter")
+BUFFERS = ("interpolate", "reestimate")
 
 __all__ = [
     "interpolate",
@@ -132,17 +154,73 @@ def _mean_loss(evaluate: _Evaluate, batches: list[Any], values: dict[str, Tensor
 
 
 def _check_pair(model_a: nn.Module, model_b: nn.Module) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
-    pa = {n: p.detach() for n, p in model_a.named_parameters()}
-    pb = {n: p.detach() for n, p in model_b.named_parameters()}
-    if pa.keys() != pb.keys():
-        only_a, only_b = sorted(pa.keys() - pb.keys()), sorted(pb.keys() - pa.keys())
-        raise ShapeError(f"model_a and model_b have different parameters (only in a: {only_a}; "
-                         f"only in b: {only_b}); interpolate between two instances of one architecture")
-    for n in pa:
-        if pa[n].shape != pb[n].shape:
-            raise ShapeError(f"parameter {n!r} has shape {tuple(pa[n].shape)} in model_a and "
-                             f"{tuple(pb[n].shape)} in model_b; the architectures must match")
+    """Both models' parameters and buffers by name (detached), checked to match."""
+    for what, get in (("parameters", nn.Module.named_parameters), ("buffers", nn.Module.named_buffers)):
+        ta, tb = dict(get(model_a)), dict(get(model_b))
+        if ta.keys() != tb.keys():
+            only_a, only_b = sorted(ta.keys() - tb.keys()), sorted(tb.keys() - ta.keys())
+            raise ShapeError(f"model_a and model_b have different {what} (only in a: {only_a}; only in b: "
+                             f"{only_b}); interpolate between two instances of one architecture")
+        for n in ta:
+            if ta[n].shape != tb[n].shape or ta[n].dtype != tb[n].dtype:
+                raise ShapeError(f"{what[:-1]} {n!r} is {tuple(ta[n].shape)} {ta[n].dtype} in model_a and "
+                                 f"{tuple(tb[n].shape)} {tb[n].dtype} in model_b; the architectures must match")
+    pa = {n: t.detach() for n, t in [*model_a.named_parameters(), *model_a.named_buffers()]}
+    pb = {n: t.detach() for n, t in [*model_b.named_parameters(), *model_b.named_buffers()]}
     return pa, pb
+
+
+def _owner(name: str) -> str:
+    return name.rsplit(".", 1)[0] if "." in name else ""
+
+
+def _moving_buffers(model: nn.Module, params: str | Iterable[str] | None, moving: list[str]) -> list[str]:
+    """Every buffer for a whole-model path; else those of the modules whose parameters move."""
+    names = [n for n, _ in model.named_buffers()]
+    if params is None:
+        return names
+    owners = {_owner(n) for n in moving}
+    return [n for n in names if _owner(n) in owners]
+
+
+def _point(alpha: float, pa: dict[str, Tensor], pb: dict[str, Tensor], names: list[str]) -> dict[str, Tensor]:
+    """The tensors ``names`` at ``θ(α)``: floating point ones on the segment, the others (integer
+    counters) from the nearer end."""
+    return {n: (1.0 - alpha) * pa[n] + alpha * pb[n] if pa[n].is_floating_point()
+            else (pa[n] if alpha <= 0.5 else pb[n]) for n in names}
+
+
+def _running_stat_modules(model: nn.Module) -> list[tuple[str, nn.Module]]:
+    """Modules with PyTorch's running-statistics interface (BatchNorm, tracking InstanceNorm)."""
+    return [(n, m) for n, m in model.named_modules()
+            if getattr(m, "track_running_stats", False) and hasattr(m, "momentum")
+            and isinstance(getattr(m, "running_mean", None), Tensor)
+            and isinstance(getattr(m, "running_var", None), Tensor)]
+
+
+def _reestimate(evaluate: _Evaluate, stat_batches: list[Any], values: dict[str, Tensor]) -> dict[str, Tensor]:
+    """`values` plus fresh running statistics of every running-statistics module, accumulated by
+    forward passes on `stat_batches` in training mode with ``momentum = None`` (the mean over
+    batches of the batch means and unbiased variances)."""
+    modules = _running_stat_modules(evaluate.model)
+    out = dict(values)
+    for name, m in modules:
+        prefix = f"{name}." if name else ""
+        out[prefix + "running_mean"] = torch.zeros_like(m.running_mean)
+        out[prefix + "running_var"] = torch.ones_like(m.running_var)
+        if isinstance(getattr(m, "num_batches_tracked", None), Tensor):
+            out[prefix + "num_batches_tracked"] = torch.zeros_like(m.num_batches_tracked)
+    saved = [(m, m.training, m.momentum) for _, m in modules]
+    full = {"model." + n: v for n, v in out.items()}
+    try:
+        for m, _, _ in saved:
+            m.training, m.momentum = True, None  # this module only: dropout elsewhere stays off
+        for batch in stat_batches:
+            torch.func.functional_call(evaluate, full, (batch,))  # updates the fresh tensors in place
+    finally:
+        for m, training, momentum in saved:
+            m.training, m.momentum = training, momentum
+    return out
 
 
 def _alphas(alphas: int | Sequence[float] | Tensor) -> Tensor:
@@ -168,26 +246,37 @@ def interpolate(
     *,
     alphas: int | Sequence[float] | Tensor = 21,
     params: str | Iterable[str] | None = None,
+    buffers: str = "interpolate",
+    stat_batches: Iterable[Any] | None = None,
 ) -> tuple[Tensor, Tensor]:
     """Loss along the straight path ``θ(α) = (1 − α) θ_a + α θ_b``.
 
     ``alphas``: a number of evenly spaced points on [0, 1] (default 21, step 0.05) or explicit
     values (values outside [0, 1] extrapolate). ``params``: parameter names or module-name
     prefixes (e.g. ``"blocks.0"``) that move; the rest stay at ``θ_a`` (Adilova et al.'s per-layer
-    path). None moves every parameter. Buffers are model_a's.
+    path). None moves every parameter. ``buffers``: ``"interpolate"`` (default; floating-point
+    buffers move with the parameters, integer ones come from the nearer end) or ``"reestimate"``
+    (running statistics recomputed at every point from ``stat_batches``, default ``batches``);
+    see the module docstring.
 
     Returns ``(alphas, losses)``: two float64 tensors of shape ``(n,)``; ``losses[k] = L(θ(α_k))``,
     the mean of ``loss_fn`` over ``batches``, in the loss's units. Neither model is changed.
     """
+    if buffers not in BUFFERS:
+        raise unknown_name("buffers option", buffers, BUFFERS)
     pa, pb = _check_pair(model_a, model_b)
     moving = select_parameters(model_a, params, trainable_only=False)
+    moving += _moving_buffers(model_a, params, moving)
     a = _alphas(alphas)
     batches = _batches(batches)
+    stats = batches if stat_batches is None else _batches(stat_batches)
     evaluate = _Evaluate(model_a, loss_fn)
     losses = []
     with side_effect_free(model_a), torch.no_grad():
         for alpha in a.tolist():
-            values = {n: (1.0 - alpha) * pa[n] + alpha * pb[n] for n in moving}
+            values = _point(alpha, pa, pb, moving)
+            if buffers == "reestimate":
+                values = _reestimate(evaluate, stats, values)
             losses.append(_mean_loss(evaluate, batches, values))
     losses_t = torch.stack(losses)
     return a.to(losses_t.device), losses_t
@@ -214,14 +303,19 @@ def barrier(
     *,
     alphas: int | Sequence[float] | Tensor = 21,
     params: str | Iterable[str] | None = None,
+    buffers: str = "interpolate",
+    stat_batches: Iterable[Any] | None = None,
 ) -> float:
     """Loss barrier ``max_α L(θ(α)) − [(1 − α) L(θ_a) + α L(θ_b)]`` (Entezari et al. 2022).
 
     The max runs over ``alphas`` (values in [0, 1]) plus the endpoints 0 and 1, so the result is
     ``≥ 0``, and ``0`` for a convex loss; a finer grid can only raise it. ``params`` restricts the
-    path to some parameters (see ``interpolate``). Returns a float in the loss's units.
+    path to some parameters, ``buffers`` says how running statistics travel (see
+    ``interpolate``); with either choice of ``buffers`` the barrier is symmetric in the two
+    models. Returns a float in the loss's units.
     """
-    a, losses = interpolate(model_a, model_b, loss_fn, batches, alphas=_barrier_grid(alphas), params=params)
+    a, losses = interpolate(model_a, model_b, loss_fn, batches, alphas=_barrier_grid(alphas), params=params,
+                            buffers=buffers, stat_batches=stat_batches)
     return _barrier(a, losses)
 
 
@@ -233,10 +327,13 @@ def layer_barriers(
     *,
     alphas: int | Sequence[float] | Tensor = 21,
     by: str = "layer",
+    buffers: str = "interpolate",
+    stat_batches: Iterable[Any] | None = None,
 ) -> dict[str, float]:
     """Per-group barriers (Adilova et al. 2023): for each group of ``parameter_groups(model_a,
     by)`` the barrier of the path that moves only that group, all other parameters at ``θ_a``;
-    its chord runs from ``L(θ_a)`` to the loss of the hybrid (``θ_a`` with that group from ``θ_b``).
+    its chord runs from ``L(θ_a)`` to the loss of the hybrid (``θ_a`` with that group, and the
+    buffers of its modules, from ``θ_b``). ``buffers``, ``stat_batches``: as in ``interpolate``.
 
     ``by``: ``"layer"`` (each parameter-owning module, default), ``"block"`` (top-level children,
     containers split into items) or ``"parameter"``. Returns ``{group name: barrier}`` (floats,
@@ -245,7 +342,8 @@ def layer_barriers(
     groups = parameter_groups(model_a, by)
     grid = _barrier_grid(alphas)
     batches = _batches(batches)
-    return {g: barrier(model_a, model_b, loss_fn, batches, alphas=grid, params=names)
+    return {g: barrier(model_a, model_b, loss_fn, batches, alphas=grid, params=names, buffers=buffers,
+                       stat_batches=stat_batches)
             for g, names in groups.items()}
 
 
