@@ -85,6 +85,7 @@ class Dom(HTMLParser):
         self.text_by_id: dict[str, str] = {}
         self._open_ids: list[tuple[str, str]] = []  # (tag, id) of elements whose text we collect
         self._cell: list[str] | None = None
+        self.hidden_rows: list[bool] = []  # the paper list's body rows: hidden by the filter?
 
     def handle_starttag(self, tag, attrs):
         a = dict(attrs)
@@ -97,6 +98,8 @@ class Dom(HTMLParser):
             self.tables.append({"id": a.get("id"), "class": a.get("class") or "", "rows": []})
         elif tag == "tr" and self.tables:
             self.tables[-1]["rows"].append([])
+            if self.tables[-1]["id"] == "paper-list" and len(self.tables[-1]["rows"]) > 1:
+                self.hidden_rows.append("hidden" in a)
         elif tag in ("td", "th") and self.tables:
             self._cell = []
 
@@ -156,6 +159,20 @@ def test_rendered_dom_has_the_verdicts_catalogue_and_leaderboard(report, tmp_pat
     # each verdict's learning curves: one line per run at the chosen learning rate
     assert dom_text.count('class="line"') >= len(info["runs"])
     print(f"\nbrowser setup (check + report) {info['setup_s']:.1f} s, dump-dom {time.time() - t0:.1f} s")
+
+
+def test_paper_filter_runs_in_the_browser(report, tmp_path):
+    """The inline script filters the paper list; the page's query string presets the filters."""
+    path, _, _ = report
+    url = path.resolve().as_uri() + "?status=implemented&q=delta"
+    dom = Dom()
+    dom.feed(run_chromium(["--dump-dom", url], tmp_path / "profile").stdout)
+    papers = next(t for t in dom.tables if t["id"] == "paper-list")
+    rows = papers["rows"][1:]
+    shown = [r for r, hidden in zip(rows, dom.hidden_rows) if not hidden]
+    assert 0 < len(shown) < len(rows)
+    assert all(r[0] == "implemented" and "delta" in " ".join(r).lower() for r in shown)
+    assert dom.text_by_id["paper-count"].strip() == f"{len(shown)} of {len(rows)} papers"
 
 
 def test_screenshot_is_a_real_picture(report, tmp_path):

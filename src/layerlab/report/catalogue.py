@@ -79,7 +79,7 @@ def paper_list(papers: Sequence[Any], verdict_ids: set[str]) -> str:
     for p in ordered:
         note = p.partial or p.note
         meta = " · ".join((esc(p.year), f"arXiv <code>{esc(p.arxiv)}</code>" if p.arxiv else "no arXiv id",
-                           *(() if p.seed else ("cited by a registered block, not a seed paper",))))
+                           *(() if p.seed else ("not in the seed list",))))
         rows.append([badge(p.status, p.status),
                      f'<span class="title" id="p-{anchor(p.slug)}">{esc(p.title)}</span><span class="meta">{meta}</span>',
                      esc(p.kind), _systems(p), _cards(p, verdict_ids),

@@ -100,12 +100,19 @@ footer { margin-top: 48px; font-size: .8rem; color: var(--muted); }
 """
 
 # Filters the paper list by text, kind and status; the rows carry data-kind, data-status, data-text.
+# The page's query string may preset the filters: report.html?q=delta&kind=block&status=missing.
 SCRIPT = """
 (function () {
   var q = document.getElementById('paper-q'), k = document.getElementById('paper-kind'),
       s = document.getElementById('paper-status'), n = document.getElementById('paper-count');
   if (!q) return;
   var rows = Array.prototype.slice.call(document.querySelectorAll('#paper-list tbody tr'));
+  var preset = new URLSearchParams(window.location.search);
+  q.value = preset.get('q') || '';
+  [[k, 'kind'], [s, 'status']].forEach(function (p) {
+    var v = preset.get(p[1]);
+    if (v && Array.prototype.some.call(p[0].options, function (o) { return o.value === v; })) p[0].value = v;
+  });
   function apply() {
     var text = q.value.trim().toLowerCase(), shown = 0;
     rows.forEach(function (r) {
