@@ -1,5 +1,6 @@
-"""Activations: the papers' formulas, shapes over (*), dtypes, gradients; SELU's self-normalization,
-alpha dropout's moments, StableMax where softmax collapses."""
+"""Activations: the papers' formulas and gradients; SELU's self-normalization, alpha dropout's
+moments, StableMax where softmax collapses; and, at the end, the block contract (shapes over (*),
+dtypes, gradcheck, state_dict, options) over every registered activation."""
 import math
 from itertools import pairwise
 
@@ -21,6 +22,16 @@ from layerlab.blocks.activations import (
     stablemax_s,
 )
 from layerlab.errors import ConfigError, ShapeError
+
+from .test_channel_contract import (
+    INPUT_SHAPES,
+    check_bfloat16_buffers,
+    check_dtype,
+    check_gradcheck,
+    check_shapes,
+    check_state_dict_round_trip,
+    check_unknown_option,
+)
 
 FORMULAS = {
     "gelu": lambda x: x * 0.5 * (1 + torch.erf(x / math.sqrt(2))),  # x Phi(x)
@@ -44,36 +55,6 @@ def test_gelu_tanh_approximation():
     assert (approx - FORMULAS["gelu"](x)).abs().max() > 1e-5  # the two forms do differ
     with pytest.raises(ConfigError):
         layerlab.build("activation", "gelu", 1, approximate="fast")
-
-
-@pytest.mark.parametrize("lead", [(), (5,), (2, 3, 1, 4)], ids=str)
-@pytest.mark.parametrize("name", sorted(FORMULAS))
-def test_shape_over_leading_dims(name, lead):
-    x = torch.randn(*lead, 8)
-    assert layerlab.build("activation", name, 8)(x).shape == x.shape
-
-
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
-@pytest.mark.parametrize("name", sorted(FORMULAS))
-def test_dtype_preserved(name, dtype):
-    assert layerlab.build("activation", name, 8)(torch.randn(3, 8, dtype=dtype)).dtype == dtype
-
-
-@pytest.mark.parametrize("name", sorted(FORMULAS))
-def test_gradcheck(name):
-    torch.manual_seed(1)
-    x = torch.randn(3, 4, dtype=torch.float64)
-    x = (x + 0.1 * torch.sign(x)).requires_grad_(True)  # keep ReLU's kink out of reach
-    assert torch.autograd.gradcheck(layerlab.build("activation", name, 4), (x,))
-
-
-@pytest.mark.parametrize("name", sorted(FORMULAS))
-def test_state_dict_round_trip(name):
-    a, b = layerlab.build("activation", name, 8), layerlab.build("activation", name, 8)
-    assert list(a.parameters()) == [] and a.state_dict() == {}
-    b.load_state_dict(a.state_dict())
-    x = torch.randn(3, 8)
-    assert torch.equal(a(x), b(x))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -372,14 +353,7 @@ def test_stablemax_gradcheck():
     assert torch.autograd.gradcheck(lambda x: stablemax_cross_entropy(x, targets), (x,))
 
 
-# --- generic contracts of the new activations ------------------------------------------------
-
-
-@pytest.mark.parametrize("lead", [(), (5,), (2, 3, 1, 4)], ids=str)
-@pytest.mark.parametrize("name", NEW)
-def test_new_shape_over_leading_dims(name, lead):
-    x = torch.randn(*lead, 8)
-    assert layerlab.build("activation", name, 8)(x).shape == x.shape
+# --- statistics in float32 or wider ------------------------------------------------------------
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
@@ -393,11 +367,28 @@ def test_new_dtype_preserved_with_wide_statistics(name, dtype):
         assert torch.equal(y, block(x.to(dtype).float()).to(dtype))
 
 
-@pytest.mark.parametrize("name", ["polyrelu", "polynorm"])
-def test_polycom_state_dict_round_trip(name):
-    a = randomize_a(layerlab.build("activation", name, 8))
-    b = layerlab.build("activation", name, 8)
-    x = torch.randn(3, 8)
-    assert not torch.equal(a(x), b(x))
-    b.load_state_dict(a.state_dict())
-    assert torch.equal(a(x), b(x))
+# --- the block contract, over every registered activation ---------------------------------------
+# shapes over (*, D), dtypes, gradcheck, state_dict round trip, unknown options, bfloat16 cast:
+# the checks of tests/blocks/test_channel_contract.py, so a new activation is checked automatically.
+
+ACTIVATIONS = layerlab.names("activation")
+
+
+@pytest.mark.parametrize("lead", list(INPUT_SHAPES.values()), ids=list(INPUT_SHAPES))
+@pytest.mark.parametrize("name", ACTIVATIONS)
+def test_contract_shapes(name, lead):
+    check_shapes("activation", name, lead)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.bfloat16], ids=str)
+@pytest.mark.parametrize("name", ACTIVATIONS)
+def test_contract_dtype(name, dtype):
+    check_dtype("activation", name, dtype)
+
+
+@pytest.mark.parametrize("name", ACTIVATIONS)
+def test_contract_gradcheck_state_dict_options_and_bfloat16(name):
+    check_gradcheck("activation", name)
+    check_state_dict_round_trip("activation", name)
+    check_unknown_option("activation", name)
+    check_bfloat16_buffers("activation", name)

@@ -1,16 +1,16 @@
-"""LayerNorm, RMSNorm, EvoNorm-B0/S0: equations, statistics precision, running statistics, batch
-independence, shapes and dtypes."""
+"""LayerNorm, RMSNorm, EvoNorm-B0/S0: equations, running statistics, batch independence, init and
+options. Shapes, dtypes, gradcheck, state_dict, float32 statistics of bfloat16 inputs and the
+bfloat16 cast of running_var: the norm contract (tests/blocks/test_norm_contract.py)."""
 import pytest
 import torch
 import torch.nn.functional as F
 
 import layerlab
 from layerlab.blocks.norms import EvoNormB0, EvoNormS0, LayerNorm, RMSNorm
-from layerlab.errors import ConfigError, ShapeError
+from layerlab.errors import ConfigError
 from layerlab.registry import get
 
 NAMES = ["layernorm", "rmsnorm"]
-LEADING = [(), (5,), (2, 3, 1, 4)]
 
 
 def randomize(block):
@@ -65,57 +65,11 @@ def test_layernorm_output_is_standardized():
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_bfloat16_input_gives_bfloat16_output_with_float32_statistics(name):
-    torch.manual_seed(2)
-    block = randomize(layerlab.build("norm", name, 64))  # float32 parameters
-    x = (10 * torch.randn(6, 64) + 3).bfloat16()
-    y = block(x)
-    assert y.dtype == torch.bfloat16
-    # statistics in float32: identical to normalizing the float32 copy, rounded once at the end
-    assert torch.equal(y, block(x.float()).bfloat16())
-
-
-@pytest.mark.parametrize("lead", LEADING, ids=str)
-@pytest.mark.parametrize("name", NAMES)
-def test_shape_over_leading_dims(name, lead):
-    x = torch.randn(*lead, 8)
-    assert layerlab.build("norm", name, 8)(x).shape == x.shape
-
-
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
-@pytest.mark.parametrize("name", NAMES)
-def test_dtype_preserved(name, dtype):
-    block = layerlab.build("norm", name, 8, dtype=dtype)
-    assert block.weight.dtype == dtype
-    assert block(torch.randn(3, 8, dtype=dtype)).dtype == dtype
-
-
-@pytest.mark.parametrize("name", NAMES)
-def test_gradcheck(name):
-    torch.manual_seed(3)
-    block = randomize(layerlab.build("norm", name, 5, dtype=torch.float64))
-    x = torch.randn(3, 5, dtype=torch.float64, requires_grad=True)
-    assert torch.autograd.gradcheck(block, (x,))
-
-
-@pytest.mark.parametrize("name", NAMES)
-def test_state_dict_round_trip(name):
-    a = randomize(layerlab.build("norm", name, 8))
-    b = layerlab.build("norm", name, 8)
-    x = torch.randn(3, 8)
-    assert not torch.equal(a(x), b(x))
-    b.load_state_dict(a.state_dict())
-    assert torch.equal(a(x), b(x))
-
-
-@pytest.mark.parametrize("name", NAMES)
-def test_init_and_wrong_width(name):
+def test_init(name):
     block = layerlab.build("norm", name, 8)
     assert torch.equal(block.weight, torch.ones(8))
     if getattr(block, "bias", None) is not None:
         assert torch.equal(block.bias, torch.zeros(8))
-    with pytest.raises(ShapeError, match="D = d_model = 8"):
-        block(torch.randn(3, 4))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -244,18 +198,6 @@ def test_evonorm_gradcheck_input_and_parameters(name, train):
     assert torch.autograd.gradcheck(f, (x, *[params[k] for k in keys]))
 
 
-@pytest.mark.parametrize("name", EVO)
-def test_evonorm_bfloat16_input_with_float32_statistics(name):
-    torch.manual_seed(16)
-    block = randomize_evo(layerlab.build("norm", name, 16))  # float32 parameters
-    x = (4 * torch.randn(6, 16) + 1).bfloat16()
-    for mode in (True, False):
-        block.train(mode)
-        y = block(x)
-        assert y.dtype == torch.bfloat16
-        assert torch.equal(y, block(x.float()).bfloat16())
-
-
 @pytest.mark.parametrize("dtype", [torch.float32, F64, torch.bfloat16])
 @pytest.mark.parametrize("name", EVO)
 def test_evonorm_dtype_preserved(name, dtype):
@@ -265,16 +207,6 @@ def test_evonorm_dtype_preserved(name, dtype):
         assert block.running_var.dtype == torch.promote_types(dtype, torch.float32)
     for mode in (True, False):
         assert block.train(mode)(torch.randn(3, 8, dtype=dtype)).dtype == dtype
-
-
-@pytest.mark.parametrize("lead", LEADING, ids=str)
-@pytest.mark.parametrize("name", EVO)
-def test_evonorm_shape_over_leading_dims(name, lead):
-    block = layerlab.build("norm", name, 8)
-    x = torch.randn(*lead, 8)
-    for mode in (True, False):
-        y = block.train(mode)(x)
-        assert y.shape == x.shape and torch.isfinite(y).all()
 
 
 @pytest.mark.parametrize("name", EVO)
@@ -309,8 +241,6 @@ def test_evonorm_init_options_and_errors(name):
         layerlab.build("norm", name, 8, groups=0)
     with pytest.raises(ConfigError, match="eps"):
         layerlab.build("norm", name, 8, eps=-1.0)
-    with pytest.raises(ShapeError, match="D = d_model = 8"):
-        block(torch.randn(3, 4))
     if name == "evonorm_b0":
         with pytest.raises(ConfigError, match="momentum"):
             layerlab.build("norm", name, 8, momentum=1.5)

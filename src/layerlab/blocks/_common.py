@@ -1,10 +1,19 @@
-"""Small checks and conventions every block family shares."""
+"""Small checks and conventions every block family shares.
+
+- ``wide_dtype``: the dtype statistics are computed in (float32 or wider);
+- ``check_last_dim``: the ``(..., D)`` input check with a ShapeError that names D;
+- ``check_hidden_options``, ``init_linear``: the MLP-style width options and the fan-in init;
+- ``WideBuffers``: a module mixin whose named float buffers stay float32 or wider under
+  ``module.to(torch.bfloat16)`` (and ``.half()``), as the blocks' docstrings promise.
+"""
 from __future__ import annotations
+
+from typing import Any, Callable
 
 import torch
 from torch import Tensor, nn
 
-from ..errors import ShapeError
+from ..errors import ConfigError, ShapeError
 
 
 def wide_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -12,10 +21,58 @@ def wide_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.promote_types(dtype, torch.float32)
 
 
-def check_last_dim(block: nn.Module, x: Tensor) -> None:
-    """Inputs of shape (..., D) with D = ``block.d_model``; a ShapeError naming both otherwise."""
-    if x.dim() < 1 or x.shape[-1] != block.d_model:
+def check_last_dim(block: nn.Module, x: Tensor, width: int | None = None, name: str = "d_model") -> None:
+    """Inputs of shape (..., D) with D = ``width`` (default ``block.d_model``); a ShapeError naming
+    both otherwise. ``name`` is what D is called in the message (e.g. ``"in_features"``)."""
+    expected = block.d_model if width is None else width
+    if x.dim() < 1 or x.shape[-1] != expected:
         raise ShapeError(
-            f"{type(block).__name__} expects input of shape (..., D) with D = d_model = "
-            f"{block.d_model}; got {tuple(x.shape)}"
+            f"{type(block).__name__} expects input of shape (..., D) with D = {name} = "
+            f"{expected}; got {tuple(x.shape)}"
         )
+
+
+def check_hidden_options(name: str, hidden: int | None, expansion: float, dropout: float) -> None:
+    """The options of an MLP-shaped block: ``hidden >= 1`` (or None for ``expansion * d_model``),
+    ``expansion > 0``, ``dropout`` in [0, 1); a ConfigError naming the block otherwise."""
+    if hidden is not None and int(hidden) < 1:
+        raise ConfigError(f"{name}: hidden must be >= 1 (or None to use expansion), got {hidden}")
+    if hidden is None and not expansion > 0:
+        raise ConfigError(f"{name}: expansion must be > 0, got {expansion}")
+    if not 0.0 <= dropout < 1.0:
+        raise ConfigError(f"{name}: dropout must be in [0, 1), got {dropout}")
+
+
+def init_linear(linear: nn.Linear) -> None:
+    """Fan-in scaled: weights and biases ~ U(-1/sqrt(fan_in), 1/sqrt(fan_in)), variance 1/(3 fan_in)."""
+    bound = linear.in_features ** -0.5
+    nn.init.uniform_(linear.weight, -bound, bound)
+    if linear.bias is not None:
+        nn.init.uniform_(linear.bias, -bound, bound)
+
+
+class WideBuffers(nn.Module):
+    """Mixin: the float buffers named in ``wide_buffers`` keep float32 or wider precision.
+
+    ``module.to(dtype)``, ``.half()``, ``.bfloat16()`` cast every floating-point buffer; a buffer
+    that holds statistics or knots (a running variance, spline knots, k-means keys) would lose
+    its precision in bfloat16. After any such conversion each named buffer is rebuilt from its
+    value before the conversion, on the new device, in ``wide_dtype`` of the dtype the
+    conversion asked for: bfloat16/float16 give float32 (the exact old values when they were
+    float32), ``.double()`` gives float64, ``.float()`` float32. Device moves are unaffected.
+
+    Buffers that are meant to follow the module's dtype are listed in ``dtype_buffers`` instead
+    (a statement, checked by the block contracts: every float buffer is in one of the two).
+    """
+
+    wide_buffers: tuple[str, ...] = ()
+    dtype_buffers: tuple[str, ...] = ()
+
+    def _apply(self, fn: Callable[[Tensor], Tensor], recurse: bool = True) -> Any:
+        before = {name: self._buffers[name] for name in self.wide_buffers if self._buffers.get(name) is not None}
+        out = super()._apply(fn, recurse)
+        for name, old in before.items():
+            new = self._buffers[name]
+            if new is not None and new.is_floating_point() and new.dtype != wide_dtype(new.dtype):
+                self._buffers[name] = old.to(device=new.device, dtype=wide_dtype(new.dtype))
+        return out

@@ -106,10 +106,6 @@ class SiLU(_Activation):
 # ---------------------------------------------------------------------------------------------
 
 
-_wide = wide_dtype
-
-_check_width = check_last_dim
-
 def _check_order(name: str, r: int) -> int:
     if isinstance(r, bool) or not isinstance(r, int) or r < 1:
         raise ConfigError(f"{name}: r (the polynomial order) must be an integer >= 1, got {r!r}")
@@ -180,7 +176,7 @@ class PolyReLU(_PolyCom):
     """
 
     def forward(self, x: Tensor) -> Tensor:
-        u = F.relu(x.to(_wide(x.dtype)))
+        u = F.relu(x.to(wide_dtype(x.dtype)))
         a = self.a.to(u.dtype)
         power = u
         y = a[1] * power + a[0]
@@ -236,8 +232,8 @@ class PolyNorm(_PolyCom):
     def terms(self, x: Tensor) -> Tensor:
         """The normalized powers ``norm(x^i)``, ``i = 0..r``, stacked first: ``(r+1, ..., D)``,
         in the statistics dtype."""
-        _check_width(self, x)
-        z = x.to(_wide(x.dtype))
+        check_last_dim(self, x)
+        z = x.to(wide_dtype(x.dtype))
         out = [torch.ones_like(z)]
         power = z
         for i in range(1, self.r + 1):
@@ -247,8 +243,8 @@ class PolyNorm(_PolyCom):
         return torch.stack(out)
 
     def forward(self, x: Tensor) -> Tensor:
-        _check_width(self, x)
-        z = x.to(_wide(x.dtype))
+        check_last_dim(self, x)
+        z = x.to(wide_dtype(x.dtype))
         a = self.a.to(z.dtype)
         y = a[0].expand_as(z)
         power = z
@@ -294,7 +290,7 @@ SELU_ALPHA, SELU_LAMBDA = _selu_constants()  # 1.6732632423543778, 1.05070098735
 def selu(x: Tensor) -> Tensor:
     """``selu(x) = lambda x`` for ``x > 0``, ``lambda alpha (e^x - 1)`` for ``x <= 0``; computed in
     float32 or wider, returned in the input dtype."""
-    z = x.to(_wide(x.dtype))
+    z = x.to(wide_dtype(x.dtype))
     # clamp: expm1 of a large positive x would overflow, and inf * 0 poisons the gradient
     neg = SELU_ALPHA * torch.expm1(torch.clamp(z, max=0.0))
     return (SELU_LAMBDA * torch.where(z > 0, z, neg)).to(x.dtype)
@@ -321,7 +317,7 @@ def alpha_dropout(
     alpha_p, a, b = alpha_dropout_affine(p)
     if not training or p == 0.0:
         return x
-    z = x.to(_wide(x.dtype))
+    z = x.to(wide_dtype(x.dtype))
     keep = torch.rand(x.shape, generator=generator, device=x.device) < 1.0 - p
     return torch.where(keep, a * z + b, a * alpha_p + b).to(x.dtype)
 
@@ -398,14 +394,14 @@ def _log_s(x: Tensor) -> Tensor:
 def stablemax(x: Tensor, dim: int = -1) -> Tensor:
     """``StableMax(x)_i = s(x_i) / sum_j s(x_j)`` over ``dim``; in float32 or wider, returned in
     the input dtype."""
-    s = stablemax_s(x.to(_wide(x.dtype)))
+    s = stablemax_s(x.to(wide_dtype(x.dtype)))
     return (s / s.sum(dim=dim, keepdim=True)).to(x.dtype)
 
 
 def log_stablemax(x: Tensor, dim: int = -1) -> Tensor:
     """``log StableMax(x) = log s(x_i) - log sum_j s(x_j)`` over ``dim``, with ``log s`` from
     ``log1p``; in float32 or wider, returned in the input dtype."""
-    z = x.to(_wide(x.dtype))
+    z = x.to(wide_dtype(x.dtype))
     return (_log_s(z) - torch.log(stablemax_s(z).sum(dim=dim, keepdim=True))).to(x.dtype)
 
 
@@ -429,7 +425,7 @@ def stablemax_cross_entropy(logits: Tensor, targets: Tensor, reduction: str = "m
         loss = loss.mean()
     elif reduction == "sum":
         loss = loss.sum()
-    return loss.to(_wide(logits.dtype))
+    return loss.to(wide_dtype(logits.dtype))
 
 
 @register(

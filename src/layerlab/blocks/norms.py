@@ -12,11 +12,8 @@ from torch import Tensor, nn
 
 from ..errors import ConfigError
 from ..registry import Paper, register
-from ._common import check_last_dim, wide_dtype
+from ._common import WideBuffers, check_last_dim, wide_dtype
 
-_wide = wide_dtype
-
-_check = check_last_dim
 
 @register("norm", "layernorm", paper=Paper("Layer Normalization", 2016, "1607.06450"))
 class LayerNorm(nn.Module):
@@ -67,8 +64,8 @@ class LayerNorm(nn.Module):
             nn.init.zeros_(self.bias)
 
     def forward(self, x: Tensor) -> Tensor:
-        _check(self, x)
-        a = x.to(_wide(x.dtype))
+        check_last_dim(self, x)
+        a = x.to(wide_dtype(x.dtype))
         mu = a.mean(dim=-1, keepdim=True)
         var = (a - mu).square().mean(dim=-1, keepdim=True)
         h = (a - mu) * torch.rsqrt(var + self.eps)
@@ -126,8 +123,8 @@ class RMSNorm(nn.Module):
         nn.init.ones_(self.weight)
 
     def forward(self, x: Tensor) -> Tensor:
-        _check(self, x)
-        a = x.to(_wide(x.dtype))
+        check_last_dim(self, x)
+        a = x.to(wide_dtype(x.dtype))
         rms = torch.sqrt(a.square().mean(dim=-1, keepdim=True) + self.eps)
         return (a / rms * self.weight.to(a.dtype)).to(x.dtype)
 
@@ -211,7 +208,7 @@ class _EvoNorm(nn.Module):
 
 
 @register("norm", "evonorm_b0", paper=_EVONORM)
-class EvoNormB0(_EvoNorm):
+class EvoNormB0(WideBuffers, _EvoNorm):
     r"""EvoNorm-B0: a batch-dependent normalization-activation layer.
 
     Paper: Liu, Brock, Simonyan & Le, "Evolving Normalization-Activation Layers", 2020
@@ -238,12 +235,14 @@ class EvoNormB0(_EvoNorm):
       stays per position.
 
     Shape: ``(..., D) -> (..., D)``. Statistics in float32 or wider (``running_var`` is float32
-    or wider), output in the input dtype.
+    or wider, also after ``module.to(torch.bfloat16)``), output in the input dtype.
 
     Initialization (paper's code): ``gamma = 1``, ``beta = 0``, ``v_1 = 1``, ``running_var = 1``.
     Options: ``groups`` (default 4; ``d_model`` must be a multiple with >= 2 channels a group),
     ``eps`` (1e-5, the paper's code), ``momentum`` (0.1), ``device``, ``dtype``.
     """
+
+    wide_buffers = ("running_var",)
 
     def __init__(
         self,
@@ -259,7 +258,7 @@ class EvoNormB0(_EvoNorm):
         if not 0.0 <= momentum <= 1.0:
             raise ConfigError(f"evonorm_b0: momentum must be in [0, 1], got {momentum}")
         self.momentum = float(momentum)
-        stat_dtype = _wide(dtype if dtype is not None else torch.get_default_dtype())
+        stat_dtype = wide_dtype(dtype if dtype is not None else torch.get_default_dtype())
         self.register_buffer("running_var", torch.ones(d_model, device=device, dtype=stat_dtype))
 
     def reset_running_stats(self) -> None:
@@ -270,8 +269,8 @@ class EvoNormB0(_EvoNorm):
         self.reset_running_stats()
 
     def forward(self, x: Tensor) -> Tensor:
-        _check(self, x)
-        a = x.to(_wide(x.dtype))
+        check_last_dim(self, x)
+        a = x.to(wide_dtype(x.dtype))
         if self.training:
             var_b = a.reshape(-1, self.d_model).var(dim=0, unbiased=False)
             with torch.no_grad():
@@ -318,8 +317,8 @@ class EvoNormS0(_EvoNorm):
     """
 
     def forward(self, x: Tensor) -> Tensor:
-        _check(self, x)
-        a = x.to(_wide(x.dtype))
+        check_last_dim(self, x)
+        a = x.to(wide_dtype(x.dtype))
         num = a * torch.sigmoid(self.v.to(a.dtype) * a)
         y = num / group_std(a, self.groups, self.eps) * self.weight.to(a.dtype) + self.bias.to(a.dtype)
         return y.to(x.dtype)

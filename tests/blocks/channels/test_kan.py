@@ -1,30 +1,23 @@
-"""Kolmogorov–Arnold channel mixers: B-spline KAN (basis, per-edge equation, grid update) and
-group-rational KAN of KAT (rational form, group sharing, fitted init, variance preservation)."""
+"""B-spline KAN: the basis (against a scalar Cox–de Boor, partition of unity on the closed
+interval, derivatives), the fast form against the plain one (autograd through the recursion, the
+per-edge sum), grid update, initialization and parameter count. Shapes, dtypes, gradcheck,
+state_dict and bfloat16 buffers: the channel contract (tests/blocks/test_channel_contract.py)."""
 import math
 
 import pytest
 import torch
 import torch.nn.functional as F
 
-import layerlab
 from layerlab.blocks.channels.kan import (
-    GRKAN,
     KAN,
-    GroupRational,
-    GRKANLayer,
     KANLayer,
     b_spline_basis,
-    fitted_rational,
-    group_rational,
+    b_spline_basis_reference,
     kan_hidden,
-    rational_second_moment,
     uniform_grid,
 )
-from layerlab.blocks.channels.mlp import MLP
 from layerlab.errors import ConfigError, ShapeError
 
-NAMES = ["kan", "grkan"]
-LEADING = [(), (5,), (2, 3, 4)]
 F64 = torch.float64
 
 
@@ -73,6 +66,23 @@ def test_basis_partition_of_unity_nonnegative_and_support(kind):
         interior = (x > t0) & (x < t1)
         assert torch.all(basis[..., m][outside] == 0)
         assert torch.all(basis[..., m][interior] > 0)
+
+
+@pytest.mark.parametrize("k", [0, 1, 3])
+@pytest.mark.parametrize("kind", ["uniform", "nonuniform"])
+def test_partition_of_unity_on_the_closed_interval_including_hi(k, kind):
+    """On [t_k, t_{G+k}], both ends included, the basis sums to 1; for k = 0 the right end
+    x = hi belongs to the last interval (the half-open B_{j,0} alone would give 0 there)."""
+    G = 4
+    grid = uniform_grid(2, G, k, (-1.0, 1.5), dtype=F64) if kind == "uniform" else random_grid(2, G + 2 * k + 1, 7)
+    lo, hi = grid[:, k], grid[:, G + k]
+    x = torch.stack([lo, hi, 0.5 * (lo + hi)])  # (3, 2): lo, hi and an interior point
+    basis = b_spline_basis(x, grid, k)
+    torch.testing.assert_close(basis.sum(-1), torch.ones(3, 2, dtype=F64), rtol=0, atol=1e-12)
+    if k == 0:
+        assert torch.equal(basis[1, :, -1], torch.ones(2, dtype=F64))  # hi: the last B_{G-1,0}
+        beyond = b_spline_basis(hi + 1e-9, grid, 0)
+        assert torch.equal(beyond, torch.zeros_like(beyond))  # and nothing past it
 
 
 @pytest.mark.parametrize("k", [0, 1, 2, 3])
@@ -253,192 +263,6 @@ def test_kan_init_statistics():
     assert abs(layer.base_weight.std().item() * math.sqrt(3) / bound - 1) < 0.03
 
 
-# ------------------------------------------------------------------ group-rational KAN
-
-
-def test_rational_closed_form_by_hand():
-    # group 0: P = 1 + 2x, Q = x;  group 1: P = x^2, Q = -x^2 (the |.| matters)
-    a = torch.tensor([[1.0, 2, 0, 0, 0, 0], [0, 0, 1, 0, 0, 0]], dtype=F64)
-    b = torch.tensor([[1.0, 0, 0, 0], [0, -1, 0, 0]], dtype=F64)
-    x = torch.tensor([[1.0, -2.0, 2.0, -1.0], [0.0, 3.0, 0.5, 4.0]], dtype=F64)  # channels 0,1 | 2,3
-    expected = torch.tensor([
-        [3 / 2, -3 / 3, 4 / 5, 1 / 2],  # (1+2)/(1+1), (1-4)/(1+2), 4/(1+4), 1/(1+1)
-        [1 / 1, 7 / 4, 0.25 / 1.25, 16 / 17],  # 1/1, (1+6)/(1+3), .25/(1+.25), 16/(1+16)
-    ], dtype=F64)
-    torch.testing.assert_close(group_rational(x, a, b), expected, rtol=1e-15, atol=1e-15)
-
-
-def test_group_sharing():
-    torch.manual_seed(9)
-    act = GroupRational(12, groups=3, dtype=F64)
-    with torch.no_grad():
-        act.numerator.normal_()
-        act.denominator.normal_()
-    v = torch.linspace(-2, 2, 9, dtype=F64)[:, None]
-    y = act(v.expand(-1, 12)).reshape(9, 3, 4)  # every channel gets the same value
-    assert torch.equal(y, y[..., :1].expand_as(y))  # identical within a group
-    assert (y[:, 0] - y[:, 1]).abs().max() > 1e-3 and (y[:, 1] - y[:, 2]).abs().max() > 1e-3
-
-
-def test_vectorized_rational_equals_per_group_reference():
-    torch.manual_seed(10)
-    act = GroupRational(6, groups=3, m=4, n=3, dtype=F64)
-    with torch.no_grad():
-        act.numerator.normal_()
-        act.denominator.normal_()
-    x = torch.randn(5, 6, dtype=F64) * 2
-    a, b = act.numerator.tolist(), act.denominator.tolist()
-    expected = torch.zeros_like(x)
-    for n in range(5):
-        for c in range(6):
-            g, v = c // 2, x[n, c].item()
-            p = sum(a[g][i] * v**i for i in range(5))
-            q = sum(b[g][i - 1] * v**i for i in range(1, 4))
-            expected[n, c] = p / (1 + abs(q))
-    torch.testing.assert_close(act(x), expected, rtol=1e-12, atol=1e-12)
-
-
-def test_identity_init_reproduces_x():
-    """F_1 = x(1 + 0.01 x^4) / (1 + 0.01 x^4): the identity to rounding on [-3, 3] (asserted 1e-12),
-    with a denominator that is not zero (so it trains)."""
-    act = GroupRational(8, groups=2, dtype=F64)
-    x = torch.linspace(-3, 3, 601, dtype=F64)[:, None].expand(-1, 8)
-    torch.testing.assert_close(act(x), x, rtol=0, atol=1e-12)
-    assert act.denominator.abs().sum() > 0
-    x = x.clone().requires_grad_()
-    act(x).sum().backward()
-    assert act.denominator.grad.abs().min() > 0  # every b_k receives gradient
-
-
-@pytest.mark.parametrize("target, fn, tol", [("gelu", F.gelu, 5e-3), ("swish", F.silu, 2e-4)])
-def test_fitted_activation_init(target, fn, tol):
-    """Fitted on [-6, 6]: measured max error on [-3, 3] 3.7e-3 (GELU), 7e-5 (Swish)."""
-    a, b = fitted_rational(target)
-    assert len(a) == 6 and len(b) == 4  # m = 5, n = 4
-    at, bt = torch.tensor([a], dtype=F64), torch.tensor([b], dtype=F64)
-    x = torch.linspace(-3, 3, 6001, dtype=F64)[:, None]
-    assert (group_rational(x, at, bt) - fn(x)).abs().max() < tol
-    tails = torch.cat([torch.linspace(-100, -3, 2000), torch.linspace(3, 100, 2000)]).to(F64)[:, None]
-    assert (group_rational(tails, at, bt).abs() <= 1.01 * tails.abs()).all()  # no blow-up outside the fit
-    # E[F(x)^2] under N(0, 1) by quadrature vs Monte Carlo (SE ~0.3%)
-    z = torch.randn(400_000, 1, dtype=F64, generator=torch.Generator().manual_seed(11))
-    mc = group_rational(z, at, bt).pow(2).mean().item()
-    assert abs(rational_second_moment(a, b) / mc - 1) < 0.02
-
-
-def test_grkan_layer_structure_at_init():
-    """GRKAN(x) = W_2 F_2(W_1 F_1(x) + b_1) + b_2 with F_1 = id, F_2 ≈ GELU: close to an MLP."""
-    torch.manual_seed(12)
-    block = GRKAN(16, dtype=F64)
-    x = torch.randn(32, 16, dtype=F64)
-    l1, l2 = block.layer1.linear, block.layer2.linear
-    mlp_like = F.gelu(x @ l1.weight.T + l1.bias) @ l2.weight.T + l2.bias
-    exact = l2(group_rational(l1(x), block.layer2.rational.numerator, block.layer2.rational.denominator))
-    torch.testing.assert_close(block(x), exact, rtol=1e-12, atol=1e-12)
-    assert _rel(block(x), mlp_like) < 2e-2
-
-
-def test_variance_preserving_init():
-    """Var[W F(x)] = fan_in Var[w] E[F(x)^2] = Var[x] (KAT). Through 3 blocks (6 GR-KAN layers,
-    no residuals) at width 128: the output/input variance ratio, averaged over 6 independent
-    stacks, within 10% of 1 (measured 0.99 +- 0.09 per stack at width 256); each stack within
-    [0.67, 1.5] (a fan-in-only init of the GELU layers would give ~0.425^3 = 0.08)."""
-    torch.manual_seed(13)
-    ratios = []
-    with torch.no_grad():
-        for _ in range(6):
-            x = torch.randn(1024, 128)
-            h = x
-            for _ in range(3):
-                h = GRKAN(128)(h)
-            ratios.append(h.var().item() / x.var().item())
-    assert abs(sum(ratios) / len(ratios) - 1) < 0.1
-    assert all(0.67 < r < 1.5 for r in ratios)
-    block = GRKAN(128)
-    for layer, init in ((block.layer1, "identity"), (block.layer2, "gelu")):
-        a, b = fitted_rational(init)
-        fan_in = layer.linear.in_features
-        expected = 1 / math.sqrt(fan_in * rational_second_moment(a, b))
-        assert abs(layer.linear.weight.std().item() / expected - 1) < 0.03
-        assert torch.count_nonzero(layer.linear.bias) == 0
-
-
-def test_grkan_gradcheck():
-    torch.manual_seed(14)
-    block = GRKAN(4, groups=2, hidden=4, dtype=F64)
-    with torch.no_grad():
-        for p in block.parameters():
-            p.add_(0.3 * torch.randn_like(p))  # Q with sign changes, O(1) weights
-    x = torch.randn(3, 4, dtype=F64, requires_grad=True)
-    assert torch.autograd.gradcheck(block, (x,))
-
-
-def test_grkan_parameter_count_and_width_multiple():
-    for d in (16, 64):
-        n = sum(p.numel() for p in GRKAN(d).parameters())
-        assert n == sum(p.numel() for p in MLP(d).parameters()) + 2 * 8 * (5 + 4 + 1)
-    assert GRKAN(24, groups=8, expansion=3.1).hidden == 80  # round(74.4) = 74 -> multiple of 8
-    assert layerlab.registry.get("channel", "grkan").width_multiple({"groups": 6}) == 6
-    assert layerlab.registry.get("channel", "grkan").width_multiple({}) == 8
-    with pytest.raises(ConfigError, match="multiple of groups"):
-        GRKAN(20, groups=8)
-    with pytest.raises(ConfigError, match="multiple of groups"):
-        GRKAN(16, groups=8, hidden=20)
-    with pytest.raises(ConfigError, match="activation"):
-        GRKAN(16, activation="tanh")
-    with pytest.raises(ConfigError, match="degrees"):
-        GRKAN(16, n=0)
-
-
-# ------------------------------------------------------------------ contract (both blocks)
-
-
-@pytest.mark.parametrize("lead", LEADING, ids=str)
-@pytest.mark.parametrize("name", NAMES)
-def test_shape_over_leading_dims(name, lead):
-    torch.manual_seed(15)
-    block = layerlab.build("channel", name, 8)
-    x = torch.randn(*lead, 8)
-    y = block(x)
-    assert y.shape == x.shape
-    if lead:
-        torch.testing.assert_close(y, block(x.reshape(-1, 8)).reshape(x.shape))
-
-
-@pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.bfloat16])
-@pytest.mark.parametrize("name", NAMES)
-def test_dtype_preserved(name, dtype):
-    torch.manual_seed(16)
-    block = layerlab.build("channel", name, 8, dtype=dtype)
-    assert all(p.dtype == dtype for p in block.parameters())
-    x = torch.randn(3, 8, dtype=dtype)
-    y = block(x)
-    assert y.dtype == dtype and torch.isfinite(y).all()
-    y.float().sum().backward()
-
-
-@pytest.mark.parametrize("name", NAMES)
-def test_state_dict_round_trip(name):
-    torch.manual_seed(17)
-    a, b = layerlab.build("channel", name, 16), layerlab.build("channel", name, 16)
-    x = torch.randn(3, 16)
-    if name == "kan":
-        assert not torch.equal(a(x), b(x))
-    else:  # GR-KAN's rationals start identical: perturb to make the round trip meaningful
-        with torch.no_grad():
-            for p in a.parameters():
-                p.add_(0.1 * torch.randn_like(p))
-    b.load_state_dict(a.state_dict())
-    assert torch.equal(a(x), b(x))
-
-
-@pytest.mark.parametrize("name", NAMES)
-def test_wrong_width_is_a_shape_error(name):
-    block = layerlab.build("channel", name, 8)
-    with pytest.raises(ShapeError, match="D = d_model = 8"):
-        block(torch.randn(3, 7))
-
-
 def test_kan_bad_options():
     for bad in ({"grid_size": 0}, {"spline_order": -1}, {"grid_range": (1.0, -1.0)}, {"grid_range": (0, math.inf)},
                 {"hidden": 0}, {"dropout": 1.0}):
@@ -446,12 +270,64 @@ def test_kan_bad_options():
             KAN(8, **bad)
     with pytest.raises(ConfigError, match="grid_eps"):
         KAN(8).update_grid(torch.randn(50, 8), grid_eps=1.5)
-    with pytest.raises(ConfigError, match="unknown option"):
-        layerlab.build("channel", "kan", 8, grid=5)
+    with pytest.raises(ConfigError, match="mode"):
+        KAN(8)(torch.randn(2, 8), mode="slow")
 
 
-def test_grkan_layer_options():
-    with pytest.raises(ConfigError, match="init"):
-        GroupRational(8, init="relu")
-    layer = GRKANLayer(8, 4, groups=4, init="swish", bias=False)
-    assert layer.linear.bias is None and layer.rational.numerator.shape == (4, 6)
+# ------------------------------------------------------------------ fast form vs plain form
+
+
+@pytest.mark.parametrize("k", [0, 1, 2, 3])
+@pytest.mark.parametrize("kind", ["uniform", "nonuniform", "repeated"])
+def test_fast_basis_equals_autograd_through_the_recursion(k, kind):
+    """The tape-free basis with its derivative formula against the recursion under autograd:
+    values, first and second derivatives in float64 to 1e-10 (inside, in the extension, outside)."""
+    G = 4
+    if kind == "uniform":
+        grid = uniform_grid(3, G, k, (-1.5, 2.0), dtype=F64)
+    elif kind == "nonuniform":
+        grid = random_grid(3, G + 2 * k + 1, 20 + k)
+    else:  # a knot of multiplicity 2 inside
+        grid = random_grid(3, G + 2 * k + 1, 30 + k)
+        grid[:, G // 2 + k] = grid[:, G // 2 + k - 1]
+    gen = torch.Generator().manual_seed(40 + k)
+    x = (torch.rand(50, 3, generator=gen, dtype=F64) * 9 - 4.5).requires_grad_()
+    w = torch.randn(50, 3, G + k, generator=gen, dtype=F64)
+    fast, ref = b_spline_basis(x, grid, k), b_spline_basis(x, grid, k, mode="reference")
+    torch.testing.assert_close(fast, ref, rtol=1e-10, atol=1e-10)
+    torch.testing.assert_close(ref, b_spline_basis_reference(x, grid, k), rtol=0, atol=0)
+    if k == 0:  # piecewise constant: no gradient reaches x (or a zero one)
+        for basis in (fast, ref):
+            if basis.requires_grad:
+                (g,) = torch.autograd.grad((basis * w).sum(), x, allow_unused=True)
+                assert g is None or torch.equal(g, torch.zeros_like(x))
+        return
+    (g_fast,) = torch.autograd.grad((fast * w).sum(), x, create_graph=True)
+    (g_ref,) = torch.autograd.grad((ref * w).sum(), x, create_graph=True)
+    torch.testing.assert_close(g_fast, g_ref, rtol=1e-10, atol=1e-10)
+    assert g_ref.abs().max() > 0.1  # the derivatives are not trivially zero
+    if k >= 2:  # second derivatives (k = 1 is piecewise linear: zero, and no graph)
+        (h_fast,) = torch.autograd.grad(g_fast.sum(), x)
+        (h_ref,) = torch.autograd.grad(g_ref.sum(), x)
+        torch.testing.assert_close(h_fast, h_ref, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("dtype, tol", [(F64, 1e-10), (torch.float32, 1e-4)], ids=["float64", "float32"])
+@pytest.mark.parametrize("spline_order", [0, 1, 3])
+def test_kan_fast_form_equals_reference_form(spline_order, dtype, tol):
+    """The block: fused basis features and one matrix product against the per-edge sum over the
+    recursion's basis; outputs and gradients (input and every parameter)."""
+    torch.manual_seed(50)
+    block = KAN(6, hidden=5, grid_size=4, spline_order=spline_order, bias=True, dtype=dtype)
+    for layer in (block.layer1, block.layer2):
+        _randomize(layer, 51)
+    x = (torch.randn(4, 3, 6, dtype=dtype) * 1.5).requires_grad_()
+    params = list(block.parameters())
+    outs, grads = [], []
+    for mode in ("fast", "reference"):
+        y = block(x, mode=mode)
+        outs.append(y)
+        grads.append(torch.autograd.grad((y * torch.linspace(-1, 1, 6, dtype=dtype)).sum(), [x, *params]))
+    torch.testing.assert_close(outs[0], outs[1], rtol=tol, atol=tol)
+    for g_fast, g_ref in zip(*grads):
+        torch.testing.assert_close(g_fast, g_ref, rtol=tol, atol=tol)

@@ -1,4 +1,5 @@
-"""Channel mixers: MLP (GELU) and SwiGLU — equations, (*, d) shapes, dtypes, sizes, init."""
+"""Channel mixers: MLP (GELU) and SwiGLU — equations, sizes, init, options (shapes, dtypes, gradcheck,
+state_dict: tests/blocks/test_channel_contract.py)."""
 import math
 
 import pytest
@@ -7,10 +8,9 @@ import torch
 import layerlab
 from layerlab.blocks.channels import MLP, SwiGLU
 from layerlab.blocks.channels.mlp import swiglu_hidden
-from layerlab.errors import ConfigError, ShapeError
+from layerlab.errors import ConfigError
 
 NAMES = ["mlp", "swiglu"]
-LEADING = [(), (5,), (2, 3, 1, 4)]  # inputs (d,), (n, d), (a, b, c, e, d)
 
 
 def gelu_paper(z):
@@ -35,53 +35,6 @@ def test_swiglu_equation():
     expected = (xW * torch.sigmoid(xW) * (x @ V)) @ W2
     torch.testing.assert_close(block(x), expected, rtol=1e-12, atol=1e-14)
     assert block.w.bias is None, "the paper's SwiGLU has no biases by default"
-
-
-@pytest.mark.parametrize("lead", LEADING, ids=str)
-@pytest.mark.parametrize("name", NAMES)
-def test_shape_over_leading_dims(name, lead):
-    torch.manual_seed(2)
-    block = layerlab.build("channel", name, 8)
-    x = torch.randn(*lead, 8)
-    y = block(x)
-    assert y.shape == x.shape
-    if lead:  # position-wise: the same map on every position
-        flat = block(x.reshape(-1, 8)).reshape(x.shape)
-        torch.testing.assert_close(y, flat)
-
-
-@pytest.mark.parametrize("dtype", [torch.float64, torch.bfloat16])
-@pytest.mark.parametrize("name", NAMES)
-def test_dtype_preserved(name, dtype):
-    block = layerlab.build("channel", name, 8, dtype=dtype)
-    assert block(torch.randn(3, 8, dtype=dtype)).dtype == dtype
-
-
-@pytest.mark.parametrize("name", NAMES)
-def test_gradcheck(name):
-    torch.manual_seed(3)
-    block = layerlab.build("channel", name, 3, hidden=5, bias=True, dtype=torch.float64)
-    for p in block.parameters():
-        torch.nn.init.normal_(p)  # O(1) weights: exercise the nonlinearity, not its linear part
-    x = torch.randn(2, 3, dtype=torch.float64, requires_grad=True)
-    assert torch.autograd.gradcheck(block, (x,))
-
-
-@pytest.mark.parametrize("name", NAMES)
-def test_state_dict_round_trip(name):
-    torch.manual_seed(4)
-    a, b = layerlab.build("channel", name, 8), layerlab.build("channel", name, 8)
-    x = torch.randn(3, 8)
-    assert not torch.equal(a(x), b(x))
-    b.load_state_dict(a.state_dict())
-    assert torch.equal(a(x), b(x))
-
-
-@pytest.mark.parametrize("name", NAMES)
-def test_wrong_width_is_a_shape_error(name):
-    block = layerlab.build("channel", name, 8)
-    with pytest.raises(ShapeError, match="D = d_model = 8"):
-        block(torch.randn(3, 7))
 
 
 def test_hidden_widths():

@@ -1,5 +1,5 @@
 """Channel mixers (MLP replacements): (..., D) -> (..., D). Importing this package registers them."""
-from . import bcos, kan, kv_bottleneck, mlp, phm, snnk, tversky  # noqa: F401
+from . import bcos, grkan, kan, kv_bottleneck, mlp, phm, snnk, tversky  # noqa: F401
 from .mlp import MLP, SwiGLU
 
 __all__ = ["MLP", "SwiGLU"]

@@ -7,9 +7,9 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ...errors import ConfigError, ShapeError
+from ...errors import ConfigError
 from ...registry import Paper, register
-from .mlp import _check_input, _check_options
+from .._common import check_hidden_options, check_last_dim, wide_dtype
 
 
 def _check_bcos(B: Any, max_out: Any, eps: Any) -> None:
@@ -19,10 +19,6 @@ def _check_bcos(B: Any, max_out: Any, eps: Any) -> None:
         raise ConfigError(f"bcos: max_out must be an integer >= 1 (1 = no MaxOut), got {max_out!r}")
     if not eps > 0:
         raise ConfigError(f"bcos: eps must be > 0, got {eps!r}")
-
-
-def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
-    return torch.promote_types(dtype, torch.float32)
 
 
 class BcosLinear(nn.Module):
@@ -85,16 +81,12 @@ class BcosLinear(nn.Module):
 
     def unit_weight(self) -> Tensor:
         """Ŵ: the weight rows scaled to unit norm (float32 or wider), shape (out * max_out, in)."""
-        w = self.weight.to(_compute_dtype(self.weight.dtype))
+        w = self.weight.to(wide_dtype(self.weight.dtype))
         return w / torch.linalg.vector_norm(w, dim=-1, keepdim=True)
-
-    def _check(self, x: Tensor) -> None:
-        if x.dim() < 1 or x.shape[-1] != self.in_features:
-            raise ShapeError(f"BcosLinear expects input of shape (..., {self.in_features}); got {tuple(x.shape)}")
 
     def _parts(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """u = ŵᵀx of the selected (MaxOut) rows, ||x|| (eps-safe), and the selected row index."""
-        xc = x.to(_compute_dtype(x.dtype))
+        xc = x.to(wide_dtype(x.dtype))
         u = xc @ self.unit_weight().T
         if self.max_out > 1:
             u, pick = u.unflatten(-1, (self.out_features, self.max_out)).max(dim=-1)
@@ -104,7 +96,7 @@ class BcosLinear(nn.Module):
         return u, norm, pick
 
     def forward(self, x: Tensor) -> Tensor:
-        self._check(x)
+        check_last_dim(self, x, self.in_features, "in_features")
         u, norm, _ = self._parts(x)
         if self.B == 1.0:
             out = u
@@ -117,7 +109,7 @@ class BcosLinear(nn.Module):
     def dynamic_weight(self, x: Tensor) -> Tensor:
         """W(x) = diag(|cos(x, ŵ_j)|^(B-1)) Ŵ, shape (..., out_features, in_features), with
         ``forward(x) = W(x) x`` (for MaxOut, Ŵ holds each unit's winning row)."""
-        self._check(x)
+        check_last_dim(self, x, self.in_features, "in_features")
         u, norm, pick = self._parts(x)
         rows = self.unit_weight().unflatten(0, (self.out_features, self.max_out))  # (out, M, in)
         w_hat = rows[torch.arange(self.out_features, device=x.device), pick]  # (..., out, in)
@@ -194,7 +186,7 @@ class BcosMLP(nn.Module):
         dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__()
-        _check_options("bcos", hidden, expansion, dropout)
+        check_hidden_options("bcos", hidden, expansion, dropout)
         _check_bcos(B, max_out, eps)
         self.d_model = int(d_model)
         self.hidden = int(hidden) if hidden is not None else max(1, round(expansion * d_model))
@@ -209,12 +201,12 @@ class BcosMLP(nn.Module):
         self.fc2.reset_parameters()
 
     def forward(self, x: Tensor) -> Tensor:
-        _check_input(self, x)
+        check_last_dim(self, x)
         return self.dropout(self.gain2 * self.fc2(self.gain1 * self.fc1(x)))
 
     def dynamic_weight(self, x: Tensor) -> Tensor:
         """W_{1->2}(x), shape (..., D, D), with ``forward(x) = W_{1->2}(x) x`` (no dropout)."""
-        _check_input(self, x)
+        check_last_dim(self, x)
         h = self.gain1 * self.fc1(x)
         return (self.gain2 * self.fc2.dynamic_weight(h)) @ (self.gain1 * self.fc1.dynamic_weight(x))
 

@@ -1,49 +1,37 @@
-"""Kolmogorov–Arnold channel mixers: the B-spline KAN and the group-rational KAN of KAT.
+"""The B-spline Kolmogorov–Arnold network (KAN) as a channel mixer.
 
-Both replace the MLP ``W_2 σ(W_1 x)`` by two layers of learnable univariate functions:
-
-- ``kan``: two B-spline KAN layers (Liu et al. 2024), each a sum over edges of
-  ``φ_ij(x_i) = w_b silu(x_i) + w_s Σ_m c_m B_m(x_i)``, computed as one basis expansion of the
-  input followed by one matrix product (the SiLU base term is fused into the same product);
-- ``grkan``: two group-rational KAN layers (Yang & Wang 2024), ``W F(x)`` with a rational ``F``
-  shared by the channels of each group.
+Two KAN layers replace the MLP ``W_2 σ(W_1 x)``; each is a sum over edges of learnable univariate
+functions ``φ_ij(x_i) = w_b silu(x_i) + w_s Σ_m c_m B_m(x_i)`` (Liu et al. 2024). The reference
+form (``mode="reference"``) computes the B-splines by the Cox–de Boor recursion under autograd
+and sums over the edges as written; the fast form (default) evaluates the basis without an
+autograd tape, differentiates it by the B-spline derivative formula and does one matrix product
+with the SiLU term fused in. The group-rational KAN of KAT is in ``grkan.py``.
 """
 from __future__ import annotations
 
-import functools
 import math
 from collections.abc import Sequence
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ...errors import ConfigError, ShapeError
 from ...registry import Paper, register
-from .mlp import _check_input
+from .._common import WideBuffers, check_last_dim, wide_dtype
 
 __all__ = [
-    "GRKAN",
-    "GRKANLayer",
-    "GroupRational",
     "KAN",
     "KANLayer",
+    "MODES",
     "b_spline_basis",
-    "fitted_rational",
-    "group_rational",
+    "b_spline_basis_reference",
     "kan_hidden",
-    "rational_second_moment",
     "uniform_grid",
 ]
 
 KAN_PAPER = Paper("KAN: Kolmogorov-Arnold Networks", 2024, "2404.19756")
-KAT_PAPER = Paper("Kolmogorov-Arnold Transformer", 2024, "2409.10594")
-
-
-def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
-    """Float32 or wider: where the basis and the rational functions are evaluated."""
-    return torch.promote_types(dtype, torch.float32)
+MODES = ("fast", "reference")
 
 
 def _factory_dtype(dtype: torch.dtype | None) -> torch.dtype:
@@ -83,10 +71,14 @@ def _inverse_gaps(grid: Tensor, p: int) -> Tensor:
 
 def _cox_de_boor(x: Tensor, grid: Tensor, spline_order: int) -> tuple[Tensor, Tensor]:
     """The B-splines of order ``k - 1`` and ``k`` at ``x`` (no autograd): ``(..., in, G+k+1)``,
-    ``(..., in, G+k)``. Knots must be nondecreasing along each row of ``grid``."""
+    ``(..., in, G+k)``. Knots must be nondecreasing along each row of ``grid``. The fast form of
+    ``b_spline_basis_reference``: one cumulative step function for order 0, in-place updates."""
     d = x.unsqueeze(-1) - grid  # x - t_j, (..., in, G+2k+1)
     step = (d >= 0).to(x.dtype)  # 1[t_j <= x], nonincreasing in j
     basis = step[..., :-1] - step[..., 1:]  # B_{j,0} = 1[t_j <= x < t_{j+1}]
+    if spline_order == 0:  # the last interval is closed: x = t_G (= hi) belongs to it
+        last = step[..., -2] * (d[..., -1] <= 0).to(x.dtype)
+        basis = torch.cat([basis[..., :-1], last.unsqueeze(-1)], dim=-1)
     prev = basis
     for p in range(1, spline_order + 1):
         # B_{j,p} = w_{j,p} B_{j,p-1} + (1 - w_{j+1,p}) B_{j+1,p-1},  w_{j,p} = (x - t_j) / (t_{j+p} - t_j)
@@ -153,7 +145,41 @@ class _BSplineBasis(torch.autograd.Function):
         return (terms[..., :-1] - terms[..., 1:]) * x_tangent.unsqueeze(-1), None
 
 
-def b_spline_basis(x: Tensor, grid: Tensor, spline_order: int) -> Tensor:
+def b_spline_basis_reference(x: Tensor, grid: Tensor, spline_order: int) -> Tensor:
+    r"""The plain form of ``b_spline_basis``: the Cox–de Boor recursion as written, level by
+    level, differentiated by autograd through it (the fast form is tested equal to it)::
+
+        B_{j,0}(x) = 1[t_j <= x < t_{j+1}]          (k = 0: the last interval closed at t_G)
+        B_{j,p}(x) = (x - t_j)/(t_{j+p} - t_j) B_{j,p-1}(x) + (t_{j+p+1} - x)/(t_{j+p+1} - t_{j+1}) B_{j+1,p-1}(x)
+
+    with a ratio over a zero knot gap taken as 0. Shapes as ``b_spline_basis``.
+    """
+    k = int(spline_order)
+    x = x.unsqueeze(-1)  # (..., in, 1)
+    t = grid  # (in, K)
+    n_knots = t.shape[-1]
+
+    def ratio(num: Tensor, gap: Tensor) -> Tensor:
+        return num * torch.where(gap > 0, 1.0 / torch.where(gap > 0, gap, 1.0), 0.0)
+
+    basis = ((t[:, :-1] <= x) & (x < t[:, 1:])).to(x.dtype)  # B_{j,0}, j = 0..K-2
+    if k == 0:
+        last = (t[:, -2:-1] <= x) & (x <= t[:, -1:])
+        basis = torch.cat([basis[..., :-1], last.to(x.dtype)], dim=-1)
+    for p in range(1, k + 1):
+        n = n_knots - p - 1  # B_{j,p}, j = 0..n-1
+        left = ratio(x - t[:, :n], t[:, p : p + n] - t[:, :n]) * basis[..., :n]
+        right = ratio(t[:, p + 1 : p + 1 + n] - x, t[:, p + 1 : p + 1 + n] - t[:, 1 : 1 + n]) * basis[..., 1 : n + 1]
+        basis = left + right
+    return basis
+
+
+def _check_mode(name: str, mode: str) -> None:
+    if mode not in MODES:
+        raise ConfigError(f"{name}: mode must be one of {', '.join(MODES)}, got {mode!r}")
+
+
+def b_spline_basis(x: Tensor, grid: Tensor, spline_order: int, mode: str = "fast") -> Tensor:
     r"""All B-splines of order ``k = spline_order`` on per-input knots, evaluated at once.
 
     Cox–de Boor recursion, vectorized over inputs, knots and leading dims (the only loop is over
@@ -162,11 +188,18 @@ def b_spline_basis(x: Tensor, grid: Tensor, spline_order: int) -> Tensor:
         B_{j,0}(x) = 1[t_j <= x < t_{j+1}]
         B_{j,p}(x) = (x - t_j)/(t_{j+p} - t_j) B_{j,p-1}(x) + (t_{j+p+1} - x)/(t_{j+p+1} - t_{j+1}) B_{j+1,p-1}(x)
 
-    (a ratio with a zero knot gap counts as 0). Shapes: ``x (..., in)``, ``grid (in, G + 2k + 1)``
-    (nondecreasing rows) -> ``(..., in, G + k)``. On ``[t_k, t_{G+k}]`` the basis sums to one
-    (partition of unity); outside ``[t_0, t_{G+2k})`` every ``B_m`` is zero. Differentiable in
-    ``x`` (any order), not in ``grid``.
+    (a ratio with a zero knot gap counts as 0; for ``k = 0`` the last interval is closed,
+    ``B_{G-1,0}(t_G) = 1``). Shapes: ``x (..., in)``, ``grid (in, G + 2k + 1)`` (nondecreasing
+    rows) -> ``(..., in, G + k)``. On the closed interval ``[t_k, t_{G+k}] = [lo, hi]`` the basis
+    sums to one (partition of unity); outside ``[t_0, t_{G+2k})`` (``[t_0, t_G]`` for k = 0)
+    every ``B_m`` is zero. Differentiable in ``x`` (any order), not in ``grid``.
+
+    ``mode="fast"`` (default): no autograd tape, derivatives by the B-spline derivative formula
+    (``_BSplineBasis``); ``mode="reference"``: ``b_spline_basis_reference``.
     """
+    _check_mode("b_spline_basis", mode)
+    if mode == "reference":
+        return b_spline_basis_reference(x, grid, spline_order)
     return _BSplineBasis.apply(x, grid, int(spline_order))[0]
 
 
@@ -184,7 +217,7 @@ def _check_grid_options(name: str, grid_size: int, spline_order: int, grid_range
         raise ConfigError(f"{name}: grid_range must be finite with lo < hi, e.g. (-2.0, 2.0); got {grid_range!r}")
 
 
-class KANLayer(nn.Module):
+class KANLayer(WideBuffers):
     r"""One B-spline KAN layer ``Φ: R^in -> R^out`` (Liu et al. 2024, arXiv:2404.19756, Sec. 2.2).
 
     Equation (output j, sum over the edges i -> j)::
@@ -198,7 +231,13 @@ class KANLayer(nn.Module):
 
     Parameters: ``base_weight`` (w_b, ``(out, in)``), ``spline_scale`` (w_s, ``(out, in)``),
     ``spline_coef`` (c, ``(out, in, G+k)``), optional ``bias`` ``(out,)``; buffer ``grid``
-    ``(in, G+2k+1)``. Count: ``out in (G + k + 2)`` (+ ``out`` with bias).
+    ``(in, G+2k+1)``, float32 or wider, also after ``module.to(torch.bfloat16)`` (rounded to
+    bfloat16's 8 significant bits the knots would move by up to 0.2%). Count:
+    ``out in (G + k + 2)`` (+ ``out`` with bias).
+
+    Forms (``forward(x, mode=...)``): ``"fast"`` (default) as above; ``"reference"`` evaluates
+    ``b_spline_basis_reference`` and sums ``φ_ij(x_i)`` over the edges as written (tested equal,
+    outputs and gradients).
 
     Initialization (paper Sec. 2.2): ``w_s = 1``, ``c ~ N(0, 0.1^2)`` so that spline(x) ≈ 0,
     ``w_b`` Xavier (Glorot uniform, ``U(±sqrt(6 / (in + out)))``); bias zero.
@@ -207,6 +246,8 @@ class KANLayer(nn.Module):
     linear-like for large inputs. ``update_grid`` moves the knots to the data's quantiles and
     refits ``c`` by least squares (the paper's grid update and grid extension).
     """
+
+    wide_buffers = ("grid",)
 
     def __init__(
         self,
@@ -233,7 +274,7 @@ class KANLayer(nn.Module):
         self.spline_scale = nn.Parameter(torch.empty(out_features, in_features, **factory))
         self.spline_coef = nn.Parameter(torch.empty(out_features, in_features, n_basis, **factory))
         self.bias = nn.Parameter(torch.empty(out_features, **factory)) if bias else None
-        grid_dtype = _compute_dtype(_factory_dtype(dtype))
+        grid_dtype = wide_dtype(_factory_dtype(dtype))
         self.register_buffer("grid", uniform_grid(in_features, self.grid_size, self.spline_order, self.grid_range,
                                                   device=device, dtype=grid_dtype))
         self.reset_parameters()
@@ -246,10 +287,10 @@ class KANLayer(nn.Module):
         if self.bias is not None:
             nn.init.zeros_(self.bias)
 
-    def basis(self, x: Tensor) -> Tensor:
+    def basis(self, x: Tensor, mode: str = "fast") -> Tensor:
         """B-spline features ``(..., in) -> (..., in, G + k)`` on this layer's knots, in float32 or wider."""
-        cdt = _compute_dtype(x.dtype)
-        return b_spline_basis(x.to(cdt), self.grid.to(cdt), self.spline_order)
+        cdt = wide_dtype(x.dtype)
+        return b_spline_basis(x.to(cdt), self.grid.to(cdt), self.spline_order, mode)
 
     def fused_weight(self) -> Tensor:
         """``[w_b | w_s ⊙ c]`` as one matrix ``(out, in (G + k + 1))``, matching ``features``."""
@@ -258,16 +299,30 @@ class KANLayer(nn.Module):
 
     def features(self, x: Tensor) -> Tensor:
         """``[silu(x_i), B_0(x_i), ..., B_{G+k-1}(x_i)]`` for each i, flattened: ``(..., in (G + k + 1))``."""
-        cdt = _compute_dtype(x.dtype)
+        cdt = wide_dtype(x.dtype)
         xc = x.to(cdt)
         basis = b_spline_basis(xc, self.grid.to(cdt), self.spline_order)
         return torch.cat([F.silu(xc).unsqueeze(-1), basis], dim=-1).flatten(-2)
 
-    def forward(self, x: Tensor) -> Tensor:
-        if x.dim() < 1 or x.shape[-1] != self.in_features:
-            raise ShapeError(f"KANLayer expects input of shape (..., {self.in_features}); got {tuple(x.shape)}")
+    def forward(self, x: Tensor, mode: str = "fast") -> Tensor:
+        check_last_dim(self, x, self.in_features, "in_features")
+        _check_mode("KANLayer", mode)
+        if mode == "reference":
+            return self._reference(x)
         weight = self.fused_weight()
         y = F.linear(self.features(x).to(weight.dtype), weight, self.bias)
+        return y.to(x.dtype)
+
+    def _reference(self, x: Tensor) -> Tensor:
+        """``y_j = Σ_i [w_b silu(x_i) + w_s Σ_m c_m B_m(x_i)] + bias_j``, edge by edge, in float32 or wider."""
+        cdt = wide_dtype(x.dtype)
+        xc = x.to(cdt)
+        basis = self.basis(xc, mode="reference")  # (..., in, G+k)
+        spline = torch.einsum("...im,oim->...oi", basis, self.spline_coef.to(cdt))  # Σ_m c_m B_m(x_i)
+        phi = self.base_weight.to(cdt) * F.silu(xc).unsqueeze(-2) + self.spline_scale.to(cdt) * spline
+        y = phi.sum(-1)  # (..., out): Σ_i φ_ij(x_i)
+        if self.bias is not None:
+            y = y + self.bias.to(cdt)
         return y.to(x.dtype)
 
     @torch.no_grad()
@@ -394,7 +449,8 @@ class KAN(nn.Module):
     Cost: the basis is evaluated without an autograd tape and differentiated by the B-spline
     derivative formula (``_BSplineBasis``); forward + backward at D = 64, batch 256, one CPU
     thread: ~3.6-4.1x the time of an MLP with the same parameter count (8x when differentiating
-    through the recursion).
+    through the recursion). ``forward(x, mode="reference")`` is the plain form: autograd
+    through the Cox–de Boor recursion and the per-edge sum (tested equal to the fast form).
 
     Options: ``hidden``, ``grid_size`` (G), ``spline_order`` (k), ``grid_range``, ``bias``
     (a learnable bias on each layer's outputs), ``dropout`` (on the block's output), ``device``,
@@ -437,324 +493,18 @@ class KAN(nn.Module):
         self.layer1.reset_parameters()
         self.layer2.reset_parameters()
 
-    def forward(self, x: Tensor) -> Tensor:
-        _check_input(self, x)
-        return self.dropout(self.layer2(self.layer1(x)))
+    def forward(self, x: Tensor, mode: str = "fast") -> Tensor:
+        check_last_dim(self, x)
+        return self.dropout(self.layer2(self.layer1(x, mode), mode))
 
     @torch.no_grad()
     def update_grid(self, x: Tensor, grid_size: int | None = None, grid_eps: float = 0.02) -> None:
         """Update both layers' grids from samples ``x (..., D)``: the first on ``x``, the second
         on the first's (updated) outputs. See ``KANLayer.update_grid``."""
-        _check_input(self, x)
+        check_last_dim(self, x)
         samples = x.reshape(-1, self.d_model)
         self.layer1.update_grid(samples, grid_size=grid_size, grid_eps=grid_eps)
         self.layer2.update_grid(self.layer1(samples), grid_size=grid_size, grid_eps=grid_eps)
-
-    def extra_repr(self) -> str:
-        return f"d_model={self.d_model}, hidden={self.hidden}"
-
-
-# --------------------------------------------------------------------------------------------
-# Group-rational KAN (KAT)
-# --------------------------------------------------------------------------------------------
-
-FIT_RANGE = (-6.0, 6.0)  # KAT fits on [-3, 3]; see fitted_rational for why wider
-IDENTITY_EPS = 0.01
-_TARGETS = {
-    "gelu": lambda x: F.gelu(x),  # exact (erf) GELU, as the "mlp" block
-    "swish": F.silu,
-}
-INITS = ("identity", *_TARGETS)
-
-
-def _rational_and_jacobian(x: Tensor, a: Tensor, b: Tensor) -> tuple[Tensor, Tensor]:
-    """``F = P / (1 + |Q|)`` at ``x (N,)`` and its Jacobian ``(N, m+1+n)`` in ``(a, b)``."""
-    powers = x.unsqueeze(-1) ** torch.arange(max(a.numel(), b.numel() + 1), dtype=x.dtype)
-    p = powers[:, : a.numel()] @ a
-    q = powers[:, 1 : b.numel() + 1] @ b
-    den = 1.0 + q.abs()
-    d_a = powers[:, : a.numel()] / den[:, None]
-    d_b = -(p * torch.sign(q) / den**2)[:, None] * powers[:, 1 : b.numel() + 1]
-    return p / den, torch.cat([d_a, d_b], dim=1)
-
-
-@functools.lru_cache(maxsize=None)
-def fitted_rational(target: str, m: int = 5, n: int = 4) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    r"""Coefficients ``(a_0..a_m), (b_1..b_n)`` of ``F(x) = P(x) / (1 + |Q(x)|)`` that match
-    ``target`` on ``FIT_RANGE = [-6, 6]``. Deterministic, computed once per process.
-
-    KAT fits on [-3, 3]; a GELU fitted there (ours as well as the paper's coefficients) turns
-    over just outside it (F(10) ≈ -6 here), which hidden pre-activations reach in training.
-    Fitted on [-6, 6], the max error on [-3, 3] is 3.7e-3 (GELU) and 7e-5 (Swish), and the
-    tails stay tame (|F(x)| <= 1.01 |x| for 3 <= |x| <= 100; F ~ const * x as |x| -> inf is forced by
-    deg P = deg Q + 1).
-
-    - ``"identity"``: exact, ``F(x) = x(1 + ε x^e) / (1 + ε x^e) = x`` with ``e`` the largest even
-      power in ``[2, min(n, m - 1)]`` and ``ε = 0.01``: ``Q = ε x^e >= 0`` keeps ``sign(Q) = 1``, so
-      the gradient reaches every ``b`` (with ``b = 0`` it would be ``sign(0) = 0`` forever).
-    - ``"gelu"`` (exact erf form) and ``"swish"`` (SiLU): least squares on 2001 equispaced points of
-      ``[-6, 6]``: first the linearized problem ``P(x) - f(x) Q(x) ≈ f(x)`` (linear in a, b), then
-      Levenberg–Marquardt on the true residual ``P / (1 + |Q|) - f`` in float64.
-    """
-    if target not in INITS:
-        raise ConfigError(f"unknown rational init {target!r}; valid: {', '.join(INITS)}")
-    a = np.zeros(m + 1)
-    b = np.zeros(n)
-    if target == "identity":
-        a[1] = 1.0
-        even = [e for e in range(2, min(n, m - 1) + 1) if e % 2 == 0]
-        if even:
-            e = even[-1]
-            a[e + 1], b[e - 1] = IDENTITY_EPS, IDENTITY_EPS
-        return tuple(a.tolist()), tuple(b.tolist())
-
-    x = torch.linspace(*FIT_RANGE, 2001, dtype=torch.float64)
-    f = _TARGETS[target](x)
-    powers = x.unsqueeze(-1) ** torch.arange(max(m, n) + 1, dtype=torch.float64)
-    lin = torch.cat([powers[:, : m + 1], -f[:, None] * powers[:, 1 : n + 1]], dim=1)
-    theta = torch.linalg.lstsq(lin, f.unsqueeze(-1), driver="gelsd").solution.squeeze(-1)
-
-    def loss(th: Tensor) -> Tensor:
-        val, _ = _rational_and_jacobian(x, th[: m + 1], th[m + 1 :])
-        return ((val - f) ** 2).sum()
-
-    lam, best = 1e-3, loss(theta)
-    for _ in range(200):
-        val, jac = _rational_and_jacobian(x, theta[: m + 1], theta[m + 1 :])
-        grad = jac.T @ (val - f)
-        jtj = jac.T @ jac
-        while lam < 1e12:
-            step = torch.linalg.solve(jtj + lam * torch.diag(jtj.diagonal().clamp_min(1e-12)), -grad)
-            trial = loss(theta + step)
-            if trial < best:
-                theta, best, lam = theta + step, trial, max(lam / 3.0, 1e-12)
-                break
-            lam *= 4.0
-        else:
-            break
-    return tuple(theta[: m + 1].tolist()), tuple(theta[m + 1 :].tolist())
-
-
-def rational_second_moment(a: Sequence[float], b: Sequence[float], n_points: int = 80) -> float:
-    """``E[F(x)^2]`` for ``x ~ N(0, 1)`` by Gauss–Hermite quadrature (float64)."""
-    nodes, weights = np.polynomial.hermite_e.hermegauss(n_points)
-    p = np.polynomial.polynomial.polyval(nodes, np.asarray(a, dtype=np.float64))
-    q = np.polynomial.polynomial.polyval(nodes, np.concatenate([[0.0], np.asarray(b, dtype=np.float64)]))
-    values = p / (1.0 + np.abs(q))
-    return float((weights * values**2).sum() / math.sqrt(2.0 * math.pi))
-
-
-def group_rational(x: Tensor, numerator: Tensor, denominator: Tensor) -> Tensor:
-    r"""``F_g(x_c) = P_g(x_c) / (1 + |Q_g(x_c)|)`` with the coefficients of channel c's group.
-
-    ``P_g(x) = a_0 + a_1 x + ... + a_m x^m``, ``Q_g(x) = b_1 x + ... + b_n x^n`` (Horner), the C
-    channels split into ``g`` contiguous groups of ``C / g``. Shapes: ``x (..., C)``,
-    ``numerator (g, m+1)``, ``denominator (g, n)`` -> ``(..., C)``; evaluated in float32 or wider.
-    """
-    g, c = numerator.shape[0], x.shape[-1]
-    cdt = _compute_dtype(x.dtype)
-    xg = x.to(cdt).unflatten(-1, (g, c // g))
-    a, b = numerator.to(cdt), denominator.to(cdt)
-    p = a[:, -1:] * torch.ones_like(xg)
-    for k in range(a.shape[1] - 2, -1, -1):
-        p = p * xg + a[:, k : k + 1]
-    q = b[:, -1:] * torch.ones_like(xg)
-    for k in range(b.shape[1] - 2, -1, -1):
-        q = q * xg + b[:, k : k + 1]
-    return (p / (1.0 + (q * xg).abs())).flatten(-2)
-
-
-def _check_rational_options(name: str, groups: int, m: int, n: int) -> None:
-    if int(groups) != groups or groups < 1:
-        raise ConfigError(f"{name}: groups must be an integer >= 1, got {groups!r}")
-    if int(m) != m or m < 1 or int(n) != n or n < 1:
-        raise ConfigError(f"{name}: the degrees must be integers m >= 1 (numerator) and n >= 1 (denominator); "
-                          f"got m={m!r}, n={n!r} (KAT uses m=5, n=4)")
-
-
-class GroupRational(nn.Module):
-    r"""Group-wise rational activation of KAT: channel c goes through ``F_{g(c)}``.
-
-    ``F_g(x) = (a_{g,0} + ... + a_{g,m} x^m) / (1 + |b_{g,1} x + ... + b_{g,n} x^n|)``, the
-    "safe" Padé form of the paper (the absolute value of the whole polynomial keeps the
-    denominator >= 1: no poles). Channels are split into ``groups`` contiguous groups of
-    ``channels / groups`` that share one coefficient set.
-
-    Parameters: ``numerator (groups, m+1)``, ``denominator (groups, n)``, every group initialized
-    to ``fitted_rational(init, m, n)``. Shape ``(..., channels) -> (..., channels)``.
-    """
-
-    def __init__(
-        self,
-        channels: int,
-        *,
-        groups: int = 8,
-        m: int = 5,
-        n: int = 4,
-        init: str = "identity",
-        device: torch.device | str | None = None,
-        dtype: torch.dtype | None = None,
-    ) -> None:
-        super().__init__()
-        _check_rational_options("GroupRational", groups, m, n)
-        if channels % groups:
-            raise ConfigError(f"GroupRational: channels ({channels}) must be a multiple of groups ({groups})")
-        if init not in INITS:
-            raise ConfigError(f"GroupRational: unknown init {init!r}; valid: {', '.join(INITS)}")
-        factory = {"device": device, "dtype": dtype}
-        self.channels, self.groups, self.m, self.n, self.init = int(channels), int(groups), int(m), int(n), init
-        self.numerator = nn.Parameter(torch.empty(groups, m + 1, **factory))
-        self.denominator = nn.Parameter(torch.empty(groups, n, **factory))
-        self.reset_parameters()
-
-    def reset_parameters(self) -> None:
-        a, b = fitted_rational(self.init, self.m, self.n)
-        with torch.no_grad():
-            self.numerator.copy_(torch.tensor(a, dtype=torch.float64).expand(self.groups, -1))
-            self.denominator.copy_(torch.tensor(b, dtype=torch.float64).expand(self.groups, -1))
-
-    def forward(self, x: Tensor) -> Tensor:
-        if x.dim() < 1 or x.shape[-1] != self.channels:
-            raise ShapeError(f"GroupRational expects input of shape (..., {self.channels}); got {tuple(x.shape)}")
-        return group_rational(x, self.numerator, self.denominator).to(x.dtype)
-
-    def extra_repr(self) -> str:
-        return f"channels={self.channels}, groups={self.groups}, m={self.m}, n={self.n}, init={self.init!r}"
-
-
-class GRKANLayer(nn.Module):
-    r"""One group-rational KAN layer (KAT, arXiv:2409.10594): ``GR-KAN(x) = W F(x) + bias``.
-
-    Per edge ``φ_ij(x_i) = w_ij F_{g(i)}(x_i)``: the rational ``F`` of input i's group, then a
-    linear map ``W (out, in)``. Shape ``(..., in) -> (..., out)``.
-
-    Variance-preserving initialization (KAT, Sec. "variance-preserving initialization"): ``F``
-    is fitted to ``init``; then ``w ~ N(0, σ^2)`` with ``σ^2 = 1 / (in E[F(x)^2])`` for
-    ``x ~ N(0, 1)`` (so ``Var[y] = in σ^2 E[F(x)^2] = Var[x] = 1``); bias zero. For the identity
-    ``σ^2 = 1 / in`` (LeCun); for GELU ``E[F^2] ≈ 0.425``.
-    """
-
-    def __init__(
-        self,
-        in_features: int,
-        out_features: int,
-        *,
-        groups: int = 8,
-        m: int = 5,
-        n: int = 4,
-        init: str = "identity",
-        bias: bool = True,
-        device: torch.device | str | None = None,
-        dtype: torch.dtype | None = None,
-    ) -> None:
-        super().__init__()
-        factory = {"device": device, "dtype": dtype}
-        self.rational = GroupRational(in_features, groups=groups, m=m, n=n, init=init, **factory)
-        self.linear = nn.Linear(in_features, out_features, bias=bias, **factory)
-        self.reset_parameters()
-
-    def reset_parameters(self) -> None:
-        self.rational.reset_parameters()
-        a, b = fitted_rational(self.rational.init, self.rational.m, self.rational.n)
-        std = 1.0 / math.sqrt(self.linear.in_features * rational_second_moment(a, b))
-        nn.init.normal_(self.linear.weight, std=std)
-        if self.linear.bias is not None:
-            nn.init.zeros_(self.linear.bias)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.linear(self.rational(x))
-
-
-@register("channel", "grkan", paper=KAT_PAPER)
-class GRKAN(nn.Module):
-    r"""Group-rational KAN in place of the MLP: two GR-KAN layers ``d_model -> hidden -> d_model``.
-
-    Paper: Yang & Wang, "Kolmogorov-Arnold Transformer", 2024, arXiv:2409.10594 (KAT).
-
-    Equation (the KAT block's channel mixer)::
-
-        GRKAN(x) = W_2 F_2(W_1 F_1(x) + b_1) + b_2,
-        F(x) = (a_0 + a_1 x + ... + a_m x^m) / (1 + |b_1 x + ... + b_n x^n|)
-
-    with ``m = 5``, ``n = 4`` and each ``F`` shared within ``groups`` contiguous channel groups
-    (``F_1`` over the D input channels, ``F_2`` over the hidden ones).
-
-    Shape: ``(..., D) -> (..., D)``; D and hidden must be multiples of ``groups``
-    (``width_multiple``).
-
-    Initialization: ``F_1`` = identity and ``F_2`` = ``activation`` (GELU by default, the ViT
-    MLP's, so that at init the block is close to an MLP ``W_2 GELU(W_1 x)`` (0.4% apart); KAT also trains a Swish
-    variant: ``activation="swish"``), fitted at construction (``fitted_rational``); linear
-    weights ``N(0, 1 / (fan_in E[F(x)^2]))`` for ``x ~ N(0, 1)``, biases zero, so a unit-variance
-    input keeps unit variance through each layer. (The authors' code documents
-    ``act_init=["identity", "gelu"]`` for this block; their ImageNet scripts train the Swish
-    variant.)
-
-    Width: ``hidden = expansion * D`` (default 4, as the MLP) rounded up to a multiple of
-    ``groups``, unless ``hidden`` is given: the parameter count is the MLP's plus
-    ``2 groups (m + n + 1)`` rational coefficients.
-
-    Cost: forward + backward at D = 64, batch 256, one CPU thread: ~3.7-3.9x the MLP's time (no
-    CUDA kernel here: Horner's rule in PyTorch ops, differentiated by autograd).
-
-    Options: ``groups`` (g, 8), ``hidden``, ``expansion``, ``m``, ``n``, ``activation``
-    (``"gelu"`` or ``"swish"``), ``bias``, ``dropout`` (on the output), ``device``, ``dtype``.
-
-    Differences from the paper: KAT's identity init has ``b = 0``, whose gradient through
-    ``|Q|`` is ``sign(0) = 0`` in PyTorch autograd; here the identity is the exact
-    ``x(1 + 0.01 x^4) / (1 + 0.01 x^4)`` so the denominator trains. The coefficients are fitted
-    here (least squares + Levenberg–Marquardt on [-6, 6], wider than KAT's [-3, 3] so the
-    fitted GELU does not turn over just outside it), not copied; the CUDA kernel is replaced
-    by a vectorized Horner evaluation in float32 or wider.
-    """
-
-    def __init__(
-        self,
-        d_model: int,
-        *,
-        hidden: int | None = None,
-        expansion: float = 4.0,
-        groups: int = 8,
-        m: int = 5,
-        n: int = 4,
-        activation: str = "gelu",
-        bias: bool = True,
-        dropout: float = 0.0,
-        device: torch.device | str | None = None,
-        dtype: torch.dtype | None = None,
-    ) -> None:
-        super().__init__()
-        _check_rational_options("grkan", groups, m, n)
-        if activation not in _TARGETS:
-            raise ConfigError(f"grkan: activation must be one of {', '.join(_TARGETS)} "
-                              f"(the second rational's init), got {activation!r}")
-        if d_model % groups:
-            raise ConfigError(f"grkan: d_model ({d_model}) must be a multiple of groups ({groups}); "
-                              f"choose groups dividing d_model or d_model = {groups * max(1, round(d_model / groups))}")
-        if hidden is not None and (int(hidden) < 1 or hidden % groups):
-            raise ConfigError(f"grkan: hidden must be a positive multiple of groups ({groups}), got {hidden}")
-        if hidden is None and not expansion > 0:
-            raise ConfigError(f"grkan: expansion must be > 0, got {expansion}")
-        if not 0.0 <= dropout < 1.0:
-            raise ConfigError(f"grkan: dropout must be in [0, 1), got {dropout}")
-        self.d_model = int(d_model)
-        self.hidden = int(hidden) if hidden is not None else groups * math.ceil(max(1, round(expansion * d_model)) / groups)
-        opts = {"groups": groups, "m": m, "n": n, "bias": bias, "device": device, "dtype": dtype}
-        self.layer1 = GRKANLayer(self.d_model, self.hidden, init="identity", **opts)
-        self.layer2 = GRKANLayer(self.hidden, self.d_model, init=activation, **opts)
-        self.dropout = nn.Dropout(dropout)
-
-    @classmethod
-    def width_multiple(cls, *, groups: int = 8, **_: object) -> int:
-        return int(groups)
-
-    def reset_parameters(self) -> None:
-        self.layer1.reset_parameters()
-        self.layer2.reset_parameters()
-
-    def forward(self, x: Tensor) -> Tensor:
-        _check_input(self, x)
-        return self.dropout(self.layer2(self.layer1(x)))
 
     def extra_repr(self) -> str:
         return f"d_model={self.d_model}, hidden={self.hidden}"

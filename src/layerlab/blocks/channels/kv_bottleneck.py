@@ -8,7 +8,7 @@ from torch import Tensor, nn
 
 from ...errors import ConfigError
 from ...registry import Paper, register
-from .mlp import _check_input, _init_linear
+from .._common import WideBuffers, check_last_dim, init_linear, wide_dtype
 
 COMBINES = ("concat", "mean")
 VALUE_STD = 0.1  # initial value vectors: small, see the class docstring
@@ -20,8 +20,14 @@ def _positive_int(name: str, value: Any) -> int:
     return value
 
 
+def squared_distances_reference(z: Tensor, keys: Tensor) -> Tensor:
+    """``||z_c - e_{c,k}||^2`` as written, for ``z (..., C, d_key)`` and ``keys (C, K, d_key)``:
+    ``(..., C, K)``. The plain form of ``KVBottleneck._distances``."""
+    return (z.unsqueeze(-2) - keys).square().sum(-1)
+
+
 @register("channel", "kv_bottleneck", paper=Paper("Discrete Key-Value Bottleneck", 2023, "2207.11240"))
-class KVBottleneck(nn.Module):
+class KVBottleneck(WideBuffers):
     r"""Discrete key-value bottleneck as a channel mixer.
 
     Paper: Träuble et al., "Discrete Key-Value Bottleneck", ICML 2023, arXiv:2207.11240.
@@ -57,6 +63,9 @@ class KVBottleneck(nn.Module):
     encoder's output into the heads with fixed random projections, and a learned ``P`` would be
     pointless here: by the zero gradient above it would never move.
 
+    Buffers ``proj``, ``keys`` and ``key_counts`` are float32 or wider, also after
+    ``module.to(torch.bfloat16)`` (``WideBuffers``): distances and k-means updates need them.
+
     Keys (buffer ``keys``, C x K x d_key): i.i.d. N(0, 1), the distribution of ``z_c`` for an
     RMS-normalized input (``E z^2 = ||x||^2 / D = 1``). ``fit_keys(x)`` adapts them to data with
     the exponential-moving-average k-means update of VQ-VAE (van den Oord et al. 2017,
@@ -89,6 +98,8 @@ class KVBottleneck(nn.Module):
     ``fit_keys``, default 0.99), ``adapt_keys``, ``bias`` (decoder), ``dropout`` (on the output),
     ``generator``, ``device``, ``dtype``.
     """
+
+    wide_buffers = ("proj", "keys", "key_counts")
 
     @classmethod
     def width_multiple(cls, *, heads: int = 8, value_dim: int | None = None, combine: str = "concat",
@@ -132,7 +143,7 @@ class KVBottleneck(nn.Module):
         self.d_model, self.heads, self.n_keys, self.key_dim, self.value_dim = int(d_model), C, K, dk, dv
         self.combine, self.decay, self.adapt_keys = combine, float(decay), bool(adapt_keys)
         # statistics (projection, distances, key means) in float32 or wider
-        stat = torch.promote_types(dtype or torch.get_default_dtype(), torch.float32)
+        stat = wide_dtype(dtype or torch.get_default_dtype())
         gdev = generator.device if generator is not None else device
         proj = torch.randn(C * dk, d_model, generator=generator, device=gdev, dtype=stat) / d_model**0.5
         keys = torch.randn(C, K, dk, generator=generator, device=gdev, dtype=stat)
@@ -148,38 +159,36 @@ class KVBottleneck(nn.Module):
     def reset_parameters(self) -> None:
         """Re-draw the learned parts (values, decoder); projection and keys are left as they are."""
         nn.init.normal_(self.values, std=VALUE_STD)
-        _init_linear(self.decoder)
-
-    def _stat_dtype(self) -> torch.dtype:
-        # float32 or wider even after ``module.to(torch.bfloat16)`` cast the buffers
-        return torch.promote_types(self.proj.dtype, torch.float32)
+        init_linear(self.decoder)
 
     def head_inputs(self, x: Tensor) -> Tensor:
         """z = P x split into heads, shape (..., C, d_key), in float32 or wider."""
-        stat = self._stat_dtype()
+        stat = wide_dtype(self.proj.dtype)
         return (x.to(stat) @ self.proj.to(stat).T).unflatten(-1, (self.heads, self.key_dim))
 
     def _distances(self, z: Tensor) -> Tensor:
-        """Squared distances ||z_c - e_{c,k}||^2, shape (..., C, K)."""
+        """Squared distances ||z_c - e_{c,k}||^2, shape (..., C, K), expanded as
+        ``||z||^2 - 2 z.e + ||e||^2`` (one contraction, no (..., C, K, d_key) tensor); the plain
+        form is ``squared_distances_reference`` (tested equal)."""
         keys = self.keys.to(z.dtype)
         cross = torch.einsum("...cd,ckd->...ck", z, keys)
         return ((z * z).sum(-1, keepdim=True) - 2 * cross + (keys * keys).sum(-1)).clamp_min(0)
 
     def nearest_keys(self, x: Tensor) -> Tensor:
         """k_c(x): the index of the nearest key in each head, shape (..., C), int64."""
-        _check_input(self, x)
+        check_last_dim(self, x)
         return self._distances(self.head_inputs(x)).argmin(-1)
 
     def quantization_error(self, x: Tensor) -> Tensor:
         """Mean over positions and heads of min_k ||z_c - e_{c,k}||^2 (a 0-dim tensor)."""
-        _check_input(self, x)
+        check_last_dim(self, x)
         with torch.no_grad():
             return self._distances(self.head_inputs(x)).amin(-1).mean()
 
     @torch.no_grad()
     def fit_keys(self, x: Tensor, *, decay: float | None = None, steps: int = 1) -> None:
         """Move the keys toward the data ``x`` (..., D): ``steps`` EMA k-means updates (see class)."""
-        _check_input(self, x)
+        check_last_dim(self, x)
         gamma = self.decay if decay is None else float(decay)
         if not 0.0 <= gamma < 1.0:
             raise ConfigError(f"kv_bottleneck.fit_keys: decay must be in [0, 1), got {decay}")
@@ -199,7 +208,7 @@ class KVBottleneck(nn.Module):
             self.key_counts.copy_(counts)
 
     def forward(self, x: Tensor) -> Tensor:
-        _check_input(self, x)
+        check_last_dim(self, x)
         if self.adapt_keys and self.training:
             self.fit_keys(x)
         with torch.no_grad():

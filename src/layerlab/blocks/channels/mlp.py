@@ -8,21 +8,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ...errors import ConfigError
 from ...registry import Paper, build, register
-from .._common import check_last_dim
+from .._common import check_hidden_options, check_last_dim, init_linear
+from ..activations import lecun_normal_
 
-
-def _check_options(name: str, hidden: int | None, expansion: float, dropout: float) -> None:
-    if hidden is not None and int(hidden) < 1:
-        raise ConfigError(f"{name}: hidden must be >= 1 (or None to use expansion), got {hidden}")
-    if hidden is None and not expansion > 0:
-        raise ConfigError(f"{name}: expansion must be > 0, got {expansion}")
-    if not 0.0 <= dropout < 1.0:
-        raise ConfigError(f"{name}: dropout must be in [0, 1), got {dropout}")
-
-
-_check_input = check_last_dim
 
 def _build_activation(name: str, width: int, options: dict[str, Any], factory: dict[str, Any]) -> nn.Module:
     """A registered activation of width `width`; device/dtype passed where it takes them."""
@@ -31,14 +20,6 @@ def _build_activation(name: str, width: int, options: dict[str, Any], factory: d
     accepted = get("activation", name).options
     extra = {k: v for k, v in factory.items() if k in accepted and k not in options}
     return build("activation", name, width, **options, **extra)
-
-
-def _init_linear(linear: nn.Linear) -> None:
-    """Fan-in scaled: weights and biases ~ U(-1/sqrt(fan_in), 1/sqrt(fan_in)), variance 1/(3 fan_in)."""
-    bound = linear.in_features ** -0.5
-    nn.init.uniform_(linear.weight, -bound, bound)
-    if linear.bias is not None:
-        nn.init.uniform_(linear.bias, -bound, bound)
 
 
 @register("channel", "mlp", paper=Paper("Gaussian Error Linear Units (GELUs)", 2016, "1606.08415"))
@@ -83,7 +64,7 @@ class MLP(nn.Module):
         dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__()
-        _check_options("mlp", hidden, expansion, dropout)
+        check_hidden_options("mlp", hidden, expansion, dropout)
         factory = {"device": device, "dtype": dtype}
         self.d_model = int(d_model)
         self.hidden = int(hidden) if hidden is not None else max(1, round(expansion * d_model))
@@ -96,18 +77,16 @@ class MLP(nn.Module):
 
     def reset_parameters(self) -> None:
         if self.activation == "selu":  # self-normalizing nets assume Var w = 1/fan_in, zero bias
-            from ..activations import lecun_normal_
-
             for linear in (self.fc1, self.fc2):
                 lecun_normal_(linear.weight)
                 if linear.bias is not None:
                     nn.init.zeros_(linear.bias)
             return
-        _init_linear(self.fc1)
-        _init_linear(self.fc2)
+        init_linear(self.fc1)
+        init_linear(self.fc2)
 
     def forward(self, x: Tensor) -> Tensor:
-        _check_input(self, x)
+        check_last_dim(self, x)
         return self.dropout(self.fc2(self.act(self.fc1(x))))
 
     def extra_repr(self) -> str:
@@ -159,7 +138,7 @@ class SwiGLU(nn.Module):
         dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__()
-        _check_options("swiglu", hidden, expansion, dropout)
+        check_hidden_options("swiglu", hidden, expansion, dropout)
         factory = {"device": device, "dtype": dtype}
         self.d_model = int(d_model)
         self.hidden = int(hidden) if hidden is not None else swiglu_hidden(d_model, expansion)
@@ -171,10 +150,10 @@ class SwiGLU(nn.Module):
 
     def reset_parameters(self) -> None:
         for linear in (self.w, self.v, self.w2):
-            _init_linear(linear)
+            init_linear(linear)
 
     def forward(self, x: Tensor) -> Tensor:
-        _check_input(self, x)
+        check_last_dim(self, x)
         return self.dropout(self.w2(F.silu(self.w(x)) * self.v(x)))
 
     def extra_repr(self) -> str:

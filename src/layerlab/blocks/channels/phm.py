@@ -9,9 +9,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ...errors import ConfigError, ShapeError
+from ...errors import ConfigError
 from ...registry import Paper, register
-from .mlp import _check_input, _check_options
+from .._common import check_hidden_options, check_last_dim, wide_dtype
 
 PHM_MODES = ("auto", "factored", "kron")
 
@@ -98,7 +98,7 @@ class PHMLinear(nn.Module):
         bound = self.in_features ** -0.5
         with torch.no_grad():
             a = torch.randn(self.n, self.n, self.n, device=self.A.device,
-                            dtype=torch.promote_types(self.A.dtype, torch.float32))
+                            dtype=wide_dtype(self.A.dtype))
             self.A.copy_(a / a.norm(dim=0, keepdim=True))  # (A_1[p,q], ..., A_n[p,q]) on the unit sphere
             nn.init.uniform_(self.S, -bound, bound)
             if self.bias is not None:
@@ -123,10 +123,7 @@ class PHMLinear(nn.Module):
         return y + self.bias if self.bias is not None else y
 
     def forward(self, x: Tensor, mode: str = "auto") -> Tensor:
-        if x.dim() < 1 or x.shape[-1] != self.in_features:
-            raise ShapeError(
-                f"PHMLinear expects input of shape (..., {self.in_features}); got {tuple(x.shape)}"
-            )
+        check_last_dim(self, x, self.in_features, "in_features")
         if mode not in PHM_MODES:
             raise ConfigError(f"PHMLinear: mode must be one of {PHM_MODES}, got {mode!r}")
         if mode == "auto":
@@ -198,7 +195,7 @@ class PHMMLP(nn.Module):
     ) -> None:
         super().__init__()
         n = _check_n(n)
-        _check_options("phm", hidden, expansion, dropout)
+        check_hidden_options("phm", hidden, expansion, dropout)
         if d_model % n:
             raise ConfigError(
                 f"phm: d_model = {d_model} is not divisible by n = {n}; choose d_model a multiple of n "
@@ -219,7 +216,7 @@ class PHMMLP(nn.Module):
         self.fc2.reset_parameters()
 
     def forward(self, x: Tensor, mode: str = "auto") -> Tensor:
-        _check_input(self, x)
+        check_last_dim(self, x)
         return self.dropout(self.fc2(F.gelu(self.fc1(x, mode)), mode))
 
     def extra_repr(self) -> str:

@@ -8,16 +8,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ...errors import ConfigError, ShapeError
+from ...errors import ConfigError
 from ...registry import Paper, register
-from .mlp import _check_input, _check_options, _init_linear
+from .._common import WideBuffers, check_hidden_options, check_last_dim, init_linear, wide_dtype
 
 PAPER = Paper("Scalable Neural Network Kernels", 2023, "2310.13225")
 ACTIVATIONS = ("exp", "sin", "cos", "arccos")
-
-
-def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
-    return torch.promote_types(dtype, torch.float32)
 
 
 def phi(x: Tensor, omega: Tensor, activation: str) -> Tensor:
@@ -89,7 +85,7 @@ def draw_omega(m: int, d: int, generator: torch.Generator | None = None) -> Tens
     return torch.randn(m, d, generator=generator, device=device, dtype=torch.float32)
 
 
-class SNNKLinear(nn.Module):
+class SNNKLinear(WideBuffers):
     r"""Scalable neural network kernel layer: the feed-forward layer ``f(W x + b)`` replaced by
     the random-feature product ``phi(x)^T psi(W, b)``, whose expectation over the random
     projections is ``f(W x + b)``.
@@ -138,6 +134,8 @@ class SNNKLinear(nn.Module):
     Statistics in float32 or wider; the output has the input dtype.
     """
 
+    dtype_buffers = ("omega",)  # follows the module's dtype, as documented above
+
     def __init__(
         self,
         in_features: int,
@@ -179,12 +177,12 @@ class SNNKLinear(nn.Module):
 
     def phi(self, x: Tensor) -> Tensor:
         """``phi(x)``, (..., in_features) -> (..., m'), in float32 or wider."""
-        ct = _compute_dtype(x.dtype)
+        ct = wide_dtype(x.dtype)
         return phi(x.to(ct), self.omega.to(ct), self.activation)
 
     def psi(self, dtype: torch.dtype | None = None) -> Tensor:
         """``psi(w_i, b_i)`` of every output unit, (out_features, m'), in float32 or wider."""
-        ct = _compute_dtype(dtype or self.weight.dtype)
+        ct = wide_dtype(dtype or self.weight.dtype)
         b = None if self.bias is None else self.bias.to(ct)
         return psi(self.weight.to(ct), b, self.omega.to(ct), self.activation)
 
@@ -195,11 +193,7 @@ class SNNKLinear(nn.Module):
         return self.bias.to(dtype)
 
     def forward(self, x: Tensor) -> Tensor:
-        if x.dim() < 1 or x.shape[-1] != self.in_features:
-            raise ShapeError(
-                f"SNNKLinear expects input of shape (..., in_features) with in_features = "
-                f"{self.in_features}; got {tuple(x.shape)}"
-            )
+        check_last_dim(self, x, self.in_features, "in_features")
         features = self.phi(x)
         y = features @ self.psi(features.dtype).T
         b = self.post_bias(y.dtype)
@@ -282,7 +276,7 @@ class SNNKMLP(nn.Module):
         dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__()
-        _check_options("snnk", hidden, expansion, dropout)
+        check_hidden_options("snnk", hidden, expansion, dropout)
         _check_activation(activation)
         if n_random_features is not None and (
             isinstance(n_random_features, bool) or not isinstance(n_random_features, int) or n_random_features < 1
@@ -305,11 +299,11 @@ class SNNKMLP(nn.Module):
 
     def reset_parameters(self) -> None:
         self.fc1.reset_parameters()
-        _init_linear(self.fc2)
+        init_linear(self.fc2)
 
     def normalize(self, x: Tensor) -> Tensor:
         """``r x / |x|`` in float32 or wider."""
-        x = x.to(_compute_dtype(x.dtype))
+        x = x.to(wide_dtype(x.dtype))
         return self.radius * x / x.norm(dim=-1, keepdim=True).clamp_min(1e-12)
 
     def hidden_layer(self, x: Tensor) -> Tensor:
@@ -322,7 +316,7 @@ class SNNKMLP(nn.Module):
     def forward(self, x: Tensor, *, bundled: bool | None = None) -> Tensor:
         """``bundled``: True multiplies ``phi`` by the precomputed ``W_2 psi^T`` (D, m'), False
         goes through the hidden layer; None (default) picks the cheaper for the row count."""
-        _check_input(self, x)
+        check_last_dim(self, x)
         features = self.fc1.phi(self.normalize(x))  # (..., m')
         ct = features.dtype
         psi_ = self.fc1.psi(ct)  # (hidden, m')

@@ -8,9 +8,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ...errors import ConfigError, ShapeError
+from ...errors import ConfigError
 from ...registry import Paper, register
-from .mlp import _check_input, _check_options, _init_linear
+from .._common import check_hidden_options, check_last_dim, init_linear, wide_dtype
 
 PAPER = Paper(
     "Tversky Neural Networks: Psychologically Plausible Deep Learning with Differentiable Tversky Similarity",
@@ -96,14 +96,52 @@ def tversky_contrast(
     return theta * common - alpha * a_only - beta * b_only
 
 
+def tversky_contrast_reference(
+    u: Tensor,
+    v: Tensor,
+    *,
+    alpha: Tensor | float,
+    beta: Tensor | float,
+    theta: Tensor | float,
+    intersection: str = "product",
+    difference: str = "ignorematch",
+) -> Tensor:
+    r"""The plain form of ``tversky_contrast``: Eq. 3-5 feature by feature over the (N, P, K)
+    tensor of pairs, as written (the fast form turns the product, mean, gmean and ignorematch
+    terms into matrix products; tested equal, values and gradients)::
+
+        f(A ∩ B) = Σ_k Ψ(a.f_k, b.f_k) 1[f_k ∈ A, f_k ∈ B],      f_k ∈ A  <=>  a.f_k > 0
+        f(A - B) = Σ_k a.f_k 1[f_k ∈ A, f_k ∉ B]                          (ignorematch)
+                 = Σ_k (a.f_k - b.f_k) 1[f_k ∈ A, f_k ∈ B, a.f_k > b.f_k]  (substractmatch)
+    """
+    _check_choice("intersection", intersection, INTERSECTIONS)
+    _check_choice("difference", difference, DIFFERENCES)
+    a, b = u[:, None, :], v[None, :, :]  # a.f_k and b.f_k for every (n, p, k)
+    a_in, b_in = a > 0, b > 0
+    both = a_in & b_in
+    ap, bp = torch.where(both, a, 1.0), torch.where(both, b, 1.0)  # Ψ where it counts; finite elsewhere
+    psi = {
+        "product": lambda: ap * bp,
+        "min": lambda: torch.minimum(ap, bp),
+        "max": lambda: torch.maximum(ap, bp),
+        "mean": lambda: (ap + bp) / 2,
+        "gmean": lambda: torch.sqrt(ap * bp),
+        "softmin": lambda: -torch.logaddexp(-ap, -bp),
+    }[intersection]()
+    zero = torch.zeros((), dtype=u.dtype, device=u.device)
+    common = torch.where(both, psi, zero).sum(-1)
+    if difference == "ignorematch":
+        a_only = torch.where(a_in & ~b_in, a, zero).sum(-1)
+        b_only = torch.where(b_in & ~a_in, b, zero).sum(-1)
+    else:
+        a_only = torch.where(both & (a > b), a - b, zero).sum(-1)
+        b_only = torch.where(both & (b > a), b - a, zero).sum(-1)
+    return theta * common - alpha * a_only - beta * b_only
+
+
 def _check_choice(what: str, value: str, valid: tuple[str, ...]) -> None:
     if value not in valid:
         raise ConfigError(f"tversky: unknown {what} {value!r}; choose one of {', '.join(valid)}")
-
-
-def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
-    """Sums over the feature bank in float32 or wider."""
-    return torch.promote_types(dtype, torch.float32)
 
 
 class TverskyProjection(nn.Module):
@@ -208,12 +246,8 @@ class TverskyProjection(nn.Module):
         )
 
     def forward(self, x: Tensor) -> Tensor:
-        if x.dim() < 1 or x.shape[-1] != self.in_features:
-            raise ShapeError(
-                f"TverskyProjection expects input of shape (..., in_features) with in_features = "
-                f"{self.in_features}; got {tuple(x.shape)}"
-            )
-        ct = _compute_dtype(x.dtype)
+        check_last_dim(self, x, self.in_features, "in_features")
+        ct = wide_dtype(x.dtype)
         omega = self.features.to(ct)
         u = x.reshape(-1, self.in_features).to(ct) @ omega.T  # (N, K): a . f_k
         v = self.prototypes.to(ct) @ omega.T  # (P, K): π_i . f_k
@@ -303,7 +337,7 @@ class TverskyMLP(nn.Module):
         dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__()
-        _check_options("tversky", hidden, expansion, dropout)
+        check_hidden_options("tversky", hidden, expansion, dropout)
         if n_features is not None and (isinstance(n_features, bool) or not isinstance(n_features, int) or n_features < 1):
             raise ConfigError(f"tversky: n_features must be an integer >= 1 (or None for 6 * d_model), got {n_features!r}")
         factory = {"device": device, "dtype": dtype}
@@ -321,10 +355,10 @@ class TverskyMLP(nn.Module):
 
     def reset_parameters(self) -> None:
         self.proj.reset_parameters()
-        _init_linear(self.out)
+        init_linear(self.out)
 
     def forward(self, x: Tensor) -> Tensor:
-        _check_input(self, x)
+        check_last_dim(self, x)
         return self.dropout(self.out(self.proj(x) * self.scale))
 
     def extra_repr(self) -> str:
