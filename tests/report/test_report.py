@@ -194,3 +194,17 @@ def test_cli_writes_the_report(tmp_path, capsys):
     assert main(["report", "--store", str(store), "-o", str(out)]) == 0
     assert out.read_text().count('id="board-toy-digits"') == 1
     assert write_report(Store(store), out) == out
+
+
+def test_measurement_verdict_shows_its_own_columns():
+    from layerlab.report.verdicts import models_table
+
+    out = models_table({"measurement": {"mean": 0.01, "lo": 0.0, "hi": 0.02, "n": 3, "values": {"0": 0.0, "1": 0.01, "2": 0.02},
+                                        "higher_is_better": False, "measure": "selu-fixed-point", "options": {"width": 64},
+                                        "metric": "error", "mean variance": 1.0}})
+    header = out[out.index("<thead>"):out.index("</thead>")]
+    for col in ("mean", "95% CI", "per seed", "measure", "options", "mean variance"):
+        assert f">{col}</th>" in header, col
+    for col in ("task", "lr", "steps", "budget", "params", "metric", "higher_is_better"):
+        assert f">{col}</th>" not in header, col  # no model has it, or it is bookkeeping
+    assert "selu-fixed-point" in out and "0 0.01 0.02" in out

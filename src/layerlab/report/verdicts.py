@@ -95,23 +95,34 @@ def interval_strip(observed: Any, lo: Any, hi: Any, bound: Any, verdict: str, wi
 
 def models_table(models: Mapping[str, Any]) -> str:
     """The per-model numbers a rule read: test mean and 95% CI over seeds, each seed's value, the
-    learning rate chosen on validation, parameters, steps and budget."""
+    learning rate chosen on validation, parameters, steps and budget (a column that no model
+    has, e.g. steps for a measurement, is left out)."""
     extra: list[str] = []
     for m in models.values():
         extra += [k for k in m if k not in _MODEL_SHOWN + _MODEL_HIDDEN and k not in extra]
-    rows = []
-    for label, m in models.items():
-        seeds = m.get("values") or {}
-        notes = ", ".join(f"{m[k]} {k}" for k in ("diverged", "failed") if m.get(k))
-        rows.append([f"<b>{esc(label)}</b>", esc(m.get("task") or ""), _value(m.get("mean")), _interval(m.get("lo"), m.get("hi")),
-                     " ".join(_value(v) for v in seeds.values()) if isinstance(seeds, Mapping) else _value(seeds),
-                     f"{m['lr']:g}" if isinstance(m.get("lr"), (int, float)) else "—",
-                     _value(m.get("n_params")) if m.get("n_params") else "—", _value(m.get("steps")) if m.get("steps") else "—",
-                     _value(m.get("budget")) if m.get("budget") else "—",
-                     *(_value(m.get(k)) if k in m else "—" for k in extra), f'<span class="warn">{esc(notes)}</span>'])
-    header = ["model", "task", "mean", "95% CI", "per seed", "lr", "params", "steps", "budget", *(esc(k) for k in extra), ""]
-    numeric = [False, False, True, True, True, True, True, True, True, *([True] * len(extra)), False]
-    return table(header, rows, numeric=numeric, cls="details")
+
+    def seeds(m: Mapping[str, Any]) -> str:
+        v = m.get("values") or {}
+        return " ".join(_value(x) for x in v.values()) if isinstance(v, Mapping) else _value(v)
+
+    def notes(m: Mapping[str, Any]) -> str:
+        return f'<span class="warn">{esc(", ".join(f"{m[k]} {k}" for k in ("diverged", "failed") if m.get(k)))}</span>'
+
+    # (header, numeric, cell, shown when some model has it)
+    columns = [("task", False, lambda m: esc(m.get("task") or ""), "task"),
+               ("mean", True, lambda m: _value(m.get("mean")), None),
+               ("95% CI", True, lambda m: _interval(m.get("lo"), m.get("hi")), None),
+               ("per seed", True, seeds, "values"),
+               ("lr", True, lambda m: f"{m['lr']:g}" if isinstance(m.get("lr"), (int, float)) else "—", "lr"),
+               ("params", True, lambda m: _value(m.get("n_params")) if m.get("n_params") else "—", "n_params"),
+               ("steps", True, lambda m: _value(m.get("steps")) if m.get("steps") else "—", "steps"),
+               ("budget", True, lambda m: _value(m.get("budget")) if m.get("budget") else "—", "budget"),
+               *((esc(k), True, (lambda m, k=k: _value(m.get(k)) if k in m else "—"), k) for k in extra),
+               ("", False, notes, None)]
+    columns = [c for c in columns if c[3] is None or any(m.get(c[3]) not in (None, "", {}) for m in models.values())]
+    rows = [[f"<b>{esc(label)}</b>", *(cell(m) for _, _, cell, _ in columns)] for label, m in models.items()]
+    return table(["model", *(h for h, _, _, _ in columns)], rows, numeric=[False, *(n for _, n, _, _ in columns)],
+                 cls="details")
 
 
 def render_numbers(details: Mapping[str, Any]) -> str:
