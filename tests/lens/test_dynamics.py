@@ -169,9 +169,33 @@ def test_median_against_sorting_with_ties_and_float32():
         assert got.dtype == torch.float64 and float(got) == float(expected), (x, got, expected)
     x = torch.randn(300_000, generator=g)
     ordered = torch.sort(x).values
-    for k in (1, 2, 1000, 150_000, 299_999, 300_000):  # every rank, including where the band cannot hold it
+    for k in (1, 2, 1000, 150_000, 299_999, 300_000):  # the band at default sizes, and its ends
         assert float(dynamics._kth(x, k)) == float(ordered[k - 1])
         assert torch.equal(dynamics._kth(x, k, count=3), ordered[k - 1: k + 2])  # up to the end at the top
+
+
+@pytest.mark.parametrize("sample", [64, 1])
+def test_banded_selection_equals_kthvalue_at_every_rank(sample):
+    # the banded `_kth` against the plain `torch.kthvalue` form at every rank of a tensor with
+    # heavy ties and a run of equal values, the band forced on (band_above=0); a one-entry sample
+    # gives a band that almost never holds the rank, so the fallback is checked as well
+    g = torch.Generator().manual_seed(5)
+    x = torch.cat([torch.randint(0, 40, (1200,), generator=g).float() / 4, torch.full((300,), 2.5),
+                   torch.randn(500, generator=g)])[torch.randperm(2000, generator=g)]
+    for k in range(1, x.numel() + 1):
+        plain = dynamics._kth_plain(x, k, count=2)
+        fast = dynamics._kth(x, k, count=2, band_above=0, sample=sample)
+        assert torch.equal(fast, plain), (k, fast, plain)
+        assert torch.equal(dynamics._kth(x, k, band_above=0, sample=sample), plain[0])
+    assert torch.equal(dynamics._kth_plain(x, 1999, count=5), torch.sort(x).values[1998:])  # the top end
+
+
+def test_unravel_equals_torch_unravel_index():
+    for shape in [(7,), (3, 5), (2, 3, 4), (1, 6, 1, 5)]:
+        n = math.prod(shape)
+        for flat in range(n):
+            expected = tuple(int(i) for i in torch.unravel_index(torch.tensor(flat), shape))
+            assert dynamics._unravel(flat, shape) == expected
 
 
 def test_capture_with_a_kind_per_module_equals_separate_captures():
@@ -183,6 +207,24 @@ def test_capture_with_a_kind_per_module_equals_separate_captures():
         assert torch.equal(together[name], dynamics.capture(model, t, [name], kind=kind)[name])
     with pytest.raises(layerlab.errors.UnknownNameError):
         dynamics.capture(model, t, kind={"blocks.0": "outputs"})
+
+
+def test_packing_and_pattern_counting_equal_their_plain_forms():
+    # the bit-plane OR packing against the weighted sum, for bytes and 63-bit words, unit counts
+    # that are and are not whole words, bool input viewed as bytes; the byte-packed count against
+    # torch.unique on the unpacked rows
+    g = torch.Generator().manual_seed(2)
+    for U in (1, 7, 8, 16, 63, 64, 100, 130):
+        bits = torch.rand(50, U, generator=g) > 0.5
+        bits = torch.cat([bits, bits[:10]])  # repeated rows
+        for width, dtype in ((8, torch.uint8), (63, torch.int64)):
+            assert torch.equal(dynamics._pack(bits, width, dtype), dynamics._pack_plain(bits, width, dtype)), (U, width)
+        blocks = [bits[:, : U // 2], bits[:, U // 2:]] if U > 1 else [bits]
+        assert dynamics._count_patterns(blocks) == dynamics._count_patterns_plain(blocks) == \
+            len({tuple(r) for r in bits.tolist()})
+    few = torch.zeros(30, 12, dtype=torch.bool)
+    few[10:, 3] = True  # two patterns among 30 rows
+    assert dynamics._count_patterns([few[:, :5], few[:, 5:]]) == dynamics._count_patterns_plain([few]) == 2
 
 
 def test_activation_patterns_count_equals_the_distinct_int64_codes():
@@ -283,8 +325,92 @@ def test_attention_entropy_against_the_explicit_sum():
         assert ent.std() > 1e-3  # not uniform: the check above is not a degenerate case
     with pytest.raises(ConfigError, match="reduction"):
         dynamics.attention_entropy(model, t, reduce="sum")
-    with pytest.raises(ConfigError, match="CausalSelfAttention"):
+    with pytest.raises(ConfigError, match="attention_probabilities"):
         dynamics.attention_entropy(nn.Linear(2, 2), torch.zeros(1, 2))
+
+
+class UniformAttention(nn.Module):
+    """A stand-in attention module: no layerlab class, only the method the lens looks for
+    (uniform causal weights over h heads) and an identity forward."""
+
+    def __init__(self, heads: int = 2) -> None:
+        super().__init__()
+        self.heads = heads
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x
+
+    def attention_probabilities(self, x: torch.Tensor) -> torch.Tensor:
+        B, L, _ = x.shape
+        causal = torch.ones(L, L, dtype=x.dtype).tril()
+        return (causal / causal.sum(-1, keepdim=True)).expand(B, self.heads, L, L)
+
+
+def test_attention_modules_are_found_by_their_attention_probabilities_method():
+    model = nn.Sequential(nn.Linear(3, 4), UniformAttention(), nn.Linear(4, 4), UniformAttention(heads=3))
+    assert dynamics.attention_modules(model) == ["1", "3"]
+    x = torch.randn(2, 6, 3, dtype=DT)
+    ent = dynamics.attention_entropy(model.to(DT), x, reduce="position")
+    expected = torch.log(torch.arange(1, 7, dtype=DT))
+    assert ent["1"].shape == (2, 6) and ent["3"].shape == (3, 6)
+    assert all((e - expected).abs().max() <= 1e-12 for e in ent.values())
+    # the real attention mixer is found the same way
+    assert dynamics.attention_modules(sequence_model()) == ["blocks.0.mixer.f", "blocks.1.mixer.f"]
+
+    class Wrong(UniformAttention):
+        def attention_probabilities(self, x: torch.Tensor) -> torch.Tensor:
+            return super().attention_probabilities(x)[..., :-1]  # not (B, h, L, L)
+
+    with pytest.raises(ShapeError, match=r"\(B, h, L, L\)"):
+        dynamics.attention_entropy(nn.Sequential(Wrong()), x)
+    with pytest.raises(ConfigError, match="attention_probabilities"):
+        dynamics.attention_probs(nn.Linear(3, 3), x)
+
+
+class Rectifier(nn.Module):
+    """A stand-in registered activation: only the class attribute ``layerlab.register`` sets."""
+
+    registry_kind = "activation"
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.clamp_min(0)
+
+
+def test_activation_units_are_torch_rectifiers_and_registered_activations():
+    net = nn.Sequential(nn.Linear(2, 5), Rectifier(), nn.Linear(5, 5), nn.SiLU(), nn.Linear(5, 5), nn.Tanh(),
+                        nn.Linear(5, 3), nn.Softmax(-1))
+    assert dynamics.threshold_modules(net) == ["1", "3"]  # not Tanh, not Softmax, not Linear
+    assert all(dynamics.is_activation_unit(m) for m in (nn.ReLU(), nn.GELU(), nn.LeakyReLU(), nn.ELU()))
+    assert dynamics.threshold_modules(layerlab.build("channel", "mlp", 4, hidden=6, activation="gelu")) == ["act"]
+    x = torch.randn(64, 2)
+    with torch.no_grad():
+        z1 = net[0](x)
+        z2 = net[2](net[1](z1))
+    expected = len({tuple(r) for r in torch.cat((z1 > 0, z2 > 0), 1).tolist()})
+    assert dynamics.activation_patterns(net, x) == expected
+
+
+def test_no_lens_module_imports_the_blocks():
+    # the lens finds blocks by what they expose (DESIGN.md); an import of layerlab.blocks would fail here
+    import ast
+    from pathlib import Path
+
+    root = Path(dynamics.__file__).parent
+    bad = []
+    for path in sorted(root.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom):
+                target = node.module or ""
+                if node.level:  # relative: resolve against layerlab.lens[.sub]
+                    package = ["layerlab", "lens", *path.relative_to(root).parts[:-1]]
+                    target = ".".join(package[: len(package) - node.level + 1] + ([target] if target else []))
+                names = [target] + [f"{target}.{a.name}" for a in node.names]
+            elif isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            else:
+                continue
+            bad += [f"{path.name}:{node.lineno}" for n in names if n == "layerlab.blocks" or n.startswith("layerlab.blocks.")]
+    assert not bad, bad
 
 
 # --- activation patterns --------------------------------------------------------------------
@@ -340,7 +466,7 @@ def test_activation_patterns_find_layerlab_activations():
     with torch.no_grad():
         expected = len({tuple(r) for r in (mlp.fc1(x) > 0).tolist()})
     assert dynamics.activation_patterns(mlp, x) == expected
-    with pytest.raises(ConfigError, match="ReLU/GELU"):
+    with pytest.raises(ConfigError, match="activation unit"):
         dynamics.activation_patterns(nn.Linear(2, 2), torch.zeros(3, 2))
     with pytest.raises(ShapeError):
         dynamics.attention_probs(sequence_model().blocks[0].mixer.f, torch.zeros(2, 3, 5, dtype=DT))

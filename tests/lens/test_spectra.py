@@ -12,6 +12,8 @@ from torch import nn
 from layerlab.errors import ConfigError, ShapeError, UnknownNameError
 from layerlab.lens import spectra as S
 
+DT = torch.float64
+
 
 def _gen(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
@@ -119,27 +121,6 @@ def test_power_law_finds_the_tail_of_a_mixture():
     assert abs(fit.alpha - 2.5) <= 3 * fit.sigma
 
 
-def _power_law_reference(values, min_tail):
-    """Plain O(n^2) Python: for each distinct value as xmin, the MLE alpha and the KS distance
-    sup over the tail of |S - P| (S's value at and just below each point), smallest D wins."""
-    x = sorted(v for v in values if v > 0)
-    best = None
-    for xmin in sorted(set(x)):
-        tail = [v for v in x if v >= xmin]
-        m = len(tail)
-        total = math.fsum(math.log(v / xmin) for v in tail)
-        if m < min_tail or total <= 0:
-            continue
-        alpha = 1 + m / total
-        d = 0.0
-        for k, v in enumerate(tail):
-            cdf = 1 - (v / xmin) ** (1 - alpha)
-            d = max(d, (k + 1) / m - cdf, cdf - k / m)
-        if best is None or d < best[3]:
-            best = (alpha, xmin, (alpha - 1) / math.sqrt(m), d)
-    return best
-
-
 @pytest.mark.parametrize("max_block", [1 << 22, 1000])
 def test_power_law_vectorized_matches_reference(max_block):
     # A lognormal sample (no exact power law, so xmin is a real choice) with ties from rounding;
@@ -147,14 +128,17 @@ def test_power_law_vectorized_matches_reference(max_block):
     g = _gen(3)
     x = torch.exp(torch.randn(300, generator=g, dtype=torch.float64) * 1.5)
     x = torch.round(x * 20) / 20  # ties and a few zeros (dropped)
-    ref = _power_law_reference(x.tolist(), min_tail=10)
+    ref = S._power_law_plain(x.tolist(), min_tail=10)
     fit = S.power_law(x, min_tail=10, max_block=max_block)
-    assert fit.xmin == ref[1]
+    assert fit.xmin == ref.xmin and fit.n_tail == ref.n_tail
     for got, want in zip(fit, ref):
         assert got == pytest.approx(want, rel=1e-12, abs=0)
     # given xmin: the same closed form
-    a, xmin, sigma, ks = S.power_law(x, xmin=ref[1])
-    assert (a, sigma, ks) == pytest.approx(ref[:1] + ref[2:], rel=1e-12, abs=0)
+    a, xmin, sigma, ks = S.power_law(x, xmin=ref.xmin)
+    assert (a, sigma, ks) == pytest.approx((ref.alpha, ref.sigma, ref.ks_distance), rel=1e-12, abs=0)
+    # a run of 30 equal values at the top: a tail of one value is no candidate in either form
+    flat = torch.cat([x, torch.full((30,), float(x.max()) * 2, dtype=DT)])
+    assert tuple(S.power_law(flat, min_tail=10)) == pytest.approx(tuple(S._power_law_plain(flat.tolist())), rel=1e-12)
 
 
 def test_power_law_bad_inputs():
@@ -368,6 +352,29 @@ def test_layer_spectra_values_and_skip_rule():
         S.layer_spectra(model, min_size=5)
     with pytest.raises(UnknownNameError):
         S.layer_spectra(model, conv="pooled")
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_gram_eigenvalues_equal_the_svd(dtype):
+    # the spectra probe's Gram path against the SVD: every squared singular value to 1e-10 of the
+    # largest (the Gram form's accuracy is absolute, ~1e-16 s_max²), for tall, wide, low-rank and
+    # ill-conditioned matrices and a convolution kernel, in float64 and float32 weights (both
+    # computed in float64); the stable rank it feeds the probe equal to 1e-10
+    g = torch.Generator().manual_seed(4)
+    U, _ = torch.linalg.qr(torch.randn(40, 30, generator=g, dtype=DT))
+    V, _ = torch.linalg.qr(torch.randn(30, 30, generator=g, dtype=DT))
+    weights = [torch.randn(50, 20, generator=g, dtype=DT), torch.randn(12, 70, generator=g, dtype=DT),
+               torch.randn(30, 4, generator=g, dtype=DT) @ torch.randn(4, 25, generator=g, dtype=DT),
+               U @ torch.diag(torch.logspace(0, -8, 30, dtype=DT)) @ V.T,
+               torch.randn(8, 6, 3, 3, generator=g, dtype=DT)]
+    for w in weights:
+        w = w.to(dtype)
+        for conv in S.CONV_MODES:
+            s, n, m = S._singular_values(w, conv)
+            sg, ng, mg = S._singular_values(w, conv, gram=True)
+            assert (n, m) == (ng, mg) and s.dtype == sg.dtype == DT
+            assert float((sg**2 - s**2).abs().max()) <= 1e-10 * float(s[0] ** 2), (tuple(w.shape), conv)
+            assert abs(S._stable_rank(sg) - S._stable_rank(s)) <= 1e-10 * S._stable_rank(s)
 
 
 def test_layer_esds_match_esd():

@@ -25,10 +25,18 @@ Definitions and normalizations used here:
     - massive activations: per tensor, ``max |a|`` over ``median |a|`` (the median of all its
       entries, the mean of the two middle values when their number is even), and the count of
       entries with ``|a| > threshold`` (100) and ``|a| >= ratio · median |a|`` (ratio 1000);
-    - attention entropy in nats, per head, from the probabilities the mixer's reference mode
-      computes (softmax in float32 or wider);
-    - activation pattern: unit ``i`` is *on* when its pre-activation (the input of the ReLU/GELU
-      module) is ``> 0``; for GELU this threshold is the proxy for the ReLU's kink.
+    - attention entropy in nats, per head, from the probabilities an attention module returns
+      (see below);
+    - activation pattern: unit ``i`` is *on* when its pre-activation (the input of its
+      activation module) is ``> 0``; for GELU-like units this threshold is the proxy for the
+      ReLU's kink.
+
+Modules are found by what they expose, not by their class: an *attention module* is one with a
+callable ``attention_probabilities(x)`` that maps its input ``(B, L, D)`` to the ``(B, h, L, L)``
+attention weights (rows sum to 1; layerlab's attention mixer has one); an *activation unit* is
+a PyTorch rectifier (``ReLU``, ``ReLU6``, ``LeakyReLU``, ``PReLU``, ``RReLU``, ``ELU``, ``CELU``,
+``SELU``, ``GELU``, ``SiLU``, ``Mish``, ``Hardswish``: elementwise, with their regime change at
+0) or a module whose class is a registered activation (``registry_kind == "activation"``).
 
 Every function is side-effect free (``side_effect_free``: eval mode, RNG forked, ``.grad`` kept)
 and runs forward passes under ``torch.no_grad``. Forward hooks are removed on every exit path.
@@ -41,19 +49,17 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
-from torch.nn import functional as F
 
-from ..blocks.activations import GELU as _LayerlabGELU
-from ..blocks.activations import ReLU as _LayerlabReLU
-from ..blocks.mixers.attention import CausalSelfAttention
 from ..errors import ConfigError, ShapeError, unknown_name
 from ._util import side_effect_free
 from .landscape import GROUPINGS, parameter_groups
 
 KINDS = ("output", "input")
 REDUCTIONS = ("mean", "position", "none")
-THRESHOLD_ACTIVATIONS: tuple[type[nn.Module], ...] = (
-    nn.ReLU, nn.LeakyReLU, nn.GELU, _LayerlabReLU, _LayerlabGELU,
+# PyTorch's elementwise rectifiers and their smooth versions: their regime changes at 0
+TORCH_UNITS: tuple[type[nn.Module], ...] = (
+    nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.PReLU, nn.RReLU, nn.ELU, nn.CELU, nn.SELU, nn.GELU, nn.SiLU,
+    nn.Mish, nn.Hardswish,
 )
 _BITS = 63  # bits per packed int64 word, leaving the sign bit clear
 
@@ -71,6 +77,8 @@ __all__ = [
     "activation_patterns",
     "threshold_modules",
     "attention_modules",
+    "is_activation_unit",
+    "is_attention",
 ]
 
 
@@ -248,33 +256,42 @@ def effective_lr(before: Mapping[str, Tensor], model: nn.Module, *, by: str = "p
 
 # --- massive activations --------------------------------------------------------------------
 
-def _kth(x: Tensor, k: int, count: int = 1) -> Tensor:
-    """The k-th smallest entry (1-based) of a flat tensor, exactly; with `count` > 1 the
-    `count` entries of ranks k, k + 1, ... (as far as the tensor goes), in order.
+def _kth_plain(x: Tensor, k: int, count: int = 1) -> Tensor:
+    """The k-th smallest entry (1-based) of a flat tensor; with `count` > 1 the `count` entries of
+    ranks k, k + 1, ... (as far as the tensor goes), in order: ``torch.kthvalue`` at each rank.
+    The reference form of `_kth`."""
+    last = min(k + count - 1, x.numel())
+    ranks = torch.stack([torch.kthvalue(x, r).values for r in range(k, last + 1)])
+    return ranks[0] if count == 1 else ranks
 
-    For a large tensor the selection runs inside a narrow band of values around the k-th one,
-    bounded by order statistics of a random sample (fixed seed): the wanted ranks lie in the band
-    exactly when fewer than k entries lie below it and at least k + count - 1 up to its top, which
-    two counting passes check (else the whole tensor is searched). torch.kthvalue over a million
-    entries cost ~11 ms on CPU; the band is a few percent of them."""
+
+def _kth(x: Tensor, k: int, count: int = 1, *, band_above: int = 65536, sample: int = 8192) -> Tensor:
+    """`_kth_plain`, exactly, faster on large tensors: the selection runs inside a narrow band of
+    values around the k-th one instead of the whole tensor.
+
+    What it trades: two counting passes and a random sample of `sample` entries (fixed seed)
+    against a full ``kthvalue`` per rank (~11 ms per million entries on CPU; the band is a few
+    percent of them). The band is bounded by order statistics of the sorted sample, 5 standard
+    deviations of the sample rank either side; the wanted ranks lie in it exactly when fewer
+    than k entries lie below it and at least k + count - 1 up to its top, which the counts check
+    (else the plain form runs). Tensors of up to `band_above` entries take the plain form."""
     n = x.numel()
     last = min(k + count - 1, n)
-    if n > 65536:
+    if n > band_above:
         # a seeded random sample: a stride would alias with the feature dimension of (B, L, D)
-        picks = torch.randint(n, (8192,), generator=torch.Generator(x.device).manual_seed(0), device=x.device)
-        sample = torch.sort(x[picks]).values
-        S, p = sample.numel(), (k - 1) / max(n - 1, 1)
+        picks = torch.randint(n, (sample,), generator=torch.Generator(x.device).manual_seed(0), device=x.device)
+        ordered = torch.sort(x[picks]).values
+        S, p = ordered.numel(), (k - 1) / max(n - 1, 1)
         # the sample rank of the k-th value has standard deviation sqrt(S p (1 - p)) (45 at the
-        # median): a band of 5 of them each side misses it about once in a million calls
+        # median of 8192): a band of 5 of them each side misses it about once in a million calls
         at, margin = round((S - 1) * p), math.ceil(5 * math.sqrt(S * p * (1 - p))) + 8
-        lo, hi = sample[max(at - margin, 0)], sample[min(at + margin + count - 1, S - 1)]
+        lo, hi = ordered[max(at - margin, 0)], ordered[min(at + margin + count - 1, S - 1)]
         below = int((x < lo).sum())
         band = x[(x >= lo) & (x <= hi)]
         if below < k and last <= below + band.numel():
             ranks = torch.stack([torch.kthvalue(band, r - below).values for r in range(k, last + 1)])
             return ranks[0] if count == 1 else ranks
-    ranks = torch.stack([torch.kthvalue(x, r).values for r in range(k, last + 1)])
-    return ranks[0] if count == 1 else ranks
+    return _kth_plain(x, k, count)
 
 
 def _median(x: Tensor) -> Tensor:
@@ -285,6 +302,16 @@ def _median(x: Tensor) -> Tensor:
         return _kth(x, (n + 1) // 2).double()
     lower, upper = _kth(x, n // 2, count=2).double()
     return (lower + upper) / 2
+
+
+def _unravel(flat: int, shape: tuple[int, ...]) -> tuple[int, ...]:
+    """The index in `shape` of flat (row-major) position `flat`: ``torch.unravel_index``'s result,
+    written out because that function imports sympy on first use (~1 s)."""
+    index = []
+    for size in reversed(shape):
+        flat, i = divmod(flat, size)
+        index.append(i)
+    return tuple(reversed(index))
 
 
 def _massive(t: Tensor, ratio: float, threshold: float) -> dict[str, Any]:
@@ -298,11 +325,7 @@ def _massive(t: Tensor, ratio: float, threshold: float) -> dict[str, Any]:
     above = mag[mag > threshold].double()  # usually few: compared in float64, as before
     count = (above >= ratio * median).sum()
     largest_f, median_f = float(largest), float(median)
-    flat, index = int(top), []
-    for size in reversed(t.shape):  # unravel by hand: torch.unravel_index imports sympy (~1 s)
-        flat, i = divmod(flat, size)
-        index.append(i)
-    index = tuple(reversed(index))
+    index = _unravel(int(top), tuple(t.shape))
     return {
         "max": largest_f,
         "median": median_f,
@@ -359,37 +382,31 @@ def block_massive_activations(
 
 # --- attention entropy ----------------------------------------------------------------------
 
-def attention_probs(module: CausalSelfAttention, x: Tensor) -> Tensor:
-    """The attention probabilities ``softmax(Q K^T / sqrt(d_h) + M)`` of a ``CausalSelfAttention``
-    on its input ``x`` (B, L, D), recomputed as its ``"reference"`` mode computes them (fused
-    ``w_qkv`` split into heads, rotary positions on the first ``rope_dims`` coordinates when
-    ``rope``, ``-inf`` above the diagonal, softmax in float32 or wider).
+def is_attention(module: nn.Module) -> bool:
+    """Whether `module` exposes its attention weights: a callable ``attention_probabilities``."""
+    return callable(getattr(module, "attention_probabilities", None))
 
-    Returns ``(B, h, L, L)``; row ``t`` is the distribution over keys ``0..t`` (zeros after ``t``).
-    """
-    if not isinstance(module, CausalSelfAttention):
-        raise ConfigError(f"attention_probs needs a CausalSelfAttention, got {type(module).__name__}")
-    if x.dim() != 3 or x.shape[-1] != module.d_model:
-        raise ShapeError(f"attention_probs: x must be (B, L, D) with D = {module.d_model}, got {tuple(x.shape)}")
-    B, L, _ = x.shape
-    h, d_h = module.n_heads, module.d_head
-    D = module.d_model  # only the query and key rows of the fused projection
-    w, b = module.w_qkv.weight[: 2 * D], None if module.w_qkv.bias is None else module.w_qkv.bias[: 2 * D]
-    qk = F.linear(x, w, b).view(B, L, 2, h, d_h).permute(2, 0, 3, 1, 4)
-    q, k = qk[0], qk[1]
-    if module.rope:
-        r = module.rope_dims
-        q = torch.cat((module.rotate(q[..., :r], module.rope_base), q[..., r:]), dim=-1)
-        k = torch.cat((module.rotate(k[..., :r], module.rope_base), k[..., r:]), dim=-1)
-    scores = q @ k.transpose(-2, -1) / math.sqrt(d_h)
-    future = torch.ones(L, L, dtype=torch.bool, device=x.device).triu(diagonal=1)
-    scores = scores.masked_fill(future, float("-inf"))
-    return torch.softmax(scores, dim=-1, dtype=torch.promote_types(scores.dtype, torch.float32))
+
+def attention_probs(module: nn.Module, x: Tensor) -> Tensor:
+    """The attention probabilities of an attention module on its input ``x`` (B, L, D): what its
+    ``attention_probabilities(x)`` returns, ``softmax(Q K^T / sqrt(d_h) + M)`` for layerlab's
+    attention mixer, checked to be ``(B, h, L, L)`` (row ``t``: the distribution over keys;
+    causal rows are zero after ``t``)."""
+    if not is_attention(module):
+        raise ConfigError(f"attention_probs needs an attention module, one with a method "
+                          f"attention_probabilities(x) -> (B, h, L, L); {type(module).__name__} has none")
+    probs = module.attention_probabilities(x)
+    B, L = (x.shape[0], x.shape[1]) if x.dim() >= 2 else (None, None)
+    if not isinstance(probs, Tensor) or probs.dim() != 4 or probs.shape[0] != B or probs.shape[2:] != (L, L):
+        got = tuple(probs.shape) if isinstance(probs, Tensor) else type(probs).__name__
+        raise ShapeError(f"{type(module).__name__}.attention_probabilities returned {got} for an input of shape "
+                         f"{tuple(x.shape)}; it must return (B, h, L, L) = ({B}, h, {L}, {L})")
+    return probs
 
 
 def attention_modules(model: nn.Module) -> list[str]:
-    """Names of the model's ``CausalSelfAttention`` modules."""
-    return [n for n, m in model.named_modules() if isinstance(m, CausalSelfAttention)]
+    """Names of the model's attention modules (those with ``attention_probabilities``)."""
+    return [n for n, m in model.named_modules() if is_attention(m)]
 
 
 def attention_entropy(
@@ -403,8 +420,9 @@ def attention_entropy(
 ) -> dict[str, Tensor]:
     """Entropy (nats) of each head's causal attention distribution, per attention layer.
 
-    The input of every ``CausalSelfAttention`` (or of the named ``modules``) is captured in one
-    forward pass of ``model(tokens)``; the probabilities are recomputed by ``attention_probs``
+    The input of every attention module (``attention_modules``, or the named ``modules``) is
+    captured in one forward pass of ``model(tokens)``; the probabilities are recomputed by
+    ``attention_probs`` (the module's ``attention_probabilities``)
     and ``H_t = −Σ_{s<=t} p_{t,s} log p_{t,s}`` (``0 log 0 = 0``). ``reduce``: ``"mean"`` over
     batch and query positions (Zhai et al.'s Ent(A), averaged over the batch) -> ``(h,)``;
     ``"position"``: mean over the batch -> ``(h, L)``; ``"none"`` -> ``(B, h, L)``. Uniform
@@ -422,8 +440,8 @@ def attention_entropy(
         inputs = dict(captured)
     else:
         inputs = _inputs_of(model, tokens, attention_modules(model) if modules is None else modules, forward_kwargs,
-                            "attention_entropy: the model has no CausalSelfAttention module; "
-                            "pass modules=[...] naming the attention mixers")
+                            "attention_entropy: the model has no attention module (none has a method "
+                            "attention_probabilities(x)); pass modules=[...] naming the attention mixers")
     out: dict[str, Tensor] = {}
     with side_effect_free(model), torch.no_grad():
         for n, x in inputs.items():
@@ -448,26 +466,44 @@ def _inputs_of(model: nn.Module, inputs: Any, modules: Sequence[str], forward_kw
     return capture(model, inputs, modules, kind="input", forward_kwargs=forward_kwargs)
 
 
+def _pack_plain(bits: Tensor, width: int = _BITS, dtype: torch.dtype = torch.int64) -> Tensor:
+    """(N, U) bool -> (N, ceil(U / width)) of `dtype`: word ``w`` = ``Σ_j bit[width·w + j] · 2^j``
+    (zero-padded at the end). The reference form of `_pack`."""
+    N, U = bits.shape
+    W = max(1, -(-U // width))
+    padded = torch.zeros(N, W * width, dtype=torch.int64, device=bits.device)
+    padded[:, :U] = bits
+    powers = 2 ** torch.arange(width, dtype=torch.int64, device=bits.device)
+    return (padded.view(N, W, width) * powers).sum(-1).to(dtype)
+
+
 def _pack(bits: Tensor, width: int = _BITS, dtype: torch.dtype = torch.int64) -> Tensor:
-    """(N, U) bool -> (N, ceil(U / width)) of `dtype`, bit j of word w = unit width·w + j."""
+    """`_pack_plain`, exactly: the words ORed together one bit plane at a time in `dtype` (3x
+    faster than the sum over `width` int64 products; no int64 copy of the bits for bytes), and
+    whole bytes read from the bool tensor without a copy (bool is stored one byte per entry)."""
     N, U = bits.shape
     W = max(1, -(-U // width))
     if U == W * width and dtype == torch.uint8:
-        padded = bits.view(torch.uint8)  # bool is stored as one byte: no copy
+        padded = bits.view(torch.uint8)
     else:
         padded = torch.zeros(N, W * width, dtype=dtype, device=bits.device)
         padded[:, :U] = bits
     units = padded.view(N, W, width)
     words = units[..., 0].clone()
-    for j in range(1, width):  # OR in one bit plane at a time: 3x faster than a sum over width
+    for j in range(1, width):
         words |= units[..., j] << j
     return words
 
 
+def is_activation_unit(module: nn.Module) -> bool:
+    """Whether `module` is an elementwise activation unit: a PyTorch rectifier (`TORCH_UNITS`) or
+    a module whose class is a registered activation (``registry_kind == "activation"``)."""
+    return isinstance(module, TORCH_UNITS) or getattr(type(module), "registry_kind", None) == "activation"
+
+
 def threshold_modules(model: nn.Module) -> list[str]:
-    """Names of the threshold units' modules: every ``nn.ReLU``, ``nn.LeakyReLU``, ``nn.GELU``
-    and layerlab ``relu``/``gelu`` module."""
-    return [n for n, m in model.named_modules() if isinstance(m, THRESHOLD_ACTIVATIONS)]
+    """Names of the model's activation units (`is_activation_unit`)."""
+    return [n for n, m in model.named_modules() if is_activation_unit(m)]
 
 
 def _pattern_bits(model: nn.Module, inputs: Any, modules: Sequence[str] | None,
@@ -477,8 +513,9 @@ def _pattern_bits(model: nn.Module, inputs: Any, modules: Sequence[str] | None,
     if preactivations is None:
         modules = threshold_modules(model) if modules is None else modules
         preactivations = _inputs_of(model, inputs, modules, forward_kwargs,
-                                    "activation_codes: the model has no ReLU/GELU module; pass modules=[...] "
-                                    "naming the modules whose inputs are the pre-activations")
+                                    "activation_codes: the model has no activation unit (a ReLU/GELU-like torch "
+                                    "module or a registered activation); pass modules=[...] naming the modules "
+                                    "whose inputs are the pre-activations")
         if not preactivations:
             raise ConfigError(f"activation_codes: none of the modules {list(modules)} ran in the forward pass")
     sizes = {n: t.shape[0] if t.dim() else 1 for n, t in preactivations.items()}
@@ -499,8 +536,8 @@ def activation_codes(
 ) -> Tensor:
     """Packed activation patterns (Hanin & Rolnick 2019) of the data points in ``inputs``.
 
-    The pre-activations (inputs) of the threshold units are captured: every ``nn.ReLU``,
-    ``nn.LeakyReLU``, ``nn.GELU`` and layerlab ``relu``/``gelu`` module, or the named ``modules``
+    The pre-activations (inputs) of the activation units are captured (``threshold_modules``:
+    PyTorch's rectifiers and every registered activation), or those of the named ``modules``
     (or given: ``preactivations``, ``{module: captured input}``, and then nothing is run).
     A data point is an index along dim 0 of each captured tensor (all other dimensions are its
     units); unit ``i`` is on when its pre-activation is ``> 0``. The bits of all units, module
@@ -520,11 +557,19 @@ def activation_patterns(
     preactivations: Mapping[str, Tensor] | None = None,
 ) -> int:
     """Number of distinct activation patterns the data points of ``inputs`` visit (a lower bound
-    on the linear regions they touch, Hanin & Rolnick 2019); see ``activation_codes``.
+    on the linear regions they touch, Hanin & Rolnick 2019); see ``activation_codes``."""
+    return _count_patterns(_pattern_bits(model, inputs, modules, forward_kwargs, preactivations))
 
-    The rows are compared packed 8 bits to a byte (an injective code, like the int64 words of
-    ``activation_codes``, at an eighth of their memory traffic)."""
-    # packed module by module (each padded to whole bytes, the same for every row: still injective)
-    blocks = _pattern_bits(model, inputs, modules, forward_kwargs, preactivations)
+
+def _count_patterns_plain(blocks: list[Tensor]) -> int:
+    """Distinct rows of the bits of all units side by side (``torch.unique`` over rows). The
+    reference form of `_count_patterns`."""
+    return int(torch.unique(torch.cat(blocks, dim=1), dim=0).shape[0])
+
+
+def _count_patterns(blocks: list[Tensor]) -> int:
+    """`_count_patterns_plain`, exactly, on rows packed 8 bits to a byte, module by module (each
+    padded to whole bytes, the same for every row: still injective): ``torch.unique`` then sorts
+    an eighth of the bytes."""
     packed = torch.cat([_pack(bits, 8, torch.uint8) for bits in blocks], dim=1)
     return int(torch.unique(packed, dim=0).shape[0])

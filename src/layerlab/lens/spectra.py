@@ -119,17 +119,19 @@ def _matrices(weight: Tensor, conv: str) -> Tensor:
 
 
 def _singular_values(weight: Tensor, conv: str, *, gram: bool = False) -> tuple[Tensor, int, int]:
-    """Pooled singular values (descending, float64) and the oriented per-matrix ``(N, M)``.
+    """Pooled singular values (descending, float64) and the oriented per-matrix ``(N, M)``: the
+    SVD of each matrix.
 
-    ``gram=True`` takes them as the square roots of the eigenvalues of ``WᵀW`` (M x M) instead of
-    an SVD: 2-3x faster, with every eigenvalue of ``WᵀW`` accurate to about ``1e-16·s_max²``
-    absolutely, so the small singular values lose relative accuracy (a condition number would
-    not survive it; the ESD, its tail and the stable rank do)."""
+    ``gram=True`` trades accuracy of the small values for time: the square roots of the
+    eigenvalues of ``WᵀW`` (M x M) instead of an SVD, 2-3x faster, with every eigenvalue of
+    ``WᵀW`` accurate to about ``1e-16·s_max²`` absolutely, so the small singular values lose
+    relative accuracy (a condition number would not survive it; the ESD, its tail and the
+    stable rank do; tested against the SVD)."""
     w = _matrices(weight, conv)
-    if gram:
-        s = torch.linalg.eigvalsh(w.transpose(1, 2) @ w).clamp_min(0).sqrt().reshape(-1)
-    else:
+    if not gram:
         s = torch.linalg.svdvals(w).reshape(-1)
+    else:
+        s = torch.linalg.eigvalsh(w.transpose(1, 2) @ w).clamp_min(0).sqrt().reshape(-1)
     return torch.sort(s, descending=True).values, w.shape[1], w.shape[2]
 
 
@@ -234,6 +236,33 @@ def _as_values(values: Tensor | Sequence[float] | np.ndarray, what: str) -> Tens
     return x
 
 
+def _power_law_plain(values: Sequence[float], *, min_tail: int = 10, min_log_spread: float = 1e-9) -> PowerLawFit:
+    """The reference form of `power_law`'s ``xmin`` search, in plain Python (O(n²)): for each
+    distinct positive value as ``xmin`` whose tail has at least ``min_tail`` points spread beyond
+    ``min_log_spread``, the MLE ``α = 1 + m / Σ ln(x / xmin)`` and the KS distance
+    ``D = max_k max((k+1)/m − P(x_k), P(x_k) − k/m)`` over the sorted tail (the empirical CDF
+    just at and just below each point, ``P(x) = 1 − (x/xmin)^(1−α)``); the smallest ``D`` wins,
+    the smallest ``xmin`` among ties."""
+    x = sorted(float(v) for v in values if v > 0)
+    best: PowerLawFit | None = None
+    for xmin in sorted(set(x)):
+        tail = [v for v in x if v >= xmin]
+        m = len(tail)
+        total = math.fsum(math.log(v / xmin) for v in tail)
+        if m < min_tail or total <= 0 or math.log(tail[-1] / xmin) <= min_log_spread:
+            continue
+        alpha = 1 + m / total
+        d = 0.0
+        for k, v in enumerate(tail):
+            cdf = 1 - (v / xmin) ** (1 - alpha)
+            d = max(d, (k + 1) / m - cdf, cdf - k / m)
+        if best is None or d < best.ks_distance:
+            best = PowerLawFit(alpha, xmin, (alpha - 1) / math.sqrt(m), d, m)
+    if best is None:
+        raise ShapeError(f"no power-law fit: need at least min_tail={min_tail} positive values that are not all equal")
+    return best
+
+
 def _ks_block(
     logs: Tensor, starts: Tensor, log_xmin: Tensor, alpha: Tensor, count: Tensor
 ) -> Tensor:
@@ -284,7 +313,8 @@ def power_law(
     Returns:
         ``PowerLawFit(alpha, xmin, sigma, ks_distance, n_tail)``; unpacks as the first four.
 
-    Cost of the ``xmin`` search: one sort, suffix sums of ``ln x`` give every candidate's α at
+    Cost of the ``xmin`` search (`_power_law_plain` is its reference form, a Python loop over
+    candidates and tail points): one sort, suffix sums of ``ln x`` give every candidate's α at
     once, then the KS distance of every (candidate, tail point) pair in blocks of ``max_block``
     elements — ``O(n·C)`` time for ``n`` values and ``C <= n`` candidates, ``O(max_block)`` memory,
     no Python loop over values (about 0.25 s for ``n = 5000`` on one CPU thread).
