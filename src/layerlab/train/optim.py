@@ -1,20 +1,53 @@
-"""Optimizers and the warmup + cosine learning-rate schedule."""
+"""Optimizers, their weight-decay groups, and the warmup + cosine learning-rate schedule."""
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 
 import torch
 from torch import nn
 
+from ..errors import ConfigError
 from ..spec import OptimSpec
 
 
+def no_weight_decay_parameters(model: nn.Module) -> set[int]:
+    """``id``s of the parameters that weight decay must skip, as the blocks declare them.
+
+    Any module may declare ``no_weight_decay``: a tuple of the names of its own parameters
+    (relative to that module, e.g. ``("A_log", "D")``), typically a state-space model's
+    eigenvalue parameters, which the official code keeps out of weight decay (decay would pull
+    them to zero and undo their initialization). A name that is not a parameter of the module
+    is a ConfigError, so a typo cannot silently leave a parameter decayed.
+    """
+    skip: set[int] = set()
+    for path, module in model.named_modules():
+        names = getattr(module, "no_weight_decay", ())
+        if isinstance(names, str) or not isinstance(names, Iterable) or not all(isinstance(n, str) for n in names):
+            raise ConfigError(
+                f"{type(module).__name__}.no_weight_decay must be a tuple of parameter names, e.g. "
+                f"('A_log', 'D'); got {names!r}"
+            )
+        own = dict(module.named_parameters())
+        for name in names:
+            if name not in own:
+                raise ConfigError(
+                    f"{type(module).__name__} ({path or 'the model'}) lists {name!r} in no_weight_decay, "
+                    f"but has no such parameter; its parameters: {', '.join(own) or '(none)'}"
+                )
+            skip.add(id(own[name]))
+    return skip
+
+
 def build_optimizer(model: nn.Module, spec: OptimSpec) -> torch.optim.Optimizer:
-    """AdamW or SGD. Weight decay applies to tensors with >= 2 dims (weights, embeddings), not to biases and gains."""
+    """AdamW or SGD with two groups. Weight decay applies to tensors with >= 2 dims (weights,
+    embeddings) except those a block lists in ``no_weight_decay``; biases, gains and the other
+    vectors are never decayed."""
+    skip = no_weight_decay_parameters(model)
     decay, no_decay = [], []
     for p in model.parameters():
         if p.requires_grad:
-            (decay if p.ndim >= 2 else no_decay).append(p)
+            (decay if p.ndim >= 2 and id(p) not in skip else no_decay).append(p)
     groups = [{"params": decay, "weight_decay": spec.weight_decay},
               {"params": no_decay, "weight_decay": 0.0}]
     groups = [g for g in groups if g["params"]]

@@ -1,11 +1,16 @@
-"""Checks every sequence mixer must pass, written once; each mixer's test file calls them.
+"""Checks every sequence mixer must pass, written once.
+
+``tests/blocks/test_mixer_contract.py`` runs them on every registered mixer (parametrised over
+``layerlab.names("mixer")``, so a new mixer cannot skip them); a mixer's own test file runs them
+on the variants its options select (negative eigenvalues, another mixing, ...).
 
 - ``check_forms_agree``: every mode against ``"reference"``, outputs and gradients (input and
   parameters), float64 relative error <= 1e-10, float32 <= 1e-4 (a parameter's gradient error
   relative to the larger of its own norm and the norm of all parameter gradients).
 - ``check_step_matches_forward``: ``step`` run over a sequence equals ``forward`` (float64, 1e-10).
 - ``check_causal``: changing token t never changes outputs before t, in every mode.
-- ``check_state_size``: ``state_size`` equals the element count of the state ``step`` returns.
+- ``check_state_size``: ``state_size`` equals the element count of the states ``init_state``
+  and ``step`` return, and the state keeps its shapes whatever the length.
 """
 from __future__ import annotations
 
@@ -39,7 +44,8 @@ def check_forms_agree(block: Mixer, B: int, L: int, *, seed: int = 0) -> None:
     x = torch.randn(B, L, block.d_model, generator=gen, dtype=dtype)
     cot = torch.randn(B, L, block.d_model, generator=gen, dtype=dtype)
     y_r, gx_r, gp_r = _run(block, x, cot, "reference")
-    assert torch.isfinite(y_r).all()
+    assert y_r.shape == x.shape and y_r.dtype == dtype
+    assert torch.isfinite(y_r).all() and torch.isfinite(gx_r).all()
     for mode in block.modes:
         if mode == "reference":
             continue
@@ -88,13 +94,19 @@ def check_causal(block: Mixer, L: int = 12, *, seed: int = 0) -> None:
                 assert not torch.allclose(y2[:, t:], y[:, t:]), f"{mode}: output ignores token {t}"
 
 
-def check_state_size(block: Mixer, B: int = 3) -> None:
-    """``state_size`` (per sequence) equals the elements of the states ``step`` really returns."""
+def check_state_size(block: Mixer, B: int = 3, L: int = 9) -> None:
+    """``state_size`` (per sequence) equals the elements of the states ``init_state`` and ``step``
+    really return, and stepping through ``L`` tokens changes no state tensor's shape or dtype
+    (the state does not grow with the length)."""
     state = block.init_state(B)
     assert all(s.shape[0] == B for s in state), "every state tensor leads with the batch dimension"
-    x_t = torch.randn(B, block.d_model, dtype=next(block.parameters()).dtype)
-    with torch.no_grad():
-        _, state = block.step(x_t, state)
-        _, state = block.step(x_t, state)
     assert state_numel(state) == B * block.state_size
     assert block.state_size > 0
+    layout = [(s.shape, s.dtype) for s in state]
+    x = torch.randn(B, L, block.d_model, dtype=next(block.parameters()).dtype,
+                    generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        for t in range(L):
+            _, state = block.step(x[:, t], state)
+            assert [(s.shape, s.dtype) for s in state] == layout, f"state changed layout at token {t}"
+    assert state_numel(state) == B * block.state_size

@@ -1,4 +1,6 @@
-"""Causal self-attention: sdpa vs reference (outputs and gradients), causality, contracts."""
+"""Causal self-attention: sdpa vs reference for head counts the contract does not run, the
+attention probabilities, equality with torch's MultiheadAttention, rotary positions, init.
+(The shared contract, tests/blocks/test_mixer_contract.py, covers forms, causality, state_dict.)"""
 import math
 
 import pytest
@@ -6,11 +8,13 @@ import torch
 
 import layerlab
 from layerlab.blocks.mixers import CausalSelfAttention, Mixer
+from layerlab.blocks.mixers.attention import rope
 from layerlab.errors import ConfigError, ShapeError
 
-# (B, L, D, n_heads): length 1, odd lengths, one head, many heads
-SHAPES = [(1, 1, 8, 2), (2, 7, 12, 3), (3, 16, 32, 4), (2, 33, 16, 1), (1, 5, 24, 6), (2, 2, 8, 8)]
-TOL = {torch.float64: 1e-10, torch.float32: 1e-4}
+from .contract import check_forms_agree
+
+# (B, L, D, n_heads): one head, many heads, heads of width 1 (the contract runs n_heads = 2)
+VARIANTS = [(2, 7, 12, 3), (2, 13, 16, 1), (1, 5, 24, 6), (2, 3, 8, 8)]
 
 
 def rel_err(a, b):
@@ -26,21 +30,50 @@ def run(block, x, cot, mode):
 
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
-@pytest.mark.parametrize("shape", SHAPES, ids=str)
-def test_sdpa_matches_reference_outputs_and_gradients(shape, dtype):
+@pytest.mark.parametrize("shape", VARIANTS, ids=str)
+def test_sdpa_matches_reference_for_other_head_counts_with_bias(shape, dtype):
     B, L, D, H = shape
     torch.manual_seed(1000 * B + 10 * L + H)
     block = CausalSelfAttention(D, n_heads=H, bias=True, dtype=dtype)
-    for p in block.parameters():  # weights of order 1/sqrt(D): attention far from uniform
+    for p in block.parameters():  # biases of order 1/sqrt(D) too: attention far from uniform
         torch.nn.init.normal_(p, std=1 / math.sqrt(D))
-    x = torch.randn(B, L, D, dtype=dtype)
-    cot = torch.randn(B, L, D, dtype=dtype)
-    y_f, gx_f, gp_f = run(block, x, cot, "sdpa")
-    y_r, gx_r, gp_r = run(block, x, cot, "reference")
-    assert rel_err(y_f, y_r) <= TOL[dtype]
-    assert rel_err(gx_f, gx_r) <= TOL[dtype]
-    for a, b in zip(gp_f, gp_r):
-        assert rel_err(a, b) <= TOL[dtype]
+    check_forms_agree(block, B, L)
+
+
+def test_attention_probabilities_are_the_causal_softmax():
+    """(B, h, L, L): softmax(Q K^T / sqrt(d_h)) over keys 0..t, written out here from w_qkv,
+    rows summing to 1, zero above the diagonal; the reference output is probabilities times V."""
+    torch.manual_seed(3)
+    B, L, D, H = 2, 6, 12, 3
+    block = CausalSelfAttention(D, n_heads=H, dtype=torch.float64)
+    x = torch.randn(B, L, D, dtype=torch.float64)
+    p = block.attention_probabilities(x)
+    assert p.shape == (B, H, L, L) and p.dtype == torch.float64
+    q, k, v = block.w_qkv(x).view(B, L, 3, H, D // H).permute(2, 0, 3, 1, 4)
+    for t in range(L):
+        scores = torch.einsum("bhd,bhsd->bhs", q[:, :, t], k[:, :, : t + 1]) / math.sqrt(D // H)
+        assert torch.allclose(p[:, :, t, : t + 1], torch.softmax(scores, dim=-1), rtol=0, atol=1e-14)
+        assert torch.count_nonzero(p[:, :, t, t + 1:]) == 0
+    expected = block.w_o((p @ v).transpose(1, 2).reshape(B, L, D))
+    assert rel_err(block(x, mode="reference"), expected) <= 1e-14
+    assert rel_err(block(x), expected) <= 1e-10  # and the sdpa form
+    with pytest.raises(ShapeError, match="attention_probabilities"):
+        block.attention_probabilities(torch.randn(B, L, D + 1, dtype=torch.float64))
+    low = CausalSelfAttention(8, n_heads=2, dtype=torch.bfloat16)
+    assert low.attention_probabilities(torch.randn(1, 3, 8, dtype=torch.bfloat16)).dtype == torch.float32
+
+
+def test_attention_probabilities_with_rope_reproduce_the_output():
+    torch.manual_seed(4)
+    block = CausalSelfAttention(16, n_heads=2, rope=True, rope_fraction=0.5, dtype=torch.float64)
+    x = torch.randn(2, 9, 16, dtype=torch.float64)
+    p = block.attention_probabilities(x)
+    _, _, v = block._heads(x)
+    y = block.w_o((p @ v).transpose(1, 2).reshape(2, 9, 16))
+    assert rel_err(block(x), y) <= 1e-10
+    plain = CausalSelfAttention(16, n_heads=2, dtype=torch.float64)
+    plain.load_state_dict(block.state_dict())
+    assert (plain.attention_probabilities(x) - p).abs().max() > 1e-3  # positions change the weights
 
 
 def test_reference_equals_torch_multihead_attention():
@@ -56,21 +89,6 @@ def test_reference_equals_torch_multihead_attention():
     mask = torch.ones(L, L, dtype=torch.bool).triu(1)
     expected, _ = mha(x, x, x, attn_mask=mask, need_weights=False)
     assert rel_err(block(x, mode="reference"), expected) <= 1e-12
-
-
-@pytest.mark.parametrize("mode", CausalSelfAttention.modes)
-def test_causal_exactly(mode):
-    torch.manual_seed(1)
-    B, L, D = 2, 11, 16
-    block = CausalSelfAttention(D, n_heads=4)
-    x = torch.randn(B, L, D)
-    y = block(x, mode=mode)
-    for t in (0, 4, L - 1):
-        x2 = x.clone()
-        x2[:, t] = torch.randn(B, D)
-        y2 = block(x2, mode=mode)
-        assert torch.equal(y2[:, :t], y[:, :t]), f"output before {t} changed"
-        assert not torch.allclose(y2[:, t], y[:, t]), f"output at {t} ignored its input"
 
 
 @pytest.mark.parametrize("mode", CausalSelfAttention.modes)
@@ -92,26 +110,6 @@ def test_heads_must_divide_width():
         CausalSelfAttention(8, n_heads=0)
 
 
-def test_wrong_shape_and_unknown_mode():
-    block = CausalSelfAttention(8, n_heads=2)
-    with pytest.raises(ShapeError, match=r"\(B, L, D\) with D = d_model = 8"):
-        block(torch.randn(3, 8))
-    with pytest.raises(ShapeError, match="got \\(2, 3, 6\\)"):
-        block(torch.randn(2, 3, 6))
-    with pytest.raises(ConfigError, match="sdpa, reference"):
-        block(torch.randn(2, 3, 8), mode="chunked")
-
-
-def test_state_dict_round_trip():
-    torch.manual_seed(3)
-    a = CausalSelfAttention(16, n_heads=4, bias=True)
-    b = CausalSelfAttention(16, n_heads=4, bias=True)
-    x = torch.randn(2, 5, 16)
-    assert not torch.equal(a(x), b(x))
-    b.load_state_dict(a.state_dict())
-    assert torch.equal(a(x), b(x))
-
-
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
 @pytest.mark.parametrize("mode", CausalSelfAttention.modes)
 def test_dtype_preserved(dtype, mode):
@@ -120,7 +118,7 @@ def test_dtype_preserved(dtype, mode):
     assert y.dtype == dtype and y.shape == (2, 5, 16)
 
 
-def test_default_mode_is_sdpa_and_mixer_contract():
+def test_default_mode_is_sdpa():
     assert issubclass(CausalSelfAttention, Mixer)
     assert CausalSelfAttention.modes[0] == "sdpa" and "reference" in CausalSelfAttention.modes
     torch.manual_seed(4)
@@ -158,7 +156,8 @@ def test_rope_scores_depend_on_relative_position_only():
     g = torch.Generator().manual_seed(0)
     q = torch.randn(1, 1, 1, 16, generator=g, dtype=torch.float64).expand(1, 1, 40, 16)
     k = torch.randn(1, 1, 1, 16, generator=g, dtype=torch.float64).expand(1, 1, 40, 16)
-    rq, rk = CausalSelfAttention.rotate(q, 10000.0), CausalSelfAttention.rotate(k, 10000.0)
+    pos = torch.arange(40)
+    rq, rk = rope(q, pos, 10000.0), rope(k, pos, 10000.0)
     scores = (rq @ rk.transpose(-2, -1))[0, 0]
     for offset in (0, 1, 5):
         diag = torch.diagonal(scores, offset=-offset)
@@ -166,6 +165,17 @@ def test_rope_scores_depend_on_relative_position_only():
     assert not torch.allclose(scores[10, 10], scores[10, 5])  # and it does depend on the offset
     # the rotation keeps norms
     assert torch.allclose(rq.norm(dim=-1), q.norm(dim=-1), atol=1e-12)
+
+
+def test_rope_positions_broadcast_per_token():
+    """One token at a time (a step, positions (B, 1) against (B, h, d)) equals the whole sequence
+    rotated at once; position 0 is the identity."""
+    x = torch.randn(2, 3, 7, 8, dtype=torch.float64)  # (B, h, L, d)
+    whole = rope(x, torch.arange(7))
+    for t in range(7):
+        one = rope(x[:, :, t], torch.full((2, 1), t))
+        assert torch.allclose(one, whole[:, :, t], rtol=0, atol=1e-15)
+    assert torch.equal(whole[:, :, 0], x[:, :, 0])
 
 
 @pytest.mark.parametrize("shape", [(2, 1, 16, 2), (2, 9, 32, 4)], ids=str)

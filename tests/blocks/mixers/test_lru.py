@@ -1,5 +1,5 @@
-"""LRU: scan vs token loop, the ring initialization, the gamma normalization, contracts; and the
-shared parallel scan (layerlab.blocks.mixers.scan) against the sequential loop."""
+"""LRU: scan vs token loop with the GLU mixing, the paper's kernel, the ring initialization, the
+gamma normalization, options (the shared contract runs the default; the scan: test_scan.py)."""
 import math
 
 import pytest
@@ -7,54 +7,17 @@ import torch
 
 import layerlab
 from layerlab.blocks.mixers.lru import LRU
-from layerlab.blocks.mixers.scan import linear_recurrence_loop, linear_scan
 from layerlab.errors import ConfigError, ShapeError
 
 from .contract import SHAPES, check_causal, check_forms_agree, check_state_size, check_step_matches_forward, rel_err
 
 
-# --- the shared scan -----------------------------------------------------------------------
-@pytest.mark.parametrize("dtype", [torch.float64, torch.complex128])
-@pytest.mark.parametrize("L", [1, 2, 3, 7, 16, 33, 70])
-def test_linear_scan_equals_loop_outputs_and_gradients(L, dtype):
-    g = torch.Generator().manual_seed(L)
-    a = (torch.rand(2, L, 3, 2, generator=g, dtype=torch.float64) * 2 - 1).to(dtype)  # signs of both kinds
-    if dtype.is_complex:
-        a = a * torch.exp(1j * torch.rand(2, L, 3, 2, generator=g, dtype=torch.float64) * 6.28)
-    b = torch.randn(2, L, 3, 2, generator=g, dtype=dtype)
-    h0 = torch.randn(2, 3, 2, generator=g, dtype=dtype)
-    cot = torch.randn(2, L, 3, 2, generator=g, dtype=dtype)
-    for init in (None, h0):
-        leaves = [t.clone().requires_grad_(True) for t in (a, b, h0)]
-        outs = []
-        for fn in (linear_scan, linear_recurrence_loop):
-            h = fn(leaves[0], leaves[1], None if init is None else leaves[2])
-            grads = torch.autograd.grad((h * cot.conj()).real.sum(), leaves, allow_unused=True)
-            outs.append((h.detach(), grads))
-        (h_s, g_s), (h_l, g_l) = outs
-        assert rel_err(h_s, h_l) <= 1e-12  # float64: both are exact up to rounding
-        for x, y, leaf in zip(g_s, g_l, leaves):
-            if x is None and y is None:
-                continue
-            x = torch.zeros_like(leaf) if x is None else x  # L = 1 without h0: a_0 multiplies 0
-            y = torch.zeros_like(leaf) if y is None else y
-            assert (x - y).abs().max() <= 1e-12 * (1 + y.abs().max())
-
-
-def test_linear_scan_rejects_mismatched_shapes():
-    with pytest.raises(ShapeError, match="same shape"):
-        linear_scan(torch.rand(2, 5, 3), torch.rand(2, 5, 4))
-    with pytest.raises(ShapeError, match="initial state"):
-        linear_scan(torch.rand(2, 5, 3), torch.rand(2, 5, 3), torch.rand(2, 4))
-
-
-# --- LRU contract ----------------------------------------------------------------------------
-@pytest.mark.parametrize("mixing", ["none", "glu"])
+# --- the contract with the GLU mixing (tests/blocks/test_mixer_contract.py runs the default) --
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 @pytest.mark.parametrize("shape", SHAPES, ids=str)
-def test_scan_matches_reference(shape, dtype, mixing):
+def test_scan_matches_reference_with_glu(shape, dtype):
     torch.manual_seed(0)
-    block = LRU(8, d_state=12, mixing=mixing, dtype=dtype)
+    block = LRU(8, d_state=12, mixing="glu", dtype=dtype)
     check_forms_agree(block, *shape)
 
 
@@ -91,15 +54,6 @@ def test_impulse_response_is_the_papers_kernel():
     expected = torch.stack([(C @ (lam ** k * gB)).real for k in range(L)])
     expected[0, 1] += block.D[1]
     assert rel_err(y, expected.detach()) <= 1e-12
-
-
-def test_state_dict_round_trip():
-    torch.manual_seed(4)
-    a, b = LRU(8, d_state=6, mixing="glu"), LRU(8, d_state=6, mixing="glu")
-    x = torch.randn(2, 5, 8)
-    assert not torch.equal(a(x), b(x))
-    b.load_state_dict(a.state_dict())
-    assert torch.equal(a(x), b(x))
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])

@@ -1,114 +1,109 @@
-"""RG-LRU recurrent block (Hawk), local MQA and Griffin: forms agree, step = forward, causality,
-the RG-LRU's equations and init (De et al. 2024, arXiv:2402.19427), options."""
+"""RG-LRU recurrent block (Hawk; De et al. 2024, arXiv:2402.19427): the first token as the
+official code runs it, the RG-LRU's equations and init, options. The shared contract
+(tests/blocks/test_mixer_contract.py) covers forms, step, causality, state and state_dict at
+the defaults; here the forms are also checked with ``normalize_first``."""
 import math
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 import layerlab
-from layerlab.blocks.mixers import CausalSelfAttention
-from layerlab.blocks.mixers.rglru import Griffin, LocalMQA, RGLRUBlock, _rope, linear_scan
-from layerlab.blocks.norms import RMSNorm
-from layerlab.errors import ConfigError, ShapeError
+from layerlab.blocks.mixers.rglru import RGLRUBlock
+from layerlab.blocks.mixers.scan import linear_scan
+from layerlab.errors import ConfigError
 
-from .contract import SHAPES, check_causal, check_forms_agree, check_state_size, check_step_matches_forward, rel_err
+from .contract import SHAPES, check_forms_agree, check_state_size, check_step_matches_forward, rel_err
 
 D = 16
 
 
-def make(name, dtype=torch.float64, seed=0, **kw):
+def make(dtype=torch.float64, seed=0, **kw):
     torch.manual_seed(seed)
-    if name == "rglru":
-        return RGLRUBlock(D, dtype=dtype, **kw)
-    if name == "local":
-        return LocalMQA(D, window=kw.pop("window", 5), dtype=dtype, **kw)
-    return Griffin(D, window=kw.pop("window", 5), dtype=dtype, **kw)
+    return RGLRUBlock(D, d_rnn=kw.pop("d_rnn", 12), dtype=dtype, **kw)
 
 
-BLOCKS = ["rglru", "local", "griffin"]
+# --- the first token -----------------------------------------------------------------------
+def first_two_outputs(block, x):
+    """y_0, y_1 written out: v_0 = b + w_{k-1} u_0, v_1 = b + w_{k-1} u_1 + w_{k-2} u_0 (u = W_in x);
+    h_0 = m_0 i_0 v_0, h_1 = a_1 h_0 + sqrt(1 - a_1²) i_1 v_1, y_t = W_out(GeLU(W_g x_t) h_t)."""
+    u = block.w_in(x[:, :2])
+    v0 = block.conv_bias + block.conv_weight[:, -1] * u[:, 0]
+    v1 = block.conv_bias + block.conv_weight[:, -1] * u[:, 1] + block.conv_weight[:, -2] * u[:, 0]
+    a0, a1 = (torch.sigmoid(block.lam) ** (block.c * torch.sigmoid(block.w_a(v))) for v in (v0, v1))
+    i0, i1 = (torch.sigmoid(block.w_x(v)) for v in (v0, v1))
+    m0 = torch.sqrt(1 - a0 ** 2) if block.normalize_first else 1.0
+    h0 = m0 * i0 * v0
+    h1 = a1 * h0 + torch.sqrt(1 - a1 ** 2) * i1 * v1
+    return [block.w_out(F.gelu(block.w_g(x[:, t])) * h) for t, h in ((0, h0), (1, h1))]
 
 
-# --- contract ----------------------------------------------------------------------------
+@pytest.mark.parametrize("normalize_first", [False, True])
+def test_first_token_closed_form(normalize_first):
+    """Default: the official code's multiplier 1 at position 0 (recurrentgemma resets at
+    segment_pos == 0), so h_0 = i_0 v_0; normalize_first=True: sqrt(1 - a_0²) as Eq. 4 reads.
+    Every form (scan, reference, step) gives the written-out y_0 and y_1."""
+    block = make(normalize_first=normalize_first, d_rnn=6)
+    x = torch.randn(3, 5, D, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        y0, y1 = first_two_outputs(block, x)
+        for mode in block.modes:
+            out = block(x, mode=mode)
+            assert rel_err(out[:, 0], y0) <= 1e-12, mode
+            assert rel_err(out[:, 1], y1) <= 1e-12, mode
+        state = block.init_state(3)
+        s0, state = block.step(x[:, 0], state)
+        s1, _ = block.step(x[:, 1], state)
+        assert rel_err(s0, y0) <= 1e-12 and rel_err(s1, y1) <= 1e-12
+
+
+def test_the_two_first_token_choices_differ_by_the_multiplier():
+    """Same weights: h_0 differs by the factor sqrt(1 - a_0²) in (0, 1), so the outputs differ."""
+    official, paper = make(), make(normalize_first=True)
+    paper.load_state_dict(official.state_dict())
+    x = torch.randn(2, 4, D, dtype=torch.float64)
+    with torch.no_grad():
+        diff = rel_err(paper(x)[:, 0], official(x)[:, 0])
+    assert diff > 0.1  # a_0 ~ 0.9..0.999 at init: the paper's h_0 is 4..44% of the official one
+
+
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
-@pytest.mark.parametrize("name", BLOCKS)
-def test_forms_agree(name, dtype):
-    block = make(name, dtype)
-    for i, (B, L) in enumerate(SHAPES):
+def test_forms_agree_with_normalize_first(dtype):
+    block = make(dtype, normalize_first=True)
+    for i, (B, L) in enumerate(SHAPES[:4]):
         check_forms_agree(block, B, L, seed=i)
+    check_step_matches_forward(make(normalize_first=True), 2, 9)
 
 
-@pytest.mark.parametrize("name", BLOCKS)
-def test_step_matches_forward(name):
-    block = make(name)
-    for B, L in [(1, 1), (2, 9), (2, 33)]:
-        check_step_matches_forward(block, B, L, tol=1e-10)
-
-
-@pytest.mark.parametrize("name", BLOCKS)
-def test_causal_and_state_size(name):
-    block = make(name)
-    check_causal(block, L=12)
-    check_state_size(block)
-
-
-def test_state_sizes_are_the_real_buffers():
-    """RG-LRU: conv buffer (k-1) N plus h (N); local MQA: W keys, W values, W flags, 1 counter."""
+def test_state_is_conv_buffer_h_and_the_first_token_flag():
+    """RG-LRU: conv buffer (k-1) N plus h (N) plus one flag per sequence."""
     rg = RGLRUBlock(12, d_rnn=10, kernel_size=4)
-    assert rg.state_size == 3 * 10 + 10
-    local = LocalMQA(12, n_heads=3, window=7)
-    assert local.state_size == 7 * 4 * 2 + 7 + 1
-    assert Griffin(12, pattern="rra", n_heads=3, window=7, d_rnn=10).state_size == 2 * 40 + local.state_size
+    assert rg.state_size == 3 * 10 + 10 + 1
+    conv, h, started = rg.init_state(2)
+    assert started.dtype == torch.bool and not started.any()
+    check_state_size(rg)
 
 
-@pytest.mark.parametrize("name", BLOCKS)
-@pytest.mark.parametrize("mode_index", [0, 1])
-def test_gradcheck(name, mode_index):
+@pytest.mark.parametrize("mode", RGLRUBlock.modes)
+def test_gradcheck(mode):
     torch.manual_seed(1)
-    block = {"rglru": lambda: RGLRUBlock(4, d_rnn=3, dtype=torch.float64),
-             "local": lambda: LocalMQA(4, n_heads=2, window=2, dtype=torch.float64),
-             "griffin": lambda: Griffin(4, pattern="ra", n_heads=2, window=2, d_rnn=3, dtype=torch.float64)}[name]()
-    mode = block.modes[mode_index]
+    block = RGLRUBlock(4, d_rnn=3, dtype=torch.float64)
     x = torch.randn(2, 5, 4, dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradcheck(lambda x: block(x, mode=mode), (x,))
 
 
-@pytest.mark.parametrize("name", BLOCKS)
-def test_state_dict_round_trip(name):
-    a, b = make(name, torch.float32, seed=1), make(name, torch.float32, seed=2)
-    x = torch.randn(2, 6, D)
-    assert not torch.allclose(a(x), b(x))
-    b.load_state_dict(a.state_dict())
-    assert torch.equal(a(x), b(x))
-
-
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
-@pytest.mark.parametrize("name", BLOCKS)
-def test_dtype_and_shape(name, dtype):
-    block = make(name, dtype)
+def test_dtype_and_shape(dtype):
+    block = make(dtype)
     for mode in block.modes:
         y = block(torch.randn(2, 5, D, dtype=dtype), mode=mode)
         assert y.dtype == dtype and y.shape == (2, 5, D) and torch.isfinite(y.float()).all()
-    with pytest.raises(ShapeError, match="got \\(2, 5, 8\\)"):
-        block(torch.randn(2, 5, 8, dtype=dtype))
-
-
-# --- the scan ----------------------------------------------------------------------------
-@pytest.mark.parametrize("L", [1, 2, 7, 16, 33])
-def test_linear_scan_equals_the_recurrence(L):
-    g = torch.Generator().manual_seed(L)
-    a = torch.rand(3, L, 5, generator=g, dtype=torch.float64)
-    b = torch.randn(3, L, 5, generator=g, dtype=torch.float64)
-    h, expected = torch.zeros(3, 5, dtype=torch.float64), []
-    for t in range(L):
-        h = a[:, t] * h + b[:, t]
-        expected.append(h)
-    assert rel_err(linear_scan(a, b), torch.stack(expected, dim=1)) <= 1e-13
 
 
 # --- the RG-LRU's equations ----------------------------------------------------------------
 def test_log_space_gate_is_a_to_the_c_r():
     """a_t from log a_t = -c r_t softplus(-Λ) equals σ(Λ)^(c r_t) (Eq. 3 and Appendix A)."""
-    block = make("rglru")
+    block = make()
     v = torch.randn(4, 9, block.d_rnn, dtype=torch.float64)
     a_t, _ = block._gates(v)
     r = torch.sigmoid(block.w_a(v))
@@ -142,10 +137,10 @@ def test_closed_recurrence_gate_preserves_the_state():
     block = RGLRUBlock(6, d_rnn=5, dtype=torch.float64)
     with torch.no_grad():
         block.w_a.weight.zero_(); block.w_a.bias.fill_(-30.0)
-    conv, h = block.init_state(2)
-    h = torch.randn_like(h)
+    conv, h, started = block.init_state(2)
+    h, started = torch.randn_like(h), torch.ones_like(started)  # past the first token
     for _ in range(5):
-        _, (conv, h_new) = block.step(torch.randn(2, 6, dtype=torch.float64) * 10, (conv, h))
+        _, (conv, h_new, started) = block.step(torch.randn(2, 6, dtype=torch.float64) * 10, (conv, h, started))
         assert (h_new - h).abs().max() < 1e-5
         h = h_new
 
@@ -184,84 +179,23 @@ def test_conv_is_causal_short_filter():
     assert changed.tolist() == [False] * 4 + [True] * 3 + [False] * 3
 
 
-# --- local attention and Griffin ---------------------------------------------------------
-def test_local_attention_window_limits_the_context():
-    torch.manual_seed(3)
-    block = LocalMQA(D, n_heads=2, window=3, dtype=torch.float64)
-    x = torch.randn(1, 10, D, dtype=torch.float64)
-    for mode in block.modes:
-        y = block(x, mode=mode)
-        for s, seen in ((6, False), (7, True), (9, True)):
-            x2 = x.clone()
-            x2[:, s] += 1.0
-            assert (not torch.allclose(block(x2, mode=mode)[:, 9], y[:, 9])) == seen, (mode, s)
-
-
-def test_local_attention_with_long_window_is_causal_mqa():
-    """window >= L: full causal attention with one shared key/value head (written out here)."""
-    torch.manual_seed(4)
-    block = LocalMQA(D, n_heads=4, window=50, rope=False, dtype=torch.float64)
-    x = torch.randn(2, 9, D, dtype=torch.float64)
-    q = block.w_q(x).view(2, 9, 4, 4).transpose(1, 2)
-    k, v = block.w_kv(x).chunk(2, dim=-1)
-    expected = CausalSelfAttention.reference_attention(q, k.unsqueeze(1).expand_as(q), v.unsqueeze(1).expand_as(q))
-    expected = block.w_o(expected.transpose(1, 2).reshape(2, 9, D))
-    for mode in block.modes:
-        assert rel_err(block(x, mode=mode), expected) <= 1e-12
-
-
-def test_rope_matches_the_attention_convention():
-    x = torch.randn(2, 3, 11, 8, dtype=torch.float64)
-    assert torch.equal(_rope(x, torch.arange(11), 10000.0), CausalSelfAttention.rotate(x, 10000.0))
-
-
-def test_griffin_is_the_residual_pattern():
-    torch.manual_seed(5)
-    block = Griffin(D, pattern="ra", window=4, dtype=torch.float64)
-    x = torch.randn(2, 8, D, dtype=torch.float64)
-    z1 = x + block.blocks[0](block.norms[0](x))
-    z2 = z1 + block.blocks[1](block.norms[1](z1))
-    assert isinstance(block.blocks[0], RGLRUBlock) and isinstance(block.blocks[1], LocalMQA)
-    assert isinstance(block.norms[0], RMSNorm)
-    assert rel_err(block(x), z2 - x) <= 1e-12
-    assert [type(b).__name__ for b in Griffin(D).blocks] == ["RGLRUBlock", "RGLRUBlock", "LocalMQA"]
-
-
-def test_width_multiple():
-    assert Griffin.width_multiple(pattern="rra", n_heads=4) == 8
-    assert Griffin.width_multiple(pattern="rra", n_heads=4, rope=False) == 4
-    assert Griffin.width_multiple(pattern="rr", n_heads=4) == 1
-    assert layerlab.registry.get("mixer", "griffin").width_multiple({"n_heads": 2}) == 4
+def test_registered_with_paper_and_no_weight_decay_on_lambda():
+    entry = layerlab.registry.get("mixer", "rglru")
+    assert entry.paper.arxiv == "2402.19427" and entry.paper.year == 2024
+    block = layerlab.build("mixer", "rglru", 8, c=4.0)
+    assert isinstance(block, RGLRUBlock) and block.no_weight_decay == ("lam",)
     assert layerlab.registry.get("mixer", "rglru").width_multiple({}) == 1
 
 
-def test_registered_with_paper():
-    for name in ("rglru", "griffin"):
-        entry = layerlab.registry.get("mixer", name)
-        assert entry.paper.arxiv == "2402.19427" and entry.paper.year == 2024
-    assert isinstance(layerlab.build("mixer", "rglru", 8, c=4.0), RGLRUBlock)
-
-
-@pytest.mark.parametrize("name, options, words", [
-    ("rglru", {"c": 0.0}, "c must be > 0"),
-    ("rglru", {"kernel_size": 0}, "kernel_size"),
-    ("rglru", {"a_min": 0.99, "a_max": 0.9}, "a_min"),
-    ("rglru", {"a_max": 1.0}, "a_max"),
-    ("rglru", {"d_rnn": 0}, "d_rnn"),
-    ("rglru", {"expansion": 0.0}, "expansion"),
-    ("griffin", {"pattern": "rx"}, "pattern"),
-    ("griffin", {"pattern": ""}, "pattern"),
-    ("griffin", {"window": 0}, "window"),
-    ("griffin", {"n_heads": 3}, "divisible"),
-    ("griffin", {"n_heads": 16}, "even head dimension"),
-    ("griffin", {"n_heads": 0}, "n_heads"),
-    ("rglru", {"heads": 2}, "unknown option"),
+@pytest.mark.parametrize("options, words", [
+    ({"c": 0.0}, "c must be > 0"),
+    ({"kernel_size": 0}, "kernel_size"),
+    ({"a_min": 0.99, "a_max": 0.9}, "a_min"),
+    ({"a_max": 1.0}, "a_max"),
+    ({"d_rnn": 0}, "d_rnn"),
+    ({"expansion": 0.0}, "expansion"),
+    ({"heads": 2}, "unknown option"),
 ])
-def test_bad_options(name, options, words):
+def test_bad_options(options, words):
     with pytest.raises(ConfigError, match=words):
-        layerlab.build("mixer", name, 16, **options)
-
-
-def test_unknown_mode():
-    with pytest.raises(ConfigError, match="scan, reference"):
-        make("rglru")(torch.randn(1, 3, D, dtype=torch.float64), mode="chunked")
+        layerlab.build("mixer", "rglru", 16, **options)

@@ -16,9 +16,12 @@ from .contract import SHAPES, check_causal, check_forms_agree, check_state_size,
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 @pytest.mark.parametrize("shape", SHAPES, ids=str)
 def test_fft_matches_recurrence(shape, dtype, mixing):
+    """Without the GLU, and with fast-decaying, fast-turning modes (the shared contract runs the
+    default block)."""
     torch.manual_seed(0)
     block = S4D(8, d_state=6, mixing=mixing, dtype=dtype)
-    check_forms_agree(block, *shape)
+    if mixing == "none":
+        check_forms_agree(block, *shape)
     with torch.no_grad():  # and with fast-decaying, fast-turning modes (steps up to 1)
         block.log_dt.uniform_(math.log(0.1), 0.0)
     check_forms_agree(block, *shape)
@@ -116,15 +119,6 @@ def test_initialization_values(init):
     # C complex standard normal: E|C|^2 = 1 (4096 draws, SE ~ 1.6%); D standard normal
     assert abs((C.abs() ** 2).mean().item() - 1) < 0.06
     assert abs(block.D.std().item() - 1) < 0.1
-
-
-def test_state_dict_round_trip():
-    torch.manual_seed(6)
-    a, b = S4D(8, d_state=4), S4D(8, d_state=4)
-    x = torch.randn(2, 5, 8)
-    assert not torch.equal(a(x), b(x))
-    b.load_state_dict(a.state_dict())
-    assert torch.equal(a(x), b(x))
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])

@@ -1,4 +1,4 @@
-"""Causal multi-head softmax self-attention."""
+"""Causal multi-head softmax self-attention, and the rotary positions (`rope`) the attention mixers share."""
 from __future__ import annotations
 
 import math
@@ -7,9 +7,40 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ...errors import ConfigError
+from ...errors import ConfigError, ShapeError
 from ...registry import Paper, register
+from .._common import wide_dtype
 from .base import MultiHeadMixer
+
+
+def rope(x: Tensor, positions: Tensor, base: float = 10000.0) -> Tensor:
+    """Rotary position embedding (Su et al., "RoFormer", 2021, arXiv:2104.09864, Eq. 34).
+
+    Coordinate pair ``(j, j + d/2)`` of ``x (..., d)`` is turned by the angle
+    ``m * base^(-2j/d)``, ``m`` the position; ``positions`` broadcasts against ``x[..., 0]``
+    (e.g. ``(L,)`` for ``x (B, h, L, d)``, ``(B, 1)`` for one token of each sequence,
+    ``x (B, h, d)``). Then ``<rope(q, m), rope(k, n)>`` depends on ``m - n`` only. Angles are
+    computed in float64, the result has ``x``'s dtype. The paper pairs adjacent coordinates
+    ``(2j, 2j+1)``; pairing the two halves is the same rotation up to a fixed permutation of
+    coordinates, which learned projections absorb.
+    """
+    d = x.shape[-1]
+    inv_freq = base ** (-torch.arange(0, d // 2, device=x.device, dtype=torch.float64) * 2 / d)
+    angle = positions.to(device=x.device, dtype=torch.float64).unsqueeze(-1) * inv_freq
+    cos, sin = angle.cos().to(x.dtype), angle.sin().to(x.dtype)
+    x1, x2 = x[..., : d // 2], x[..., d // 2:]
+    return torch.cat((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1)
+
+
+def causal_softmax(q: Tensor, k: Tensor) -> Tensor:
+    """``softmax(Q K^T / sqrt(d_h) + M)`` over (..., L, d_h) queries and keys, ``M[t, s] = -inf``
+    for ``s > t``: the causal attention weights (..., L, L), in float32 or wider (as fused
+    kernels accumulate)."""
+    L, d_h = q.shape[-2], q.shape[-1]
+    scores = q @ k.transpose(-2, -1) / math.sqrt(d_h)
+    future = torch.ones(L, L, dtype=torch.bool, device=q.device).triu(diagonal=1)
+    scores = scores.masked_fill(future, float("-inf"))
+    return torch.softmax(scores, dim=-1, dtype=wide_dtype(scores.dtype))
 
 
 @register("mixer", "attention", paper=Paper("Attention Is All You Need", 2017, "1706.03762"))
@@ -31,8 +62,9 @@ class CausalSelfAttention(MultiHeadMixer):
 
     Modes:
         ``"sdpa"`` (default): ``torch.nn.functional.scaled_dot_product_attention(is_causal=True)``.
-        ``"reference"``: the softmax above written out, with an explicit ``-inf`` mask; the
-        softmax runs in float32 or wider, as the fused kernels accumulate.
+        ``"reference"``: the softmax above written out, with an explicit ``-inf`` mask
+        (:meth:`attention_probabilities`, in float32 or wider, as the fused kernels
+        accumulate), times ``V``.
 
     Initialization: ``W^Q, W^K, W^V, W^O`` i.i.d. normal with std ``d_model^(-1/2)`` (fan-in
     scaling, close to the Glorot init of the reference implementation), biases zero. GPT-2's
@@ -47,10 +79,8 @@ class CausalSelfAttention(MultiHeadMixer):
     Rotary positions (``rope=True``; Su et al., "RoFormer: Enhanced Transformer with Rotary
     Position Embedding", 2021, arXiv:2104.09864, Eq. 34): each head's query and key at position
     ``m`` are rotated, ``q_m <- R_m q_m``, ``k_n <- R_n k_n``, where ``R_m`` rotates coordinate
-    pair ``(j, j + d_h/2)`` by the angle ``m * base^(-2j/d_h)``; then ``q_m^T k_n`` depends on
-    ``m - n`` only. (The paper pairs adjacent coordinates ``(2j, 2j+1)``; pairing the two halves
-    is the same rotation up to a fixed permutation of coordinates, which the learned ``W^Q, W^K``
-    absorb.) With rotary positions the backbone needs no learned positions (``positions = "none"``).
+    pair ``(j, j + d_h/2)`` by the angle ``m * base^(-2j/d_h)`` (:func:`rope`); then
+    ``q_m^T k_n`` depends on ``m - n`` only. With rotary positions the backbone needs no learned positions (``positions = "none"``).
     ``rope_fraction < 1`` rotates only the first ``rope_fraction * d_h`` coordinates of each head
     (partial rotary, as in GPT-NeoX): the rest match content independently of distance.
 
@@ -115,24 +145,24 @@ class CausalSelfAttention(MultiHeadMixer):
         qkv = self.w_qkv(x).view(B, L, 3, self.n_heads, self.d_head)
         q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)
         if self.rope:
-            r = self.rope_dims
-            q = torch.cat((self.rotate(q[..., :r], self.rope_base), q[..., r:]), dim=-1)
-            k = torch.cat((self.rotate(k[..., :r], self.rope_base), k[..., r:]), dim=-1)
+            r, pos = self.rope_dims, torch.arange(L, device=x.device)
+            q = torch.cat((rope(q[..., :r], pos, self.rope_base), q[..., r:]), dim=-1)
+            k = torch.cat((rope(k[..., :r], pos, self.rope_base), k[..., r:]), dim=-1)
         return q, k, v
-
-    @staticmethod
-    def rotate(x: Tensor, base: float) -> Tensor:
-        """R_m x_m for x of shape (..., L, d_h): pair (j, j + d_h/2) turned by m * base^(-2j/d_h)."""
-        L, d = x.shape[-2], x.shape[-1]
-        inv_freq = base ** (-torch.arange(0, d // 2, device=x.device, dtype=torch.float64) * 2 / d)
-        angle = torch.arange(L, device=x.device, dtype=torch.float64)[:, None] * inv_freq[None, :]
-        cos, sin = angle.cos().to(x.dtype), angle.sin().to(x.dtype)
-        x1, x2 = x[..., : d // 2], x[..., d // 2:]
-        return torch.cat((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1)
 
     def cache_size(self, length: int) -> int:
         """Scalars of the key/value cache for one sequence of ``length`` tokens (grows with it)."""
         return 2 * int(length) * self.d_model
+
+    def attention_probabilities(self, x: Tensor) -> Tensor:
+        """``softmax(Q_i K_i^T / sqrt(d_h) + M)`` of every head for ``x`` (B, L, D): (B, h, L, L),
+        row ``t`` the weights query ``t`` puts on keys ``0..t`` (rotary positions applied as in
+        ``forward``), in float32 or wider. The reference form multiplies them into ``V``."""
+        if x.dim() != 3 or x.shape[-1] != self.d_model:
+            raise ShapeError(f"{type(self).__name__}.attention_probabilities expects x of shape (B, L, D) "
+                             f"with D = d_model = {self.d_model}; got {tuple(x.shape)}")
+        q, k, _ = self._heads(x)
+        return causal_softmax(q, k)
 
     def _forward(self, x: Tensor, mode: str) -> Tensor:
         B, L, D = x.shape
@@ -140,20 +170,9 @@ class CausalSelfAttention(MultiHeadMixer):
         if mode == "sdpa":
             heads = F.scaled_dot_product_attention(q, k, v, is_causal=True)
         else:
-            heads = self.reference_attention(q, k, v)
+            heads = causal_softmax(q, k).to(v.dtype) @ v
         concat = heads.transpose(1, 2).reshape(B, L, D)
         return self.dropout(self.w_o(concat))
-
-    @staticmethod
-    def reference_attention(q: Tensor, k: Tensor, v: Tensor) -> Tensor:
-        """softmax(Q K^T / sqrt(d_h) + M) V over (B, h, L, d_h) tensors, M the causal mask."""
-        L, d_h = q.shape[-2], q.shape[-1]
-        scores = q @ k.transpose(-2, -1) / math.sqrt(d_h)
-        future = torch.ones(L, L, dtype=torch.bool, device=q.device).triu(diagonal=1)
-        scores = scores.masked_fill(future, float("-inf"))
-        wide = torch.promote_types(scores.dtype, torch.float32)
-        weights = torch.softmax(scores, dim=-1, dtype=wide).to(v.dtype)
-        return weights @ v
 
     def extra_repr(self) -> str:
         return f"d_model={self.d_model}, n_heads={self.n_heads}, rope={self.rope}, modes={self.modes}"

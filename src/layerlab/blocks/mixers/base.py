@@ -33,6 +33,10 @@ class Mixer(nn.Module):
     """
 
     modes: ClassVar[tuple[str, ...]] = ("reference",)
+    # names of the block's own parameters (relative to the block) that weight decay must skip,
+    # e.g. a state-space model's eigenvalue parameters; the optimizer finds this attribute on
+    # any module (see layerlab.train.optim)
+    no_weight_decay: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, d_model: int) -> None:
         super().__init__()
@@ -79,6 +83,18 @@ class Mixer(nn.Module):
 
     def _step(self, x_t: Tensor, state: State) -> tuple[Tensor, State]:  # pragma: no cover - abstract
         raise NotImplementedError
+
+    def step_loop(self, x: Tensor) -> Tensor:
+        """The token-by-token form of a recurrent mixer: ``state = init_state(B)``, then
+        ``y_t, state = _step(x_t, state)`` for ``t = 0 .. L-1``; ``x`` (B, L, D) -> (B, L, D).
+        A recurrence's ``"reference"`` mode is this loop, so the reference reads like the
+        paper's equation for one token (written once, in ``_step``)."""
+        state = self.init_state(x.shape[0], device=x.device, dtype=x.dtype)
+        ys = []
+        for t in range(x.shape[1]):
+            y_t, state = self._step(x[:, t], state)
+            ys.append(y_t)
+        return torch.stack(ys, dim=1)
 
     @property
     def state_size(self) -> int:

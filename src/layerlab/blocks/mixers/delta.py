@@ -15,6 +15,7 @@ from torch import Tensor, nn
 from ... import kernels
 from ...errors import ConfigError
 from ...registry import Paper, register
+from .._common import wide_dtype
 from ..norms import RMSNorm
 from .base import MultiHeadMixer, State
 from .linear_attention import check_chunk_size, check_heads
@@ -93,8 +94,9 @@ class _DeltaMixer(MultiHeadMixer):
         if self.conv is not None:
             self.conv.reset_parameters()
         if self.gated:
-            with torch.no_grad():  # Mamba-2's init: A ~ U[1, 16], dt ~ log-U[1e-3, 1e-1]
-                self.A_log.copy_(torch.empty_like(self.A_log).uniform_(1.0, 16.0).log())
+            with torch.no_grad():  # the authors' release: A ~ U(0, 16], dt ~ log-U[1e-3, 1e-1]
+                A = 16.0 * (1.0 - torch.rand(self.A_log.shape, dtype=torch.float64))  # (0, 16]: no log 0
+                self.A_log.copy_(A.log())
                 u = torch.rand_like(self.dt_bias)
                 dt = torch.exp(u * (math.log(0.1) - math.log(1e-3)) + math.log(1e-3)).clamp_min(1e-4)
                 self.dt_bias.copy_(dt + torch.log(-torch.expm1(-dt)))  # softplus(dt_bias) = dt
@@ -110,7 +112,7 @@ class _DeltaMixer(MultiHeadMixer):
         k, v (B, H, L, n_h, d), beta (B, H, L, n_h), g (B, H, L) or None; float32 or wider."""
         B, L, _ = c.shape
         H, d, n = self.n_heads, self.d_head, self.n_householder
-        wide = torch.promote_types(c.dtype, torch.float32)
+        wide = wide_dtype(c.dtype)
         c = F.silu(c.to(wide))
         q, k, v = c.split([H * d, n * H * d, n * H * d], dim=-1)
         q = l2_normalize(q.view(B, L, H, d)).transpose(1, 2)
@@ -173,7 +175,7 @@ class _DeltaMixer(MultiHeadMixer):
         """``(M, conv_buffer)``: the memory M (B, H, d_k, d_v) in float32 or wider, and the last
         ``conv_size - 1`` pre-convolution inputs (B, conv_size - 1, C) (absent if conv_size <= 1)."""
         f = self._factory(device, dtype)
-        wide = torch.promote_types(f["dtype"], torch.float32)
+        wide = wide_dtype(f["dtype"])
         M = torch.zeros(batch_size, self.n_heads, self.d_head, self.d_head, device=f["device"], dtype=wide)
         if self.conv_size <= 1:
             return (M,)
@@ -300,9 +302,15 @@ class GatedDeltaNet(_DeltaMixer):
     state).
 
     Initialization: projections (``W_q, W_k, W_v, w_beta, w_a, W_g, W_o``) normal with std
-    ``d_model^(-1/2)``, no biases; Mamba-2's ``A ~ U[1, 16]`` (``A_log = log A``) and
+    ``d_model^(-1/2)``, no biases; ``A ~ U(0, 16]`` (``A_log = log A``) as in the authors'
+    release (flash-linear-attention's ``GatedDeltaNet`` layer draws ``uniform_(0, 16)``; Mamba-2
+    itself draws ``A`` in [1, 16]), so some heads start with almost no decay (``A`` near 0,
+    ``alpha`` near 1: DeltaNet-like heads); the draw excludes 0, where ``log A`` is infinite;
     ``dt_bias = softplus^{-1}(dt)``, ``dt`` log-uniform in [1e-3, 1e-1] (floor 1e-4), so the decay
     at init is ``alpha ~ exp(-A dt)`` in about [0.2, 1); convolution PyTorch's default; RMSNorm gain 1.
+
+    Weight decay skips ``A_log`` and ``dt_bias`` (``no_weight_decay``), as the authors' release
+    marks them (``_no_weight_decay``).
 
     Options: as DeltaNet. Differences from the paper: as DeltaNet (no q scaling; float32 or wider
     recurrence); values have the keys' width ``d = d_model / n_heads`` (the authors' release
@@ -310,6 +318,7 @@ class GatedDeltaNet(_DeltaMixer):
     """
 
     _name = "gated_deltanet"
+    no_weight_decay = ("A_log", "dt_bias")
 
     def __init__(
         self,
@@ -364,7 +373,7 @@ class DeltaProduct(_DeltaMixer):
     buffer (B, conv_size - 1, (1 + 2 n_h) D).
 
     Initialization: as DeltaNet (and Gated DeltaNet's for ``A_log``, ``dt_bias``, ``w_a``, ``W_g``
-    when gated).
+    when gated; then ``A_log`` and ``dt_bias`` are kept out of weight decay, as Gated DeltaNet's).
 
     Options: ``n_householder`` (n_h, default 2), ``gated`` (default False), and DeltaNet's.
     Differences from the paper: as DeltaNet.
@@ -391,3 +400,5 @@ class DeltaProduct(_DeltaMixer):
         self._setup(d_model, n_heads=n_heads, conv_size=conv_size, negative_eigenvalues=negative_eigenvalues,
                     n_householder=n_householder, gated=gated, chunk_size=chunk_size, norm_eps=norm_eps,
                     device=device, dtype=dtype)
+        if self.gated:  # the decay's parameters exist only when gated: declared per instance
+            self.no_weight_decay = GatedDeltaNet.no_weight_decay

@@ -16,13 +16,10 @@ from torch import Tensor, nn
 
 from ...errors import ConfigError, ShapeError
 from ...registry import Paper, register
+from .._common import wide_dtype
 from .base import MultiHeadMixer
 
 HOPFIELD = Paper("Hopfield Networks is All You Need", 2020, "2008.02217")
-
-
-def _wide(dtype: torch.dtype) -> torch.dtype:
-    return torch.promote_types(dtype, torch.float32)
 
 
 def _check_patterns(X: Tensor, xi: Tensor) -> None:
@@ -46,7 +43,7 @@ def hopfield_update(X: Tensor, xi: Tensor, beta: float) -> Tensor:
     """
     _check_patterns(X, xi)
     scores = beta * (X.transpose(0, 1) @ xi)  # (N,) or (N, S)
-    p = torch.softmax(scores, dim=0, dtype=_wide(scores.dtype)).to(X.dtype)
+    p = torch.softmax(scores, dim=0, dtype=wide_dtype(scores.dtype)).to(X.dtype)
     return (X @ p).to(xi.dtype)
 
 
@@ -212,7 +209,7 @@ class HopfieldMixer(MultiHeadMixer):
             xi = q
             for _ in range(self.n_updates):
                 scores = (self.beta * (xi @ k.transpose(-2, -1))).masked_fill(future, float("-inf"))
-                xi = torch.softmax(scores, dim=-1, dtype=_wide(x.dtype)).to(x.dtype) @ k
+                xi = torch.softmax(scores, dim=-1, dtype=wide_dtype(x.dtype)).to(x.dtype) @ k
         else:
             rows = []
             for t in range(L):

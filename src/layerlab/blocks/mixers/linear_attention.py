@@ -10,6 +10,7 @@ from torch import Tensor, nn
 from ...errors import ConfigError
 from ...kernels import linear_attention as linear_attention_kernel
 from ...registry import Paper, register
+from .._common import wide_dtype
 from .base import MultiHeadMixer, State
 
 
@@ -115,7 +116,7 @@ class LinearAttention(MultiHeadMixer):
         """(B, L, D) -> phi(Q), phi(K), V' each (B, h, L, d_h) (V' = [V, 1] with ``normalize``,
         last dim d_h + 1), in float32 or wider."""
         B, L, _ = x.shape
-        wide = torch.promote_types(x.dtype, torch.float32)
+        wide = wide_dtype(x.dtype)
         qkv = self.w_qkv(x).to(wide).view(B, L, 3, self.n_heads, self.d_head)
         q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)
         if self.normalize:
@@ -139,7 +140,7 @@ class LinearAttention(MultiHeadMixer):
     def init_state(self, batch_size: int, *, device: torch.device | str | None = None,
                    dtype: torch.dtype | None = None) -> State:
         f = self._factory(device, dtype)
-        wide = torch.promote_types(f["dtype"], torch.float32)
+        wide = wide_dtype(f["dtype"])
         d_v = self.d_head + (1 if self.normalize else 0)
         return (torch.zeros(batch_size, self.n_heads, self.d_head, d_v, device=f["device"], dtype=wide),)
 

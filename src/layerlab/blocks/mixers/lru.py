@@ -10,8 +10,9 @@ from torch.nn.utils import skip_init
 
 from ...errors import ConfigError
 from ...registry import Paper, register
+from .._common import wide_dtype
 from .base import Mixer, State
-from .scan import linear_scan
+from .scan import linear_recurrence_loop, linear_scan
 
 MIXINGS = ("none", "glu")
 
@@ -25,7 +26,7 @@ def uninitialized_linear(in_features: int, out_features: int, *, bias: bool = Tr
 
 def complex_dtype(dtype: torch.dtype) -> torch.dtype:
     """The complex dtype whose parts have `dtype` promoted to at least float32."""
-    real = torch.promote_types(dtype, torch.float32)
+    real = wide_dtype(dtype)
     return torch.complex128 if real == torch.float64 else torch.complex64
 
 
@@ -51,7 +52,7 @@ class LRU(Mixer):
     Modes:
         ``"scan"`` (default): the recurrence for all k at once by a parallel associative scan
         (:func:`layerlab.blocks.mixers.scan.linear_scan`, log depth in L).
-        ``"reference"``: the recurrence token by token (``step`` in a loop).
+        ``"reference"``: the recurrence token by token (:meth:`step_loop`).
 
     Initialization (the paper's Lemma 2 in Sec. 3.2, Sec. 3.4 and Appendix A):
         - ring init: ``lambda`` uniform on the ring ``r_min <= |z| <= r_max`` of the complex plane
@@ -76,6 +77,11 @@ class LRU(Mixer):
 
     The recurrence runs in float32 or wider (complex64/complex128); the output has the input dtype.
 
+    Weight decay skips ``nu_log, theta_log, gamma_log, B_re, B_im`` (``no_weight_decay``), as in
+    the reference training code (minimal-LRU's ``train_helpers``: these train with Adam at a
+    reduced learning rate, without weight decay); decaying ``nu_log`` would pull every
+    ``|lambda|`` to ``exp(-1)`` and erase the ring initialization.
+
     Deviations: no negative-eigenvalue option: the LRU is time-invariant and its complex
     eigenvalues already cover every phase, ``lambda = -r`` included (``theta = pi``); what it
     cannot do is make the transition depend on the input, which is what state tracking (e.g.
@@ -85,6 +91,7 @@ class LRU(Mixer):
 
     modes = ("scan", "reference")
     recurrent = True
+    no_weight_decay = ("nu_log", "theta_log", "gamma_log", "B_re", "B_im")
 
     def __init__(
         self,
@@ -165,17 +172,12 @@ class LRU(Mixer):
         return torch.exp(self.gamma_log.to(real)).unsqueeze(-1) * B
 
     def states(self, u: Tensor, mode: str = "scan") -> Tensor:
-        """All states ``x_k`` (B, L, N), complex, for input ``u`` (B, L, H), by scan or loop."""
+        """All states ``x_k`` (B, L, N), complex, for input ``u`` (B, L, H), by the parallel scan
+        (``mode="scan"``) or the plain loop of :mod:`layerlab.blocks.mixers.scan` (any other mode)."""
         cdtype = complex_dtype(u.dtype)
         Bu = u.to(cdtype) @ self._input_matrix(cdtype).transpose(0, 1)
         lam = self.eigenvalues(u.dtype).to(cdtype).expand_as(Bu)
-        if mode == "scan":
-            return linear_scan(lam, Bu)
-        x, xs = torch.zeros_like(Bu[:, 0]), []
-        for k in range(u.shape[1]):
-            x = lam[:, k] * x + Bu[:, k]
-            xs.append(x)
-        return torch.stack(xs, dim=1)
+        return (linear_scan if mode == "scan" else linear_recurrence_loop)(lam, Bu)
 
     def _readout(self, x: Tensor, u: Tensor) -> Tensor:
         """``Re(C x) + D u`` then the optional mixing; ``x`` (..., N) complex, ``u`` (..., H)."""
@@ -188,12 +190,7 @@ class LRU(Mixer):
 
     def _forward(self, x: Tensor, mode: str) -> Tensor:
         if mode == "reference":
-            state = self.init_state(x.shape[0], device=x.device, dtype=x.dtype)
-            ys = []
-            for k in range(x.shape[1]):
-                y_k, state = self._step(x[:, k], state)
-                ys.append(y_k)
-            return torch.stack(ys, dim=1)
+            return self.step_loop(x)
         return self._readout(self.states(x, mode), x).to(x.dtype)
 
     # --- token-by-token inference -----------------------------------------------------

@@ -10,6 +10,7 @@ from torch import Tensor, nn
 
 from ...errors import ConfigError
 from ...registry import Paper, register
+from .._common import wide_dtype
 from .base import Mixer, State
 from .lru import uninitialized_linear
 from .scan import linear_scan
@@ -56,7 +57,8 @@ class Mamba(Mixer):
         transitions directly, never their logarithms: negative transitions need no sign
         handling, and since ``|Abar_t| < 1`` partial products only shrink (they may underflow
         to 0, never overflow).
-        ``"reference"``: ``step`` token by token (the convolution from its rolling buffer).
+        ``"reference"``: ``step`` token by token (:meth:`step_loop`; the convolution from its
+        rolling buffer).
 
     Initialization (the paper's reference implementation):
         - ``A_log = log(n)``, n = 1..N for every channel (S4D-Real: ``A_n = -n``); ``D = 1``.
@@ -72,14 +74,18 @@ class Mamba(Mixer):
 
     The SSM runs in float32 or wider; projections in the parameters' dtype; output in the input dtype.
 
+    Weight decay skips ``A_log`` and ``D`` (``no_weight_decay``), as the reference code marks
+    them (``_no_weight_decay``): decay would pull every ``A_n = -exp(A_log)`` towards -1 and
+    lose the S4D-Real spectrum.
+
     Deviations: the fused CUDA kernel (hardware-aware scan) is replaced by the torch scan; the
-    step's conv buffer keeps conv_size - 1 inputs (the minimum). The per-model init details of
-    the reference code (rescaled out-projections by depth, no weight decay on A_log, D) belong
-    to the backbone and optimizer.
+    step's conv buffer keeps conv_size - 1 inputs (the minimum). The reference code's rescaling
+    of out-projections by depth belongs to the backbone.
     """
 
     modes = ("scan", "reference")
     recurrent = True
+    no_weight_decay = ("A_log", "D")
 
     def __init__(
         self,
@@ -175,17 +181,12 @@ class Mamba(Mixer):
 
     def _forward(self, u: Tensor, mode: str) -> Tensor:
         if mode == "reference":
-            state = self.init_state(u.shape[0], device=u.device, dtype=u.dtype)
-            ys = []
-            for t in range(u.shape[1]):
-                y_t, state = self._step(u[:, t], state)
-                ys.append(y_t)
-            return torch.stack(ys, dim=1)
+            return self.step_loop(u)
         param = self.in_proj.weight.dtype
         x, z = self.in_proj(u.to(param)).chunk(2, dim=-1)
         x = self.conv(x)
         delta, B, C = self.selection(x)
-        work = torch.promote_types(x.dtype, torch.float32)
+        work = wide_dtype(x.dtype)
         delta, B, C, xw = delta.to(work), B.to(work), C.to(work), x.to(work)
         ys, h = [], None
         for s in range(0, u.shape[1], self.chunk_size):  # the state h is carried between chunks
@@ -204,7 +205,7 @@ class Mamba(Mixer):
                    dtype: torch.dtype | None = None) -> State:
         """``(conv buffer (B, E D, conv_size - 1), h (B, E D, N))``, zeros."""
         f = self._factory(device, dtype)
-        work = torch.promote_types(f["dtype"], torch.float32)
+        work = wide_dtype(f["dtype"])
         return (torch.zeros(batch_size, self.d_inner, self.conv_size - 1, device=f["device"], dtype=f["dtype"]),
                 torch.zeros(batch_size, self.d_inner, self.d_state, device=f["device"], dtype=work))
 

@@ -9,6 +9,7 @@ from torch import Tensor, nn
 
 from ...errors import ConfigError
 from ...registry import Paper, register
+from .._common import wide_dtype
 from .base import Mixer, State
 from .lru import complex_dtype, uninitialized_linear
 
@@ -43,7 +44,7 @@ class S4D(Mixer):
     Modes:
         ``"fft"`` (default): ``K`` in closed form (Vandermonde), ``y = K * u`` by FFT with both
         signals zero-padded to 2L (so the circular convolution is the causal linear one).
-        ``"reference"``: the discretized recurrence token by token (``step`` in a loop).
+        ``"reference"``: the discretized recurrence token by token (:meth:`step_loop`).
 
     Initialization:
         - ``A``: S4D-Lin ``A_n = -1/2 + i pi n`` (``init="lin"``, default) or S4D-Inv
@@ -58,6 +59,10 @@ class S4D(Mixer):
 
     The kernel, FFT and recurrence run in float32 or wider; the output has the input dtype.
 
+    Weight decay skips ``A_re_log, A_im, log_dt`` (``no_weight_decay``), as the reference code
+    registers them (``weight_decay: 0.0``): decay would pull every ``A_n`` towards ``-1 + 0i``
+    and lose the S4D-Lin (or -Inv) structure.
+
     Deviations: no dropout, no bidirectional variant, no per-parameter learning rates for
     ``A, Delta`` (the paper's optimizer settings belong to the optimizer); the kernel is
     computed for each input length (no fixed ``l_max``).
@@ -65,6 +70,7 @@ class S4D(Mixer):
 
     modes = ("fft", "reference")
     recurrent = True
+    no_weight_decay = ("A_re_log", "A_im", "log_dt")
 
     def __init__(
         self,
@@ -152,13 +158,8 @@ class S4D(Mixer):
     def _forward(self, x: Tensor, mode: str) -> Tensor:
         B, L, H = x.shape
         if mode == "reference":
-            state = self.init_state(B, device=x.device, dtype=x.dtype)
-            ys = []
-            for k in range(L):
-                y_k, state = self._step(x[:, k], state)
-                ys.append(y_k)
-            return torch.stack(ys, dim=1)
-        real = torch.promote_types(x.dtype, torch.float32)
+            return self.step_loop(x)
+        real = wide_dtype(x.dtype)
         u = x.to(real).transpose(1, 2)  # (B, H, L)
         K = self.kernel(L, real)
         y = torch.fft.irfft(torch.fft.rfft(u, n=2 * L) * torch.fft.rfft(K, n=2 * L), n=2 * L)[..., :L]
