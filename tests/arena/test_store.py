@@ -79,3 +79,50 @@ def test_several_processes_write_safely(tmp_path):
     assert len(st.metrics(rid)) == 450
     assert len(st.events(rid)) == 450
     assert st.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def verdict(card="c", **kw):
+    rec = {"card_id": card, "card_hash": "h" * 16, "paper": "2411.12537", "claim": "x", "kind": "comparative",
+           "rule": {"type": "difference"}, "verdict": "supported", "observed": 0.4, "lo": 0.3, "hi": 0.5,
+           "details": {"models": {"a": {"mean": 0.9}}}, "run_ids": ["r1", "r2"], "suite": "c@1234",
+           "git_revision": "abc", "seconds": 1.5}
+    rec.update(kw)
+    return rec
+
+
+def test_verdicts_round_trip_latest_per_card(tmp_path):
+    st = Store(tmp_path)
+    first = st.add_verdict(verdict("a"))
+    st.add_verdict(verdict("b", verdict="contradicted"))
+    last = st.add_verdict(verdict("a", card_hash="g" * 16, verdict="inconclusive", observed=float("nan"),
+                                  details={"x": float("inf")}))
+    assert last > first
+    latest = st.verdicts()
+    assert [(v["card_id"], v["verdict"]) for v in latest] == [("a", "inconclusive"), ("b", "contradicted")]
+    a = st.verdicts("a")[0]
+    assert a["verdict_id"] == last and a["card_hash"] == "g" * 16 and a["observed"] is None
+    assert a["details"] == {"x": None} and a["run_ids"] == ["r1", "r2"] and a["rule"] == {"type": "difference"}
+    assert a["created"].endswith("Z") and a["git_revision"] == "abc" and a["seconds"] == 1.5
+    assert [v["verdict_id"] for v in st.verdicts("a", latest=False)] == [first, last]
+    assert len(st.verdicts(latest=False)) == 3
+    assert Store(tmp_path).verdicts("b")[0]["lo"] == 0.3  # another connection reads it
+
+
+def test_bad_verdict_writes_nothing(tmp_path):
+    st = Store(tmp_path)
+    for bad, msg in [({"verdict": "maybe"}, "verdict must be one of"), ({"card_hash": ""}, "needs 'card_hash'"),
+                     ({"colour": 1}, "unknown verdict fields")]:
+        with pytest.raises(ValueError, match=msg):
+            st.add_verdict(verdict(**bad))
+    assert st.verdicts(latest=False) == []
+
+
+def test_verdicts_table_added_to_an_existing_store(tmp_path):
+    import sqlite3
+
+    st = Store(tmp_path)
+    st.conn.execute("DROP TABLE verdicts")  # a store made before verdicts existed
+    st.close()
+    assert "verdicts" not in {r[0] for r in sqlite3.connect(tmp_path / "store.sqlite").execute(
+        "SELECT name FROM sqlite_master WHERE type='table'")}
+    assert Store(tmp_path).add_verdict(verdict()) == 1

@@ -8,6 +8,7 @@ that logs a step again replaces the row instead of duplicating it.
 from __future__ import annotations
 
 import json
+import math
 import os
 import sqlite3
 import time
@@ -66,7 +67,37 @@ CREATE TABLE IF NOT EXISTS artifacts (
     run_id TEXT NOT NULL, step INTEGER NOT NULL, name TEXT NOT NULL, path TEXT NOT NULL,
     PRIMARY KEY (run_id, step, name)
 );
+CREATE TABLE IF NOT EXISTS verdicts (            -- one row per `layerlab check` of a claim card
+    verdict_id INTEGER PRIMARY KEY AUTOINCREMENT,
+    card_id TEXT NOT NULL, card_hash TEXT NOT NULL, paper TEXT, claim TEXT, kind TEXT,
+    rule_json TEXT NOT NULL, verdict TEXT NOT NULL,  -- supported, contradicted, inconclusive
+    observed REAL, lo REAL, hi REAL,                -- the rule's statistic and its 95% CI (NULL: none)
+    details_json TEXT NOT NULL, run_ids_json TEXT NOT NULL, suite TEXT,
+    git_revision TEXT, created TEXT NOT NULL, seconds REAL
+);
+CREATE INDEX IF NOT EXISTS verdicts_by_card ON verdicts (card_id, verdict_id);
 """
+VERDICTS = ("supported", "contradicted", "inconclusive")
+_VERDICT_KEYS = ("card_id", "card_hash", "paper", "claim", "kind", "rule", "verdict", "observed", "lo", "hi",
+                 "details", "run_ids", "suite", "git_revision", "created", "seconds")
+
+
+def _finite_or_none(x: Any) -> float | None:
+    if x is None:
+        return None
+    x = float(x)
+    return x if math.isfinite(x) else None
+
+
+def _json_safe(obj: Any) -> Any:
+    """NaN and infinities become null, so the stored JSON is standard JSON."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {str(k): _json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_json_safe(v) for v in obj]
+    return obj
 
 
 class Store:
@@ -263,6 +294,53 @@ class Store:
 
     def events(self, run_id: str) -> list[str]:
         return [r[0] for r in self.conn.execute("SELECT message FROM events WHERE run_id=? ORDER BY time", (run_id,))]
+
+    # --- verdicts of claim cards -------------------------------------------------------
+    def add_verdict(self, record: dict[str, Any]) -> int:
+        """Record one check of a claim card (keys: ``_VERDICT_KEYS``; ``created`` defaults to now, UTC
+        ISO); one transaction, so a killed check leaves either the whole row or nothing. Returns its id."""
+        bad = set(record) - set(_VERDICT_KEYS)
+        if bad:
+            raise ValueError(f"unknown verdict fields {sorted(bad)}; valid: {', '.join(_VERDICT_KEYS)}")
+        for key in ("card_id", "card_hash", "verdict"):
+            if not record.get(key):
+                raise ValueError(f"a verdict needs {key!r}")
+        if record["verdict"] not in VERDICTS:
+            raise ValueError(f"verdict must be one of {VERDICTS}, got {record['verdict']!r}")
+        created = record.get("created") or time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        row = (record["card_id"], record["card_hash"], record.get("paper"), record.get("claim"), record.get("kind"),
+               json.dumps(_json_safe(record.get("rule", {})), sort_keys=True), record["verdict"],
+               _finite_or_none(record.get("observed")), _finite_or_none(record.get("lo")),
+               _finite_or_none(record.get("hi")), json.dumps(_json_safe(record.get("details", {})), sort_keys=True),
+               json.dumps(list(record.get("run_ids", []))), record.get("suite"), record.get("git_revision"),
+               created, _finite_or_none(record.get("seconds")))
+        with self._tx() as c:
+            cur = c.execute("INSERT INTO verdicts (card_id, card_hash, paper, claim, kind, rule_json, verdict, observed, "
+                            "lo, hi, details_json, run_ids_json, suite, git_revision, created, seconds) "
+                            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", row)
+            return int(cur.lastrowid)
+
+    def verdicts(self, card_id: str | None = None, latest: bool = True) -> list[dict[str, Any]]:
+        """Recorded verdicts, oldest first (by card id with ``latest``: only each card's newest row).
+        Rows carry ``_VERDICT_KEYS`` plus ``verdict_id``; rule, details and run ids decoded."""
+        q, args = "SELECT * FROM verdicts", []
+        where = []
+        if card_id is not None:
+            where.append("card_id = ?")
+            args.append(card_id)
+        if latest:
+            where.append("verdict_id IN (SELECT MAX(verdict_id) FROM verdicts GROUP BY card_id)")
+        if where:
+            q += " WHERE " + " AND ".join(where)
+        q += " ORDER BY card_id, verdict_id" if latest else " ORDER BY verdict_id"
+        out = []
+        for r in self.conn.execute(q, args):
+            d = dict(r)
+            d["rule"] = json.loads(d.pop("rule_json"))
+            d["details"] = json.loads(d.pop("details_json"))
+            d["run_ids"] = json.loads(d.pop("run_ids_json"))
+            out.append(d)
+        return out
 
     def progress(self, run_ids: list[str]) -> dict[str, tuple[str, int, int]]:
         """run_id -> (status, step, total_steps), for progress bars polling from another process."""
