@@ -20,8 +20,8 @@ Papers and the quantities taken from them
   (confirmed by an explicit :math:`\|Ay - \theta y\|`). A Krylov space of one start vector holds
   one vector per eigenspace, so for ``k >= 2`` the search is continued from random vectors
   orthogonal to the basis until repeated eigenvalues are found (see `lanczos`).
-* The error of a Ritz value (Parlett, "The Symmetric Eigenvalue Problem", SIAM 1998, Ch. 11, the
-  residual and gap theorems): for a unit :math:`y` with :math:`r = Ay - \theta y` some eigenvalue
+* The error of a Ritz value (Parlett, "The Symmetric Eigenvalue Problem", SIAM 1998: the residual
+  bound and the gap theorem): for a unit :math:`y` with :math:`r = Ay - \theta y` some eigenvalue
   :math:`\lambda` has :math:`|\theta - \lambda| \le \|r\|`, and
   :math:`|\theta - \lambda| \le \|r\|^2 / \delta` where :math:`\delta` is the distance from
   :math:`\theta` to the rest of the spectrum. An eigenvalue is therefore known long before its
