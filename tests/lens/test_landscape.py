@@ -72,6 +72,20 @@ def test_interpolate_matches_a_manually_interpolated_copy():
     assert abs(losses[0] - expected) <= 1e-12
 
 
+def test_batches_of_unequal_size_give_the_loss_of_the_pooled_examples():
+    """The path's loss is the mean over all examples: batches of 12 and 4 give what the same 16
+    examples give as one batch (an unweighted mean of batch means would not)."""
+    a, b = mlp(0), mlp(1)
+    g = torch.Generator().manual_seed(3)
+    x, y = torch.randn(16, 3, generator=g, dtype=DT), torch.randn(16, 2, generator=g, dtype=DT)
+    split = [(x[:12], y[:12]), (x[12:], y[12:])]
+    _, pooled = landscape.interpolate(a, b, mse, [(x, y)], alphas=5)
+    _, parts = landscape.interpolate(a, b, mse, split, alphas=5)
+    assert torch.allclose(parts, pooled, rtol=1e-12, atol=0)
+    unweighted = (mse(a, split[0]) + mse(a, split[1])).item() / 2
+    assert abs(unweighted - pooled[0].item()) > 1e-3  # the two means really differ here
+
+
 def test_per_layer_interpolation_moves_only_that_layer():
     a, b, batches = mlp(0), mlp(1), data()
     alpha = 0.6

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -106,3 +106,55 @@ def select_parameters(model: nn.Module, params: str | Sequence[str] | None, *,
             raise unknown_name("parameter or module prefix", item, set(pool) | prefixes)
         chosen.update(hits)
     return [n for n in pool if n in chosen]
+
+
+# ---- batches: a loss over several batches is the mean over all their examples ----------------
+def _leading(value: Any) -> int | None:
+    return int(value.shape[0]) if isinstance(value, Tensor) and value.dim() >= 1 else None
+
+
+def batch_size(batch: Any) -> int:
+    """The number of examples in a batch: ``len(batch)`` for an object that has a length and is
+    not a container (layerlab's ``Batch``), dim 0 of a tensor, or of the first tensor of a tuple,
+    list or dict. Anything else is a ConfigError that asks for ``weights=``."""
+    if isinstance(batch, Tensor):
+        size = _leading(batch)
+    elif isinstance(batch, (tuple, list)):
+        size = next((n for n in map(_leading, batch) if n is not None), None)
+    elif isinstance(batch, Mapping):
+        size = next((n for n in map(_leading, batch.values()) if n is not None), None)
+    elif hasattr(batch, "__len__"):
+        size = len(batch)
+    else:
+        size = None
+    if size is None:
+        raise ConfigError(f"cannot tell the number of examples in a batch of type {type(batch).__name__}; "
+                          "pass weights=[...] (one per batch: the number of terms its loss averages)")
+    return size
+
+
+def batch_weights(batches: list, weights: Sequence[float] | None = None) -> Tensor:
+    """``w_b`` (float64, summing to 1): the batch sizes, or `weights`, normalized. Batches whose
+    size cannot be told (all of them) weigh the same."""
+    if weights is None:
+        if len(batches) == 1:
+            return torch.ones(1, dtype=torch.float64)
+        try:
+            weights = [batch_size(b) for b in batches]
+        except ConfigError:
+            if any(_known(b) for b in batches):
+                raise
+            weights = [1.0] * len(batches)
+    w = torch.tensor([float(x) for x in weights], dtype=torch.float64)
+    if w.shape != (len(batches),) or not bool((w >= 0).all()) or not float(w.sum()) > 0:
+        raise ConfigError(f"weights must hold one non-negative number per batch ({len(batches)}), not all "
+                          f"zero, got {list(weights)}")
+    return w / w.sum()
+
+
+def _known(batch: Any) -> bool:
+    try:
+        batch_size(batch)
+    except ConfigError:
+        return False
+    return True

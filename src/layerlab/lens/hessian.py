@@ -62,7 +62,7 @@ from torch.func import functional_call, grad, jvp, vjp, vmap
 
 from ..errors import ConfigError, ShapeError, unknown_name
 from . import krylov
-from ._util import LossFn, select_parameters, side_effect_free
+from ._util import LossFn, batch_size, batch_weights, select_parameters, side_effect_free  # noqa: F401 (batch_size re-exported)
 from .krylov import TRACE_METHODS, WHICH, LanczosResult, SpectralDensity  # noqa: F401 (re-exported)
 
 __all__ = [
@@ -98,57 +98,6 @@ def _check_batches(batches: Any) -> list:
     if not batches:
         raise ConfigError("batches is empty; pass at least one batch")
     return batches
-
-
-def _leading(value: Any) -> int | None:
-    return int(value.shape[0]) if isinstance(value, Tensor) and value.dim() >= 1 else None
-
-
-def batch_size(batch: Any) -> int:
-    """The number of examples in a batch: ``len(batch)`` for an object that has a length and is
-    not a container (layerlab's ``Batch``), dim 0 of a tensor, or of the first tensor of a tuple,
-    list or dict. Anything else is a ConfigError that asks for ``weights=``."""
-    if isinstance(batch, Tensor):
-        size = _leading(batch)
-    elif isinstance(batch, (tuple, list)):
-        size = next((n for n in map(_leading, batch) if n is not None), None)
-    elif isinstance(batch, Mapping):
-        size = next((n for n in map(_leading, batch.values()) if n is not None), None)
-    elif hasattr(batch, "__len__"):
-        size = len(batch)
-    else:
-        size = None
-    if size is None:
-        raise ConfigError(f"cannot tell the number of examples in a batch of type {type(batch).__name__}; "
-                          "pass weights=[...] (one per batch: the number of terms its loss averages)")
-    return size
-
-
-def _batch_weights(batches: list, weights: Sequence[float] | None) -> Tensor:
-    """``w_b`` (float64, summing to 1): the batch sizes, or `weights`, normalized. Batches whose
-    size cannot be told (all of them) weigh the same."""
-    if weights is None:
-        if len(batches) == 1:
-            return torch.ones(1, dtype=torch.float64)
-        try:
-            weights = [batch_size(b) for b in batches]
-        except ConfigError:
-            if any(_known(b) for b in batches):
-                raise
-            weights = [1.0] * len(batches)
-    w = torch.tensor([float(x) for x in weights], dtype=torch.float64)
-    if w.shape != (len(batches),) or not bool((w >= 0).all()) or not float(w.sum()) > 0:
-        raise ConfigError(f"weights must hold one non-negative number per batch ({len(batches)}), not all "
-                          f"zero, got {list(weights)}")
-    return w / w.sum()
-
-
-def _known(batch: Any) -> bool:
-    try:
-        batch_size(batch)
-    except ConfigError:
-        return False
-    return True
 
 
 class _Bound(nn.Module):
@@ -213,7 +162,7 @@ class HessianOperator:
         weights: Sequence[float] | None = None,
     ) -> None:
         self.batches = _check_batches(batches)
-        self.weights = _batch_weights(self.batches, weights)
+        self.weights = batch_weights(self.batches, weights)
         self._w = self.weights.tolist()
         if mode not in MODES:
             raise unknown_name("Hessian-vector product mode", mode, MODES)

@@ -61,7 +61,7 @@ duration of one ``loss_fn`` call (the model's own tensors are never written), un
 ``torch.no_grad`` and ``side_effect_free`` (eval mode). A loss slice keeps ``model``'s buffers.
 ``loss_fn(model, batch)`` may call the model or read its parameters: both see the
 substituted values. ``batches`` is a list of batches (wrap a single batch in a list); ``L`` is
-their unweighted mean (the data-set mean when batches are of equal size).
+the mean over all their examples: each batch's mean loss weighted by its size (as in ``hessian``).
 """
 from __future__ import annotations
 
@@ -73,7 +73,7 @@ import torch
 from torch import Tensor, nn
 
 from ..errors import ConfigError, ShapeError, unknown_name
-from ._util import LossFn, named_trainable, select_parameters, side_effect_free
+from ._util import LossFn, batch_weights, named_trainable, select_parameters, side_effect_free
 
 GROUPINGS = ("parameter", "layer", "block")
 ONE_D = ("zero", "filter")
@@ -140,17 +140,19 @@ def _batches(batches: Iterable[Any]) -> list[Any]:
 
 
 def _mean_loss(evaluate: _Evaluate, batches: list[Any], values: dict[str, Tensor]) -> Tensor:
-    """Mean of ``loss_fn`` over batches with parameters ``values`` substituted (float64 scalar)."""
+    """Mean of ``loss_fn`` over the examples of all batches (each batch's mean weighted by its
+    size) with parameters ``values`` substituted (float64 scalar)."""
     full = {"model." + n: v for n, v in values.items()}
+    weights = batch_weights(batches)
     total = None
-    for batch in batches:
+    for w, batch in zip(weights, batches):
         loss = torch.func.functional_call(evaluate, full, (batch,))
         if loss.numel() != 1:
             raise ShapeError(f"loss_fn must return a scalar (a mean over the batch); got shape "
                              f"{tuple(loss.shape)}. Reduce it with .mean()")
-        loss = loss.detach().reshape(()).to(torch.float64)
+        loss = w * loss.detach().reshape(()).to(torch.float64)
         total = loss if total is None else total + loss
-    return total / len(batches)
+    return total
 
 
 def _check_pair(model_a: nn.Module, model_b: nn.Module) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
