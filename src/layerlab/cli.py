@@ -1,4 +1,9 @@
-"""`layerlab ...`: list blocks, run suites, show leaderboards, export and plot results."""
+"""`layerlab ...`: list blocks, run suites, show leaderboards, export and plot results, check claims.
+
+Errors and user-supplied text (names, labels, claims, paths) are printed literally: never read as
+rich markup (a message such as ``has no [[models]]`` reaches the terminal intact); errors go to
+standard error.
+"""
 from __future__ import annotations
 
 import argparse
@@ -7,7 +12,9 @@ import json
 import sys
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from .errors import LayerlabError
 
@@ -25,7 +32,7 @@ def cmd_blocks(args: argparse.Namespace, console: Console) -> int:
     from .registry import build, entries
 
     t = Table(title="registered blocks (params at d_model = 64)", title_justify="left")
-    for col in ("kind", "name", "paper", "params"):
+    for col in ("kind", "name", "paper", "params", "file"):
         t.add_column(col, justify="right" if col == "params" else "left")
     for e in entries():
         if args.kind and e.kind != args.kind:
@@ -34,9 +41,26 @@ def cmd_blocks(args: argparse.Namespace, console: Console) -> int:
             params = f"{count_parameters(build(e.kind, e.name, 64)):,}"
         except LayerlabError as err:
             params = f"({err})"
-        t.add_row(e.kind, e.name, e.paper.cite() if e.paper else "—", params)
+        t.add_row(escape(e.kind), escape(e.name), escape(e.paper.cite()) if e.paper else "—", escape(params),
+                  escape(_source_file(e)))
     console.print(t)
     return 0
+
+
+def _source_file(entry) -> str:
+    """The file defining a registered block (relative to the layerlab package where possible)."""
+    found = getattr(entry, "source_file", None)
+    if found:
+        return found
+    import inspect
+    from pathlib import Path
+
+    try:
+        path = Path(inspect.getsourcefile(entry.cls) or "")
+    except TypeError:
+        return "—"
+    parts = path.parts
+    return "/".join(parts[parts.index("layerlab") + 1:]) if "layerlab" in parts else str(path)
 
 
 def cmd_suites(args: argparse.Namespace, console: Console) -> int:
@@ -44,7 +68,7 @@ def cmd_suites(args: argparse.Namespace, console: Console) -> int:
 
     for name in builtin_suites():
         s = load_suite(name)
-        console.print(f"[b]{name}[/b]: {s.description}")
+        console.print(f"[b]{escape(name)}[/b]: {escape(s.description)}", highlight=False)
     return 0
 
 
@@ -137,9 +161,9 @@ def cmd_runs(args: argparse.Namespace, console: Console) -> int:
         t.add_column(col)
     for r in store.runs(suite=args.suite, status=args.status):
         spec = json.loads(r["spec_json"])
-        t.add_row(r["run_id"], spec["task"]["name"], f"{spec['model']['backbone']}:{spec['model']['mixer']}+"
-                  f"{spec['model']['channel']} d={spec['model']['d_model']}", f"{spec['optim']['lr']:g}",
-                  str(spec["seed"]), r["status"], f"{r['step']}/{r['total_steps']}", f"{r['n_params'] or '—'}")
+        t.add_row(r["run_id"], escape(spec["task"]["name"]), escape(f"{spec['model']['backbone']}:{spec['model']['mixer']}+"
+                  f"{spec['model']['channel']} d={spec['model']['d_model']}"), f"{spec['optim']['lr']:g}",
+                  str(spec["seed"]), escape(r["status"]), f"{r['step']}/{r['total_steps']}", f"{r['n_params'] or '—'}")
     console.print(t)
     return 0
 
@@ -206,6 +230,167 @@ def cmd_lens(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
+# ---- claims ----------------------------------------------------------------------------------
+def _existing_store(args: argparse.Namespace):
+    """The store if one exists at --store (reading commands never create one), else None."""
+    from pathlib import Path
+
+    from .arena.store import Store
+
+    return Store(args.store) if (Path(args.store) / "store.sqlite").exists() else None
+
+
+def _selected_cards(args: argparse.Namespace) -> list:
+    from .claims.card import KINDS, load_card, load_cards
+    from .errors import ConfigError, unknown_name
+
+    if args.kind and args.kind not in KINDS:
+        raise unknown_name("claim kind", args.kind, KINDS)
+    if args.all and args.cards:
+        raise ConfigError("give card ids or files, or --all, not both")
+    if not args.all and not args.cards:
+        raise ConfigError("give card ids or files (`layerlab cards` lists them), or --all")
+    cards = load_cards() if args.all else [load_card(c) for c in args.cards]  # all parsed before anything runs
+    cards = [c for c in cards if not args.kind or c.kind == args.kind]
+    if not cards:
+        raise ConfigError(f"no card of kind {args.kind!r} among the cards given")
+    return cards
+
+
+def cmd_check(args: argparse.Namespace, console: Console) -> int:
+    import time
+
+    from .arena.executor import LocalExecutor
+    from .claims.check import check_cards, verdict_table
+
+    cards = _selected_cards(args)
+    t0 = time.time()
+    results = check_cards(cards, _store(args), executor=LocalExecutor(args.workers), device=args.device,
+                          console=console, show_board=args.board)
+    if len(results) > 1:
+        counts = {v: sum(r.outcome.verdict == v for r in results) for v in ("supported", "contradicted", "inconclusive")}
+        console.print(verdict_table([r.record for r in results],
+                                    title=f"{len(results)} cards checked in {time.time() - t0:.0f} s: "
+                                          + ", ".join(f"{n} {v}" for v, n in counts.items() if n)))
+    return 0
+
+
+def cmd_verdicts(args: argparse.Namespace, console: Console) -> int:
+    from .claims.check import model_table, verdict_table
+
+    store = _existing_store(args)
+    rows = store.verdicts(args.card, latest=not args.all) if store is not None else []
+    if args.format == "json":
+        print(json.dumps(rows, indent=2))
+        return 0
+    if not rows:
+        where = f"for card {args.card!r} " if args.card else ""
+        console.print(f"no verdicts {escape(where)}in the store {escape(str(args.store))} yet: "
+                      f"try `layerlab check --all`", highlight=False)
+        return 1
+    title = f"{'all' if args.all else 'latest'} verdicts in {escape(str(args.store))}"
+    console.print(verdict_table(rows, title=title))
+    if args.card:
+        console.print(model_table(rows[-1]))
+    return 0
+
+
+def _setting(card) -> str:
+    if card.measure is not None:
+        return f"measure {card.measure.name}"
+    if card.suite is not None:
+        return f"suite {card.suite}"
+    data = card.suite_data or {}
+    return f"inline suite: {len(data.get('tasks', []))} task(s) × {len(data.get('models', []))} model(s)"
+
+
+def cmd_cards(args: argparse.Namespace, console: Console) -> int:
+    from .claims.card import KINDS, load_cards
+    from .claims.rules import describe
+    from .errors import unknown_name
+
+    if args.kind and args.kind not in KINDS:
+        raise unknown_name("claim kind", args.kind, KINDS)
+    cards = [c for c in load_cards() if not args.kind or c.kind == args.kind]
+    if args.format == "json":
+        print(json.dumps([{**c.to_dict(), "hash": c.hash, "path": str(c.path)} for c in cards], indent=2))
+        return 0
+    t = Table(title=f"{len(cards)} claim cards", title_justify="left")
+    for col in ("card", "kind", "paper", "setting", "rule", "hash"):
+        t.add_column(col, no_wrap=col in ("card", "hash"))
+    for c in cards:
+        t.add_row(escape(c.id), escape(c.kind), escape(c.paper), escape(_setting(c)), escape(describe(c.rule)),
+                  c.hash[:8])
+    console.print(t)
+    return 0
+
+
+def cmd_papers(args: argparse.Namespace, console: Console) -> int:
+    from .claims.catalogue import STATUSES, find_paper, load_catalogue
+    from .errors import unknown_name
+
+    if args.status and args.status not in STATUSES:
+        raise unknown_name("paper status", args.status, STATUSES)
+    store = _existing_store(args)
+    if args.query:
+        paper = find_paper(" ".join(args.query), store)
+        if args.format == "json":
+            print(json.dumps(paper.as_dict(), indent=2))
+            return 0
+        _print_paper(paper, console)
+        return 0
+    papers = [p for p in load_catalogue(store) if (not args.kind or p.kind == args.kind)
+              and (not args.status or p.status == args.status)]
+    if args.format == "json":
+        print(json.dumps([p.as_dict() for p in papers], indent=2))
+        return 0
+    t = Table(title=f"{len(papers)} papers", title_justify="left")
+    for col in ("paper", "kind", "year", "status", "systems or why not", "cards", "title"):
+        t.add_column(col, no_wrap=col in ("paper", "status"), min_width=30 if col == "title" else None,
+                     max_width=36 if col == "systems or why not" else None)
+    for p in papers:
+        t.add_row(escape(p.slug), escape(p.kind), str(p.year), escape(p.status),
+                  escape(", ".join(s.name for s in p.systems) or (p.note or "—")),
+                  escape(", ".join(p.cards) or "—"), escape(p.title))
+    console.print(t)
+    return 0
+
+
+def _print_paper(p, console: Console) -> None:
+    from .claims.card import load_cards
+    from .claims.check import verdict_table
+    from .claims.rules import describe
+
+    arxiv = f", arXiv:{p.arxiv}" if p.arxiv else ""
+    console.print(Text(f"{p.title} ({p.year}{arxiv})", style="bold"))
+    console.print(Text(f"slug {p.slug} · kind {p.kind} · status {p.status}"))
+    for label, text in (("partial", p.partial), ("note", p.note)):
+        if text:
+            console.print(Text(f"{label}: {text}"))
+    t = Table(title="systems", title_justify="left")
+    for col in ("kind", "name", "file", "tests"):
+        t.add_column(col)
+    for s in p.systems:
+        t.add_row(escape(s.kind), escape(s.name), escape(s.file), escape("\n".join(s.tests) or "—"))
+    console.print(t if p.systems else Text("systems: none"))
+    cards = {c.id: c for c in load_cards()}
+    if p.cards:
+        ct = Table(title="claim cards", title_justify="left")
+        for col in ("card", "kind", "claim", "rule"):
+            ct.add_column(col)
+        for cid in p.cards:
+            c = cards.get(cid)
+            ct.add_row(escape(cid), escape(c.kind if c else "?"), escape(c.claim if c else ""),
+                       escape(describe(c.rule) if c else ""))
+        console.print(ct)
+    else:
+        console.print(Text("claim cards: none"))
+    if p.verdicts:
+        console.print(verdict_table(list(p.verdicts), title="verdicts (latest per card, for its current hash)"))
+    elif p.cards:
+        console.print(Text("verdicts: none yet (`layerlab check " + " ".join(p.cards) + "`)"))
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="layerlab", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -250,10 +435,39 @@ def build_parser() -> argparse.ArgumentParser:
     pl.add_argument("run_id")
     pl.add_argument("--output", "-o", help="file (.png or .svg; default RUN_ID.png)")
     pl.set_defaults(fn=cmd_plot)
+    ck = with_store(sub.add_parser("check", help="check claim cards: run, apply the rule, record the verdict"))
+    ck.add_argument("cards", nargs="*", metavar="CARD", help="card ids (`layerlab cards`) or card TOML files")
+    ck.add_argument("--all", action="store_true", help="every built-in card")
+    ck.add_argument("--kind", help="only cards of this kind (comparative, absolute, closed-form, scaling, qualitative)")
+    ck.add_argument("--workers", type=int, default=1, help="worker processes (default 1: in this process)")
+    ck.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 or auto (default cpu)")
+    ck.add_argument("--board", action="store_true", help="also print each card's leaderboard")
+    ck.set_defaults(fn=cmd_check)
+    vd = with_store(sub.add_parser("verdicts", help="recorded verdicts: the latest per card (--all: every check)"))
+    vd.add_argument("--card", help="one card id")
+    vd.add_argument("--all", action="store_true", help="every recorded check, oldest first")
+    vd.add_argument("--format", choices=("table", "json"), default="table")
+    vd.set_defaults(fn=cmd_verdicts)
+    cd = sub.add_parser("cards", help="the built-in claim cards")
+    cd.add_argument("--kind", help="only cards of this kind")
+    cd.add_argument("--format", choices=("table", "json"), default="table")
+    cd.set_defaults(fn=cmd_cards)
+    pp = with_store(sub.add_parser("papers", help="the paper catalogue, or one paper (QUERY: slug, arXiv id, title words)"))
+    pp.add_argument("query", nargs="*", metavar="QUERY")
+    pp.add_argument("--kind", choices=("block", "training", "theory", "instrument", "efficiency"))
+    pp.add_argument("--status", help="checked, implemented, partial or missing")
+    pp.add_argument("--format", choices=("table", "json"), default="table")
+    pp.set_defaults(fn=cmd_papers)
     rp = with_store(sub.add_parser("report", help="one self-contained HTML page: catalogue, verdicts, leaderboards"))
     rp.add_argument("--output", "-o", help="file to write (default: report.html in the store)")
     rp.set_defaults(fn=cmd_report)
     return p
+
+
+def _error(message: str) -> None:
+    """One error on standard error, printed literally (no markup, no highlighting, no wrapping)."""
+    err = Console(stderr=True, highlight=False, soft_wrap=True)
+    err.print(Text("error: ", style="red") + Text(message))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -263,10 +477,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.fn(args, console)
     except LayerlabError as e:
-        console.print(f"[red]error:[/red] {e}", highlight=False)
+        _error(str(e))
         return 2
     except KeyError as e:  # unknown run ids
-        console.print(f"[red]error:[/red] {e.args[0] if e.args else e}", highlight=False)
+        _error(str(e.args[0] if e.args else e))
         return 2
     except KeyboardInterrupt:
         console.print("interrupted: run the same command again to resume where it stopped")
