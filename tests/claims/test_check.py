@@ -178,6 +178,7 @@ def test_measure_card_records_its_values(tmp_path):
     assert v["run_ids"] == [] and v["suite"] is None and v["verdict"] == res.outcome.verdict
     values = v["details"]["models"]["measurement"]["values"]
     assert list(values) == ["0", "1", "2"] and v["observed"] == pytest.approx(sum(values.values()) / 3)
+    assert v["details"]["split"] is None and v["details"]["metric"] == "error"
     assert v["details"]["models"]["measurement"]["mean start_error"] > 0.4
 
 

@@ -160,7 +160,7 @@ def check_card(card: Card, store: Store, *, executor: Executor | None = None, de
     seconds = time.time() - t0
     details = dict(outcome.details)
     details["metric"] = card.metric.name or next(iter(data.values())).info.get("metric")
-    details["split"] = card.metric.split
+    details["split"] = card.metric.split if card.measure is None else None  # a measurement has no split
     record = {"card_id": card.id, "card_hash": card.hash, "paper": card.paper, "claim": card.claim,
               "kind": card.kind, "rule": card.to_dict()["rule"], "verdict": outcome.verdict,
               "observed": outcome.observed, "lo": outcome.lo, "hi": outcome.hi, "details": details,
@@ -219,8 +219,8 @@ def _models(details: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
 def model_table(record: dict[str, Any]) -> Table:
     """The per-model numbers behind one verdict: mean and 95% CI over seeds, lr, seeds."""
     d = record["details"]
-    t = Table(title=f"{escape(record['card_id'])}: {escape(str(d.get('metric')))} on {escape(str(d.get('split')))}",
-              title_justify="left")
+    where = f" on {d['split']}" if d.get("split") else " (measured)"
+    t = Table(title=escape(f"{record['card_id']}: {d.get('metric')}{where}"), title_justify="left")
     for col in ("model", "task", "mean", "95% CI", "per seed", "lr", "params", "notes"):
         t.add_column(col, justify="right" if col in ("mean", "lr", "params") else "left")
     for label, m in _models(d):
