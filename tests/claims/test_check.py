@@ -206,3 +206,15 @@ def test_unfinished_seeds_make_it_inconclusive(tmp_path, card_file):
     assert res.outcome.verdict == INCONCLUSIVE
     sw = res.record["details"]["models"]["swiglu"]
     assert sw["n"] == 0 and sw["failed"] == 2
+
+
+def test_check_cards_validates_every_card_before_training(tmp_path, card_file):
+    from layerlab.claims.check import check_cards
+
+    good = read_card(card_file)
+    bad_file = tmp_path / "bad-split.toml"
+    bad_file.write_text(TINY + '\n[metric]\nsplit = "test@64"\n')
+    store = Store(tmp_path / "runs")
+    with pytest.raises(ConfigError, match=r"card 'bad-split'.*no split 'test@64'"):
+        check_cards([good, read_card(bad_file)], store, console=quiet())
+    assert store.runs() == [] and store.verdicts() == []

@@ -29,7 +29,7 @@ from ..arena.leaderboard import board
 from ..arena.provenance import git_revision
 from ..arena.runner import run_suite
 from ..arena.store import Store
-from ..arena.suite import Suite, expand
+from ..arena.suite import PlannedRun, Suite, expand
 from ..errors import ConfigError
 from .card import Card
 from .measures import get_measure
@@ -82,19 +82,27 @@ def _direction(card: Card, metric: str, task_metric: str, task_hib: bool) -> boo
                       f"add `direction = \"higher\"` or \"lower\" to its [metric] table")
 
 
-def _suite_samples(card: Card, store: Store, *, executor: Executor, device: str, console: Console,
-                   show_board: bool) -> tuple[dict[Key, Sample], list[str], str, dict[str, Any]]:
-    refs = card.rule.refs()
-    suite = restrict(card.resolve_suite(), refs)
-    planned = expand(suite)  # validates everything before training
+def plan(card: Card) -> tuple[Suite, list[PlannedRun]]:
+    """The part of the card's suite that its rule reads, renamed for the store, and its runs:
+    everything validated (blocks, widths, budgets, the metric's split) before anything trains."""
+    suite = restrict(card.resolve_suite(), card.rule.refs())
+    planned = expand(suite)
     split = card.metric.split
-    for p in planned:  # the split must exist before anything trains
+    for p in planned:
         if split != "test" and split not in p.task.eval_splits:
             raise ConfigError(f"card {card.id!r}: task {p.task_label!r} has no split {split!r}; "
                               f"its test splits: {', '.join(s for s in p.task.eval_splits if s.startswith('test'))}")
+    name = store_suite_name(card, [p.spec.run_id for p in planned])
+    return dataclasses.replace(suite, name=name), planned
+
+
+def _suite_samples(card: Card, store: Store, *, executor: Executor, device: str, console: Console,
+                   show_board: bool) -> tuple[dict[Key, Sample], list[str], str, dict[str, Any]]:
+    refs = card.rule.refs()
+    suite, planned = plan(card)
+    split = card.metric.split
     run_ids = [p.spec.run_id for p in planned]
-    name = store_suite_name(card, run_ids)
-    suite = dataclasses.replace(suite, name=name)
+    name = suite.name
     run_suite(suite, store, executor=executor, device=device, console=console, show_board=show_board)
 
     boards = board(store, name)
@@ -172,6 +180,9 @@ def check_card(card: Card, store: Store, *, executor: Executor | None = None, de
 def check_cards(cards: list[Card], store: Store, *, executor: Executor | None = None, device: str = "cpu",
                 console: Console | None = None, show_board: bool = False) -> list[CheckResult]:
     console = console or Console()
+    for card in cards:  # every card's setting is valid before the first one trains
+        if card.measure is None:
+            plan(card)
     out = []
     for card in cards:
         out.append(check_card(card, store, executor=executor, device=device, console=console, show_board=show_board))
@@ -233,5 +244,5 @@ def model_table(record: dict[str, Any]) -> Table:
     return t
 
 
-__all__ = ["CheckResult", "check_card", "check_cards", "restrict", "store_suite_name", "verdict_table",
+__all__ = ["CheckResult", "check_card", "check_cards", "plan", "restrict", "store_suite_name", "verdict_table",
            "model_table", "describe"]
