@@ -55,7 +55,8 @@ h4.suite { text-transform: none; letter-spacing: 0; color: var(--ink); font-size
 .part { margin: 8px 0 4px 12px; padding-left: 12px; border-left: 2px solid var(--line); }
 span.rule { font-size: .85rem; display: inline-block; min-width: 16ch; }
 table.verdicts { width: 100%; }
-table.verdicts td:nth-child(-n+2) { white-space: nowrap; }
+table.verdicts td:first-child { white-space: nowrap; }
+table.details thead th { white-space: normal; }
 dl.inline { display: flex; flex-wrap: wrap; gap: 2px 20px; font-size: .88rem; margin: 6px 0; }
 dl.inline dt { color: var(--muted); } dl.inline dt::after { content: ":"; } dl.inline dd { margin: 0 0 0 -14px; }
 .muted { color: var(--muted); }

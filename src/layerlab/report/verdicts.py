@@ -53,17 +53,17 @@ def _value(v: Any) -> str:
     return esc(v)
 
 
-def _interval(lo: Any, hi: Any) -> str:
+def _interval(lo: Any, hi: Any, digits: int = 4) -> str:
     if lo is None and hi is None:
         return "—"
-    return f"[{num(lo, 4)}, {num(hi, 4)}]"
+    return f"[{num(lo, digits)}, {num(hi, digits)}]"
 
 
 def render_rule(rule: Any) -> str:
-    """The decision rule as the card states it: its items as `key = value`."""
+    """The decision rule as the card states it: its items as `key = value` (unset ones left out)."""
     if isinstance(rule, Mapping):
         return " ".join(f'<code class="kv">{esc(k)} = {esc(v if isinstance(v, str) else json.dumps(v, default=str))}</code>'
-                        for k, v in rule.items()) or '<span class="muted">—</span>'
+                        for k, v in rule.items() if v is not None) or '<span class="muted">—</span>'
     return esc(rule)
 
 
@@ -112,7 +112,7 @@ def models_table(models: Mapping[str, Any]) -> str:
     columns = [("task", False, lambda m: esc(m.get("task") or ""), "task"),
                ("mean", True, lambda m: _value(m.get("mean")), None),
                ("95% CI", True, lambda m: _interval(m.get("lo"), m.get("hi")), None),
-               ("per seed", True, seeds, "values"),
+               ("per seed", False, seeds, "values"),
                ("lr", True, lambda m: f"{m['lr']:g}" if isinstance(m.get("lr"), (int, float)) else "—", "lr"),
                ("params", True, lambda m: _value(m.get("n_params")) if m.get("n_params") else "—", "n_params"),
                ("steps", True, lambda m: _value(m.get("steps")) if m.get("steps") else "—", "steps"),
@@ -200,7 +200,7 @@ def summary_table(verdicts: Sequence[Mapping[str, Any]], papers: Mapping[str, An
         verdict = str(v.get("verdict", "unknown"))
         rows.append([f'<a href="#v-{anchor(v["card_id"])}">{esc(v["card_id"])}</a>',
                      _paper_cell(str(v.get("paper", "")), papers, short=True), badge(verdict, verdict), f'<span class="rule">{esc(d.get("rule", ""))}</span>',
-                     num(v.get("observed"), 4), _interval(v.get("lo"), v.get("hi")),
+                     num(v.get("observed"), 3), _interval(v.get("lo"), v.get("hi"), 3),
                      interval_strip(v.get("observed"), v.get("lo"), v.get("hi"), d.get("bound"), verdict),
                      str(len(v.get("run_ids") or ()))])
     return table(["card", "paper", "verdict", "rule", "observed", "95% CI", "vs bound", "runs"], rows,
