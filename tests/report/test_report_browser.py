@@ -119,6 +119,7 @@ class Dom(HTMLParser):
 
 @pytest.fixture(scope="module")
 def report(tmp_path_factory) -> tuple[Path, Store, dict]:
+    chromium()  # fail before training when there is no browser
     root = tmp_path_factory.mktemp("browser")
     card_path = root / "tiny-swiglu-vs-mlp.toml"
     card_path.write_text(textwrap.dedent(CARD))
