@@ -208,3 +208,10 @@ def test_measurement_verdict_shows_its_own_columns():
     for col in ("task", "lr", "steps", "budget", "params", "metric", "higher_is_better"):
         assert f">{col}</th>" not in header, col  # no model has it, or it is bookkeeping
     assert "selu-fixed-point" in out and "0 0.01 0.02" in out
+
+
+def test_unset_details_are_left_out():
+    from layerlab.report.verdicts import render_numbers
+
+    out = render_numbers({"statistic": "mean error", "split": None, "bound": 0.05})
+    assert "<dt>statistic</dt>" in out and "<dt>bound</dt>" in out and "split" not in out

@@ -128,7 +128,8 @@ def models_table(models: Mapping[str, Any]) -> str:
 def render_numbers(details: Mapping[str, Any]) -> str:
     """A verdict's details: the statistic and its setting as facts, then the per-model numbers;
     a combined rule (all/any) shows each part with its own verdict."""
-    facts = "".join(f"<dt>{esc(k)}</dt><dd>{_value(v)}</dd>" for k, v in details.items() if k not in _DETAILS_SHOWN)
+    facts = "".join(f"<dt>{esc(k)}</dt><dd>{_value(v)}</dd>" for k, v in details.items()
+                    if k not in _DETAILS_SHOWN and v is not None)
     out = f'<dl class="inline">{facts}</dl>' if facts else ""
     if isinstance(details.get("models"), Mapping) and details["models"]:
         out += models_table(details["models"])
