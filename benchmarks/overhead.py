@@ -1,15 +1,21 @@
-"""Trainer overhead: its time per step divided by a bare PyTorch loop's, same model and data.
+"""Trainer overhead: its time per step divided by a bare PyTorch loop's, same model and data;
+and the cost of a training method that does nothing (issue 15: at most 1.02x a run without one).
 
 Both loops do the same math on the same batches: draw a batch from the task, forward, loss,
 backward, gradient clipping, AdamW step with the warmup + cosine learning rate. The trainer adds
 its bookkeeping (loss window, NaN check, logging into a SQLite store). Runs alternate, and the
 median of the repeats is compared, so both see the same machine conditions.
 
+The method part trains the same spec with and without ``methods = [{ name = "noop" }]``, a
+method registered here that overrides every per-step hook and changes nothing, alternating the
+two, and prints the ratio of their median times per step (target <= 1.02).
+
     python benchmarks/overhead.py [--steps 200] [--repeats 5]
 """
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import statistics
 import tempfile
 import time
@@ -23,7 +29,27 @@ from layerlab.spec import ModelSpec, OptimSpec, RunSpec, TaskSpec, TrainSpec
 from layerlab.tasks import build_task
 from layerlab.train import Trainer
 from layerlab.train.optim import build_optimizer, lr_at
+from layerlab.methods import Method
+from layerlab.registry import register
+from layerlab.spec import MethodSpec
 from layerlab.train.trainer import DATA_SEED_SALT
+
+
+@register("method", "noop")
+class Noop(Method):
+    """A method whose every per-step hook is called and changes nothing (benchmark only)."""
+
+    def transform_batch(self, batch, step):
+        return batch
+
+    def transform_loss(self, loss, outputs, batch, step):
+        return loss
+
+    def transform_gradients(self, model, step):
+        pass
+
+    def after_step(self, model, step):
+        pass
 
 
 def make_spec(steps: int) -> RunSpec:
@@ -65,11 +91,19 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=200)
     ap.add_argument("--repeats", type=int, default=7)
     ap.add_argument("--threads", type=int, default=1, help="torch threads (1 gives the steadiest timings)")
+    ap.add_argument("--part", choices=("all", "trainer", "methods"), default="all")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     spec = make_spec(args.steps)
     task = build_task(spec.task.name, **spec.task.params)
     task.eval_set("val")  # build evaluation data outside the timed region
+    if args.part in ("all", "trainer"):
+        trainer_vs_bare(spec, task, args)
+    if args.part in ("all", "methods"):
+        method_vs_none(spec, task, args)
+
+
+def trainer_vs_bare(spec: RunSpec, task, args: argparse.Namespace) -> None:
     bare, trainer = [], []
     with tempfile.TemporaryDirectory() as tmp:
         store = Store(tmp)
@@ -85,6 +119,33 @@ def main() -> None:
     print(f"trainer     : {1000 * t:.2f} ms/step (median; all: {', '.join(f'{1000 * x:.2f}' for x in trainer)})")
     print(f"overhead ratio trainer / bare = {t / b:.3f} by medians, {min(trainer) / min(bare):.3f} by minima "
           "(target <= 1.03)")
+
+
+def method_vs_none(spec: RunSpec, task, args: argparse.Namespace) -> None:
+    noop = dataclasses.replace(spec, methods=(MethodSpec("noop"),))
+    plain, with_noop = [], []
+    with tempfile.TemporaryDirectory() as tmp:
+        store = Store(tmp)
+        for _ in range(args.repeats):
+            plain.append(trainer_loop(spec, task, store))
+            with_noop.append(trainer_loop(noop, task, store))
+    p, n = statistics.median(plain), statistics.median(with_noop)
+    print(f"no method   : {1000 * p:.2f} ms/step (median; all: {', '.join(f'{1000 * x:.2f}' for x in plain)})")
+    print(f"noop method : {1000 * n:.2f} ms/step (median; all: {', '.join(f'{1000 * x:.2f}' for x in with_noop)})")
+    # the hooks' own cost, free of the machine's noise: the four per-step calls of the stack alone
+    from layerlab.methods import MethodStack
+    stack, model, batch = MethodStack.build(noop.methods), None, None
+    t0 = time.perf_counter()
+    for step in range(20_000):
+        batch = stack.transform_batch(batch, step)
+        stack.transform_loss(None, None, batch, step)
+        stack.transform_gradients(model, step)
+        stack.after_step(model, step)
+    hooks = (time.perf_counter() - t0) / 20_000
+    print(f"noop hooks  : {1e6 * hooks:.2f} us/step = {hooks / p:.5f} of a step without methods")
+    pairs = statistics.median(b / a for a, b in zip(plain, with_noop))
+    print(f"method overhead ratio noop / none = {n / p:.3f} by medians, {min(with_noop) / min(plain):.3f} by minima, "
+          f"{pairs:.3f} median of paired ratios (target <= 1.02)")
 
 
 if __name__ == "__main__":

@@ -29,8 +29,10 @@ from torch import nn
 
 from .errors import ConfigError, unknown_name
 
-# Block kinds. A new kind (e.g. "method") is one more name here: its registry is made below.
-KINDS: tuple[str, ...] = ("mixer", "channel", "norm", "activation")
+# Registered kinds. A new kind is one more name here: its registry is made below. Blocks are built
+# as ``cls(d_model, **options)``; a "method" (a training method, ``layerlab.methods``) has no width
+# and is built as ``cls(**options)`` by ``layerlab.methods.build_method``.
+KINDS: tuple[str, ...] = ("mixer", "channel", "norm", "activation", "method")
 
 _PACKAGE_ROOT = Path(__file__).resolve().parent
 
@@ -105,6 +107,22 @@ class BlockEntry(Entry):
         return int(rule(**{k: v for k, v in {**valid, **options}.items() if k in valid}))
 
 
+class MethodEntry(BlockEntry):
+    """A registered training method, built as ``cls(**options)`` (no width)."""
+
+    @property
+    def options(self) -> dict[str, Any]:
+        sig = inspect.signature(self.cls.__init__)
+        out = {}
+        for p in list(sig.parameters.values())[1:]:  # skip self
+            if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD):
+                out[p.name] = None if p.default is p.empty else p.default
+        return out
+
+    def width_multiple(self, options: dict[str, Any]) -> int:
+        return 1
+
+
 E = TypeVar("E", bound=Entry)
 
 
@@ -166,7 +184,8 @@ class Registry(Mapping[str, Any], Generic[E]):
 
 
 # ---- blocks ------------------------------------------------------------------------------------
-BLOCKS: dict[str, Registry[BlockEntry]] = {k: Registry(k, entry_type=BlockEntry) for k in KINDS}
+BLOCKS: dict[str, Registry[BlockEntry]] = {
+    k: Registry(k, entry_type=MethodEntry if k == "method" else BlockEntry) for k in KINDS}
 T = TypeVar("T", bound=type)
 
 
@@ -207,6 +226,8 @@ def entries() -> list[BlockEntry]:
 
 def build(kind: str, name: str, d_model: int, **options: Any) -> nn.Module:
     """Build a registered block: ``build("mixer", "attention", 64, n_heads=4)``."""
+    if kind == "method":
+        raise ConfigError(f"a method has no width: build it with layerlab.methods.build_method({name!r}, **options)")
     entry = get(kind, name)
     valid = entry.options
     unknown = sorted(set(options) - set(valid))

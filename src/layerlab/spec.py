@@ -190,6 +190,45 @@ class ProbeSpec:
 
 
 @dataclass(frozen=True)
+class MethodSpec:
+    """A training method of a run (``layerlab.methods``): its registered name and options. The
+    name and options are checked against the registry by ``layerlab.methods.check_methods``,
+    which the suite loader and the Trainer call."""
+
+    name: str
+    options: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not self.name:
+            raise ConfigError(f"a method needs a name (a registered method), got {self.name!r}")
+        if not isinstance(self.options, dict):
+            raise ConfigError(f"method {self.name!r}: options must be a table, got {self.options!r}")
+
+    def label(self) -> str:
+        opts = ",".join(f"{k}={v}" for k, v in sorted(self.options.items()))
+        return f"{self.name}[{opts}]" if opts else self.name
+
+
+def method_specs(data: Any, where: str = "methods") -> tuple[MethodSpec, ...]:
+    """Methods from plain data: a list of ``{name = "...", <option> = ...}`` tables (the options
+    beside the name) or of ``{name = "...", options = {...}}``; MethodSpecs pass through."""
+    if not isinstance(data, (list, tuple)):
+        raise ConfigError(f"{where} must be a list of tables like {{ name = \"orthograd\" }}, got {data!r}")
+    out = []
+    for i, m in enumerate(data):
+        if isinstance(m, MethodSpec):
+            out.append(m)
+            continue
+        if not isinstance(m, dict) or "name" not in m:
+            raise ConfigError(f"{where}[{i}] must be a table with a name, e.g. {{ name = \"orthograd\" }}; got {m!r}")
+        rest = {k: v for k, v in m.items() if k != "name"}
+        if set(rest) == {"options"} and isinstance(rest["options"], dict):
+            rest = rest["options"]
+        out.append(MethodSpec(m["name"], dict(rest)))
+    return tuple(out)
+
+
+@dataclass(frozen=True)
 class RunSpec:
     task: TaskSpec
     model: ModelSpec = field(default_factory=ModelSpec)
@@ -197,10 +236,18 @@ class RunSpec:
     train: TrainSpec = field(default_factory=TrainSpec)
     seed: int = 0
     probes: ProbeSpec = field(default_factory=ProbeSpec)
+    methods: tuple[MethodSpec, ...] = ()  # training methods, applied in this order (layerlab.methods)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.methods, tuple) or not all(isinstance(m, MethodSpec) for m in self.methods):
+            object.__setattr__(self, "methods", method_specs(self.methods))
 
     def _identity(self) -> dict[str, Any]:
-        """The spec as plain data; a run without probes has the identity it had before probes existed."""
+        """The spec as plain data; a run without probes (methods) has the identity it had before
+        probes (methods) existed."""
         data = to_dict(self)
+        if not self.methods:
+            del data["methods"]
         if not self.probes.names:
             del data["probes"]
         elif not self.probes.stride:  # added later: runs without it keep their identity

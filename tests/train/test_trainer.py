@@ -1,3 +1,4 @@
+import dataclasses
 import math
 
 import pytest
@@ -172,3 +173,105 @@ def test_results_carry_memory_and_inference_state():
     assert seq["state_size"] == 1 * 2 * 4 * 16  # one attention layer's KV cache at length 4, width 16
     vec = Trainer(digits_spec(steps=5), recorder=MemoryRecorder()).fit().results["train"]
     assert vec["peak_memory_mb"] > 0 and "state_size" not in vec
+
+
+# ---- training methods (issue 15) -------------------------------------------------------------
+from layerlab.methods.base import method_seed  # noqa: E402
+from layerlab.methods.orthograd import orthogonal_gradient  # noqa: E402
+from layerlab.models import build_model  # noqa: E402
+from layerlab.spec import MethodSpec  # noqa: E402
+from layerlab.tasks import build_task  # noqa: E402
+from layerlab.train.trainer import DATA_SEED_SALT  # noqa: E402
+
+
+def method_spec(methods, **train) -> RunSpec:
+    return RunSpec(task=TaskSpec("digits"),
+                   model=ModelSpec(backbone="classifier", channel="mlp", d_model=16, n_layers=1),
+                   optim=OptimSpec(name="sgd", lr=0.5, momentum=0.0, grad_clip=None, schedule="constant"),
+                   train=TrainSpec(**{"steps": 1, "batch_size": 32, "eval_every": 0, "log_every": 1,
+                                      "dtype": "float64", **train}),
+                   seed=4, methods=methods)
+
+
+def _one_sgd_step_gradient(methods):
+    """The gradient the optimizer applied in a one-step SGD run: (theta_0 - theta_1) / lr."""
+    spec = method_spec(methods)
+    trainer = Trainer(spec)
+    trainer.fit()
+    task = build_task("digits")
+    torch.manual_seed(spec.seed)
+    model = build_model(spec.model, task).double()
+    theta0 = {n: p.detach().clone() for n, p in model.named_parameters()}
+    batch = task.train_batch(32, torch.Generator().manual_seed(spec.seed ^ DATA_SEED_SALT))
+    task.loss(model(batch.inputs.double()), batch).backward()
+    raw = {n: p.grad for n, p in model.named_parameters()}
+    applied = {n: (theta0[n] - p.detach()) / spec.optim.lr for n, p in trainer.model.named_parameters()}
+    return theta0, raw, applied
+
+
+def test_two_methods_compose_in_the_order_the_run_lists_them():
+    noise = MethodSpec("gradient_noise", {"eta": 0.01})
+    sigma = math.sqrt(0.01)  # sigma_0^2 = eta / (1 + 0)^gamma
+    # [orthograd, gradient_noise]: the applied gradient is the orthogonal gradient plus the noise
+    theta0, raw, applied = _one_sgd_step_gradient((MethodSpec("orthograd"), noise))
+    gen = torch.Generator().manual_seed(method_seed(4, 1, "gradient_noise"))
+    for n in theta0:  # parameters() order, as the method draws
+        expected = orthogonal_gradient(theta0[n], raw[n]) + sigma * torch.randn(raw[n].shape, generator=gen,
+                                                                                dtype=torch.float64)
+        assert (applied[n] - expected).abs().max() <= 1e-9 * (1 + expected.abs().max()), n
+    # [gradient_noise, orthograd]: the noisy gradient is projected, so the step is orthogonal to each weight
+    theta0, raw, applied = _one_sgd_step_gradient((noise, MethodSpec("orthograd")))
+    for n, w in theta0.items():
+        if w.norm() > 0:
+            cos = torch.dot(w.flatten(), applied[n].flatten()) / (w.norm() * applied[n].norm())
+            assert abs(cos) < 1e-9, n
+
+
+def test_methods_are_part_of_the_run_id_in_order_and_with_options():
+    plain = method_spec(())
+    a = method_spec((MethodSpec("orthograd"), MethodSpec("gradient_noise", {"eta": 0.3})))
+    b = method_spec((MethodSpec("gradient_noise", {"eta": 0.3}), MethodSpec("orthograd")))
+    c = method_spec((MethodSpec("orthograd"), MethodSpec("gradient_noise", {"eta": 0.01})))
+    assert len({plain.run_id, a.run_id, b.run_id, c.run_id}) == 4
+    inline = method_spec([{"name": "orthograd"}, {"name": "gradient_noise", "eta": 0.3}])
+    assert inline.run_id == a.run_id and RunSpec.from_dict(__import__("json").loads(a.to_json())).run_id == a.run_id
+    assert "methods" not in plain.to_json()
+
+
+def test_unknown_method_fails_before_training():
+    rec = MemoryRecorder()
+    with pytest.raises(UnknownNameError, match="did you mean 'mixup'"):
+        Trainer(method_spec((MethodSpec("mixupp"),)), recorder=rec)
+    with pytest.raises(ConfigError, match="did you mean 'alpha'"):
+        Trainer(method_spec((MethodSpec("mixup", {"alpa": 1.0}),)), recorder=rec)
+    assert rec.rows == []
+
+
+def test_run_with_methods_resumes_after_a_kill_with_an_identical_loss_curve(tmp_path):
+    """Every stateful hook (noise and mixup streams) continues from the checkpoint, not from its seed."""
+    methods = (MethodSpec("mixup", {"alpha": 0.4}), MethodSpec("orthograd"), MethodSpec("gradient_noise", {"eta": 0.01}))
+    spec = dataclasses.replace(digits_spec(), methods=methods)
+    ref = MemoryRecorder()
+    Trainer(spec, recorder=ref).fit()
+    assert losses(ref) != losses_of(digits_spec())  # the methods change training
+    ckpt, rec = tmp_path / "run.pt", MemoryRecorder()
+
+    class Killed(Exception):
+        pass
+
+    def die_at_47(step, total):
+        if step == 47:
+            raise Killed
+
+    with pytest.raises(Killed):
+        Trainer(spec, recorder=rec, checkpoint_path=ckpt, on_progress=die_at_47).fit()
+    assert torch.load(ckpt, weights_only=False)["step"] == 40
+    Trainer(spec, recorder=rec, checkpoint_path=ckpt).fit()
+    assert losses(rec) == losses(ref)
+    assert [s for s, _ in rec.series("train", "loss")] == list(range(1, 61))
+
+
+def losses_of(spec: RunSpec) -> list[float]:
+    rec = MemoryRecorder()
+    Trainer(spec, recorder=rec).fit()
+    return losses(rec)

@@ -1,4 +1,16 @@
-"""The one training loop: every task, every model, every arena run goes through `Trainer.fit`."""
+"""The one training loop: every task, every model, every arena run goes through `Trainer.fit`.
+
+Training methods (``spec.methods``, ``layerlab.methods``) plug into this one loop through hooks,
+called in this order (where several methods override one hook, in the order the run lists them):
+
+    once:   model built from the seed -> setup(model, run) -> make_optimizer(model, default)
+            -> checkpoint loaded (model, optimizer, and each method's state)
+    step t: batch drawn -> transform_batch -> forward -> task loss -> transform_loss
+            -> backward -> gradient clipping (optim.grad_clip) -> transform_gradients
+            -> optimizer step -> after_step
+
+The recorded training loss is the loss after ``transform_loss`` (what the step minimised).
+"""
 from __future__ import annotations
 
 import math
@@ -13,6 +25,7 @@ import torch
 from torch import nn
 
 from ..lens.probes import ProbeRunner, check_probes, probe_cost_warning
+from ..methods import MethodStack, RunContext, check_methods
 from ..models import build_model, count_parameters
 from ..spec import RunSpec
 from ..tasks import Task, build_task
@@ -61,6 +74,7 @@ class Trainer:
         should_stop: Callable[[], bool] | None = None,
     ) -> None:
         check_probes(spec.probes.names, spec.probes.options)  # before anything is built or trained
+        check_methods(spec.methods)
         self.spec = spec
         self.task = task if task is not None else build_task(spec.task.name, **spec.task.params)
         self.device = resolve_device(device)
@@ -70,6 +84,7 @@ class Trainer:
         self.on_progress = on_progress
         self.should_stop = should_stop
         self.model: nn.Module | None = None
+        self.methods = MethodStack()
 
     # ------------------------------------------------------------------------------------
     def fit(self) -> RunResult:
@@ -82,7 +97,10 @@ class Trainer:
         torch.manual_seed(spec.seed)
         model = build_model(spec.model, task).to(device=self.device, dtype=self.dtype)
         self.model = model
-        optimizer = build_optimizer(model, spec.optim)
+        methods = self.methods = MethodStack.build(spec.methods)
+        methods.setup(model, RunContext(seed=spec.seed, steps=tr.steps, device=self.device, dtype=self.dtype,
+                                        loss=task.loss, input_kind=task.input_kind, n_outputs=task.n_outputs))
+        optimizer = methods.make_optimizer(model, lambda: build_optimizer(model, spec.optim))
         data_gen = torch.Generator().manual_seed(spec.seed ^ DATA_SEED_SALT)
         result = RunResult(status="done", steps=0, n_params=count_parameters(model))
 
@@ -114,13 +132,24 @@ class Trainer:
             for group in optimizer.param_groups:
                 group["lr"] = lr
             batch = task.train_batch(tr.batch_size, data_gen).to(self.device)
+            if methods.has_batch:
+                if batch.inputs.is_floating_point():
+                    batch = type(batch)(batch.inputs.to(self.dtype), batch.targets, batch.mask)
+                batch = methods.transform_batch(batch, step)
             inputs = batch.inputs.to(self.dtype) if batch.inputs.is_floating_point() else batch.inputs
-            loss = task.loss(model(inputs), batch)
+            outputs = model(inputs)
+            loss = task.loss(outputs, batch)
+            if methods.has_loss:
+                loss = methods.transform_loss(loss, outputs, batch, step)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if clip:  # None or 0: no clipping
                 nn.utils.clip_grad_norm_(model.parameters(), clip)
+            if methods.has_gradients:
+                methods.transform_gradients(model, step)
             optimizer.step()
+            if methods.has_after_step:
+                methods.after_step(model, step)
             window.append(loss.detach())
             step += 1
 
@@ -243,6 +272,7 @@ class Trainer:
             "probe_times": dict(self._probe_seconds_by),
             "model": model.state_dict(),
             "optimizer": optimizer.state_dict(),
+            "methods": self.methods.state_dict(),
             "data_rng": data_gen.get_state(),
             "torch_rng": torch.get_rng_state(),
         }
@@ -272,6 +302,7 @@ class Trainer:
             return 0, 0.0, False
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
+        self.methods.load_state_dict(state.get("methods", []))
         data_gen.set_state(state["data_rng"])
         torch.set_rng_state(state["torch_rng"])
         if "cuda_rng" in state and self.device.type == "cuda":
