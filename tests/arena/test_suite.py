@@ -220,3 +220,82 @@ def test_sizing_skips_widths_too_small_for_a_block():
     spec = ModelSpec(backbone="classifier", channel="mlp", norm="evonorm_s0", n_layers=1)
     sized, n = size_to_budget(spec, build_task("digits"), 6700)
     assert sized.d_model % 4 == 0 and sized.d_model >= 8 and abs(n - 6700) <= 670
+
+
+# ---- a methods dimension (issue 15) ------------------------------------------------------------
+METHODS_SUITE = """
+name = "methods-dim"
+seeds = [0, 1]
+lr = [3e-3]
+train = { steps = 20, batch_size = 32, eval_every = 0 }
+[[tasks]]
+name = "digits"
+[[models]]
+label = "mlp"
+backbone = "classifier"
+d_model = 16
+n_layers = 1
+[[models]]
+label = "mlp-orth"
+backbone = "classifier"
+d_model = 16
+n_layers = 1
+methods = [{ name = "orthograd" }]
+[[methods]]
+label = "plain"
+[[methods]]
+use = [{ name = "gradient_noise", eta = 0.01 }, { name = "mixup", options = { alpha = 0.4 } }]
+"""
+
+
+def test_methods_dimension_expands_beside_models_and_composes_model_methods_first():
+    from layerlab.spec import MethodSpec
+
+    planned = expand(parse_suite(tomllib.loads(METHODS_SUITE)))
+    assert len(planned) == 2 * 2 * 2 and len({p.spec.run_id for p in planned}) == 8
+    by_label = {}
+    for p in planned:
+        assert by_label.setdefault(p.model_label, p.spec.methods) == p.spec.methods
+    assert by_label == {
+        "mlp · plain": (),
+        "mlp · gradient_noise+mixup": (MethodSpec("gradient_noise", {"eta": 0.01}), MethodSpec("mixup", {"alpha": 0.4})),
+        "mlp-orth · plain": (MethodSpec("orthograd"),),
+        "mlp-orth · gradient_noise+mixup": (MethodSpec("orthograd"), MethodSpec("gradient_noise", {"eta": 0.01}),
+                                            MethodSpec("mixup", {"alpha": 0.4})),
+    }
+    # without a methods dimension, labels and run ids are what they were
+    data = tomllib.loads(METHODS_SUITE)
+    del data["methods"]
+    assert {p.model_label for p in expand(parse_suite(data))} == {"mlp", "mlp-orth"}
+
+
+def test_unknown_method_or_option_in_a_suite_fails_when_parsed():
+    data = tomllib.loads(METHODS_SUITE)
+    data["methods"][1]["use"][0]["name"] = "gradient_nois"
+    with pytest.raises(ConfigError, match="did you mean 'gradient_noise'"):
+        parse_suite(data)
+    data = tomllib.loads(METHODS_SUITE)
+    data["models"][1]["methods"] = [{"name": "orthograd", "rescal": False}]
+    with pytest.raises(ConfigError, match="models\\[1\\].*did you mean 'rescale'"):
+        parse_suite(data)
+    data = tomllib.loads(METHODS_SUITE)
+    data["methods"][0]["uses"] = []
+    with pytest.raises(ConfigError, match="unknown key 'uses'.*did you mean 'use'"):
+        parse_suite(data)
+
+
+def test_leaderboard_of_a_methods_dimension_names_the_method_in_each_row(tmp_path):
+    from layerlab.arena.leaderboard import render
+
+    data = tomllib.loads(METHODS_SUITE)
+    data["models"] = data["models"][:1]
+    store = Store(tmp_path / "store")
+    assert run_suite(parse_suite(data), store, console=quiet()) == {"done": 4}
+    rows = board(store, "methods-dim")["digits"]
+    assert {e.model for e in rows} == {"mlp · plain", "mlp · gradient_noise+mixup"}
+    assert all(e.seeds == 2 for e in rows)
+    console = Console(record=True, width=200)
+    for table in render({"digits": rows}, "methods-dim"):
+        console.print(table)
+    text = console.export_text()
+    assert "method" in text and "gradient_noise+mixup" in text and "plain" in text

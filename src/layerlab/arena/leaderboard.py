@@ -3,6 +3,10 @@
 For each (task, model) the learning rate with the best mean validation metric over seeds is
 selected (a diverged or failed seed counts as chance level); the test split of the selected runs
 is the only test number reported.
+
+A suite with a methods dimension (``[[methods]]``) has one row per (model, methods) pair: its label
+is ``"<model> · <methods>"`` (``layerlab.methods.METHOD_SEP``), shown as a model and a method
+column, so methods are compared at the equal budget of their model.
 """
 from __future__ import annotations
 
@@ -13,6 +17,7 @@ from typing import Any
 
 from rich.table import Table
 
+from ..methods import METHOD_SEP
 from .stats import mean_ci
 from .store import Store
 
@@ -143,6 +148,9 @@ def render(boards: dict[str, list[Entry]], suite: str) -> list[Table]:
         short = SHORT.get(e0.metric, e0.metric)
         t.add_column("#", justify="right")
         t.add_column("model", no_wrap=True)
+        show_method = any(METHOD_SEP in e.model for e in entries)
+        if show_method:
+            t.add_column("method", no_wrap=True)
         t.add_column(f"test {short}", justify="right", no_wrap=True)
         t.add_column("±", justify="right", no_wrap=True)
         for split in extra_splits:
@@ -165,7 +173,9 @@ def render(boards: dict[str, list[Entry]], suite: str) -> list[Table]:
         for i, e in enumerate(entries, 1):
             notes = [f"{n} {what}" for n, what in ((e.diverged, "diverged"), (e.failed, "failed"),
                                                     (e.pending, "unfinished")) if n]
-            cells = [str(i), e.model, _fmt(e.test[0], pct), _fmt(e.test[1], pct)]
+            model, _, method = e.model.partition(METHOD_SEP)
+            cells = [str(i), *((model, method or "—") if show_method else (e.model,)),
+                     _fmt(e.test[0], pct), _fmt(e.test[1], pct)]
             cells += [_fmt(e.extra.get(s, (math.nan, math.nan))[0], pct) for s in extra_splits]
             cells += [_fmt(e.val, pct), f"{e.lr:g}", f"{e.seeds}/{e.seeds_planned}",
                       f"{e.n_params:,}" if e.n_params else "—",

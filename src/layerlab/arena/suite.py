@@ -19,6 +19,15 @@
     backbone = "sequence"      # ModelSpec keys
     mixer = "attention"
     mixer_options = { n_heads = 4 }
+    methods = [{ name = "orthograd" }]   # optional: training methods of this model's runs
+    [[methods]]                # optional: a methods dimension beside the models
+    label = "plain"            # every model runs once with each [[methods]] entry; the
+    use = []                   # leaderboard row is "<model> · <methods label>"
+    [[methods]]
+    use = [{ name = "gradient_noise", eta = 0.3 }]   # label defaults to the names joined by "+"
+
+A method table is ``{ name = "...", <option> = ... }`` (``layerlab.methods``); a run's methods are
+its model's ``methods`` then its ``[[methods]]`` entry's ``use``, applied in that order.
 
 Every model runs on every task whose input kind its backbone accepts (sequence backbone on token
 tasks; classifier and deep_linear on vector tasks), unless the task lists `models`.
@@ -39,7 +48,8 @@ from ..config import check_keys, from_dict, merge
 from ..errors import ConfigError, unknown_name
 from ..lens.probes import check_probes
 from ..models import build_model, count_parameters
-from ..spec import ModelSpec, OptimSpec, ProbeSpec, RunSpec, TaskSpec, TrainSpec
+from ..methods import METHOD_SEP, check_methods
+from ..spec import MethodSpec, ModelSpec, OptimSpec, ProbeSpec, RunSpec, TaskSpec, TrainSpec, method_specs
 from ..tasks import Task, build_task
 
 SEQUENCE_BACKBONES = ("sequence",)
@@ -66,6 +76,15 @@ class ModelEntry:
     spec: ModelSpec
     train: dict[str, Any] = field(default_factory=dict)
     optim: dict[str, Any] = field(default_factory=dict)
+    methods: tuple[MethodSpec, ...] = ()  # training methods of this model's runs
+
+
+@dataclass(frozen=True)
+class MethodsEntry:
+    """One value of a suite's methods dimension: a label and the methods it composes (maybe none)."""
+
+    label: str
+    methods: tuple[MethodSpec, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -81,6 +100,7 @@ class Suite:
     description: str = ""
     baseline: str | None = None  # a model label: the leaderboard says who beats it, CIs separated
     probes: dict[str, Any] = field(default_factory=dict)  # ProbeSpec keys: instruments on every run
+    methods: tuple[MethodsEntry, ...] = ()  # a methods dimension: every model runs with each entry
 
 
 @dataclass(frozen=True)
@@ -98,8 +118,8 @@ class PlannedRun:
 
 # ---- loading ------------------------------------------------------------------------
 _SUITE_KEYS = ("name", "description", "seeds", "lr", "train", "optim", "tasks", "models", "budget_tolerance",
-               "baseline", "probes")
-_MODEL_EXTRA = ("label", "train", "optim")
+               "baseline", "probes", "methods")
+_MODEL_EXTRA = ("label", "train", "optim", "methods")
 
 
 def builtin_suites() -> list[str]:
@@ -142,8 +162,10 @@ def parse_suite(data: dict[str, Any], default_name: str = "suite") -> Suite:
         check_keys(m, model_keys, where)
         rest = {k: v for k, v in m.items() if k not in _MODEL_EXTRA}
         spec = from_dict(ModelSpec, rest, where=where)
+        methods = method_specs(m.get("methods", []), f"{where}.methods")
+        check_methods(methods, where)
         models.append(ModelEntry(label=m.get("label", spec.label()), spec=spec,
-                                 train=m.get("train", {}), optim=m.get("optim", {})))
+                                 train=m.get("train", {}), optim=m.get("optim", {}), methods=methods))
     labels = [m.label for m in models]
     # one label may name a vector model and a token model (the same block in two backbones):
     # no task runs both, so the leaderboard's rows stay unambiguous
@@ -171,7 +193,28 @@ def parse_suite(data: dict[str, Any], default_name: str = "suite") -> Suite:
             (f"suite {name!r} task {t.label or t.name!r} probes", merge(top.get("probes", {}), t.probes)) for t in tasks]:
         probe_spec = from_dict(ProbeSpec, probes, where=where)
         check_probes(probe_spec.names, probe_spec.options)  # unknown probes or options fail before training
-    return Suite(name=name, tasks=tasks, models=tuple(models), **top)
+    return Suite(name=name, tasks=tasks, models=tuple(models), methods=_methods_dimension(name, data), **top)
+
+
+def _methods_dimension(name: str, data: dict[str, Any]) -> tuple[MethodsEntry, ...]:
+    """The suite's [[methods]] entries (``label``, ``use``), checked against the method registry."""
+    out = []
+    given = data.get("methods", [])
+    if not isinstance(given, list) or not all(isinstance(e, dict) for e in given):
+        raise ConfigError(f"suite {name!r} `methods` must be [[methods]] tables, got {given!r}")
+    for i, entry in enumerate(given):
+        where = f"suite {name!r} methods[{i}]"
+        check_keys(entry, ("label", "use"), where)
+        use = method_specs(entry.get("use", []), f"{where}.use")
+        check_methods(use, where)
+        label = entry.get("label", "+".join(m.name for m in use) or "none")
+        if not isinstance(label, str) or not label:
+            raise ConfigError(f"{where}.label must be non-empty text, got {label!r}")
+        out.append(MethodsEntry(label, use))
+    labels = [e.label for e in out]
+    if len(set(labels)) != len(labels):
+        raise ConfigError(f"suite {name!r}: [[methods]] labels must be unique, got {labels}")
+    return tuple(out)
 
 
 # ---- sizing -------------------------------------------------------------------------
@@ -255,9 +298,12 @@ def expand(suite: Suite) -> list[PlannedRun]:
             optim_base = merge(merge(suite.optim, entry.optim), m.optim)
             for lr in entry.lr or suite.lr:
                 optim = from_dict(OptimSpec, {**optim_base, "lr": lr}, where=f"{where} optim")
-                for seed in entry.seeds or suite.seeds:
-                    spec = RunSpec(task=TaskSpec(entry.name, dict(entry.params)), model=model_spec,
-                                   optim=optim, train=train, seed=seed, probes=probes)
-                    planned.append(PlannedRun(spec, task_label, m.label, task))
+                for choice in suite.methods or (None,):
+                    methods = m.methods + (choice.methods if choice else ())
+                    label = f"{m.label}{METHOD_SEP}{choice.label}" if choice else m.label
+                    for seed in entry.seeds or suite.seeds:
+                        spec = RunSpec(task=TaskSpec(entry.name, dict(entry.params)), model=model_spec,
+                                       optim=optim, train=train, seed=seed, probes=probes, methods=methods)
+                        planned.append(PlannedRun(spec, task_label, label, task))
     return planned
 
