@@ -150,7 +150,8 @@ def test_a_paper_appears_once(tmp_path, second, what):
         cat.read_papers([a, b])
 
 
-def test_unresolvable_system_is_an_error_when_strict(tmp_path):
+def test_unresolvable_system_is_an_error_when_strict(tmp_path, monkeypatch):
+    monkeypatch.setattr(cat, "_load_cards", lambda: [])  # the real cards name papers this catalogue lacks
     path = _write(tmp_path, "block.toml", "[[paper]]\n" + ENTRY.format(slug="x", title="X", arxiv="")
                   + 'systems = ["layerlab.blocks.mixers.mamba.NoSuchMixer"]\n')
     with pytest.raises(ConfigError, match="has no attribute 'NoSuchMixer'"):
@@ -160,7 +161,8 @@ def test_unresolvable_system_is_an_error_when_strict(tmp_path):
     assert paper.systems == () and paper.status == "missing"
 
 
-def test_a_system_path_to_a_registered_block_names_the_block(tmp_path):
+def test_a_system_path_to_a_registered_block_names_the_block(tmp_path, monkeypatch):
+    monkeypatch.setattr(cat, "_load_cards", lambda: [])  # the real cards name papers this catalogue lacks
     path = _write(tmp_path, "block.toml", "[[paper]]\n" + ENTRY.format(slug="x", title="X", arxiv="")
                   + 'systems = ["layerlab.blocks.mixers.mamba.Mamba", "layerlab.models.sequence.Residual"]\n')
     (paper,) = cat.load_catalogue(paths=[path], strict=True)
