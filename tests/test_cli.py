@@ -109,14 +109,100 @@ def test_error_with_brackets_reaches_stderr_intact(monkeypatch, capsys):
 
 
 def test_suite_file_without_models_error_is_literal(tmp_path, capsys):
-    p = tmp_path / "nomodels.toml"
-    p.write_text('name = "nomodels"\n[[tasks]]\nname = "parity"\n')
-    code = main(["run", str(p), "--store", str(tmp_path / "runs")])
+    """Issue 21: a token task has no default model: one line naming the table, with an example, brackets
+    intact; nothing written."""
+    p = tmp_path / "tinyscale.toml"
+    p.write_text('name = "tinyscale"\n[[tasks]]\nname = "parity"\n')
+    assert main(["run", str(p), "--store", str(tmp_path / "runs")]) == 2
     got = capsys.readouterr()
-    if code == 2:  # refused: the message names the table, brackets intact
-        assert "[[models]]" in got.err
-    else:  # a default model was supplied (issue 21): it ran
-        assert code == 0
+    assert got.out == "" and len(got.err.splitlines()) == 1
+    assert got.err.startswith("error: suite 'tinyscale' has no [[models]], and task 'parity' reads token sequences")
+    assert '[[models]] label = "attention" backbone = "sequence" mixer = "attention"' in got.err
+    assert not (tmp_path / "runs").exists()
+
+
+def test_vector_suite_without_models_runs_the_default_classifier(tmp_path, capsys):
+    """Issue 21: digits without [[models]] trains the classifier with the MLP (the quick suite's digits model)."""
+    p = tmp_path / "digits-only.toml"
+    p.write_text('name = "digits-only"\nseeds = [0]\n[train]\nsteps = 2\neval_every = 0\n'
+                 '[[tasks]]\nname = "digits"\nbudget = 3000\n')
+    store = str(tmp_path / "runs")
+    assert main(["run", str(p), "--store", store]) == 0
+    assert "mlp" in said(capsys)
+    assert main(["export", "--store", store]) == 0
+    (run,) = json.loads(capsys.readouterr().out)
+    assert run["spec"]["model"]["backbone"] == "classifier" and run["spec"]["model"]["channel"] == "mlp"
+    assert run["status"] == "done"
+
+
+def test_user_labels_are_printed_literally_in_progress_tables_and_runs(tmp_path, capsys):
+    """Labels that look like markup (or break it: '[/]') reach the terminal verbatim: progress lines,
+    the leaderboard, `runs`, `board`. Before issue 21, '[/]' raised rich's MarkupError."""
+    p = tmp_path / "marked.toml"
+    p.write_text('name = "[b]marked[/b]"\nseeds = [0]\n[train]\nsteps = 2\neval_every = 0\n'
+                 '[[tasks]]\nname = "digits"\nlabel = "[/]digits[red]"\n'
+                 '[[models]]\nlabel = "[b]mlp[/b]"\nbackbone = "classifier"\nd_model = 8\nn_layers = 1\n')
+    store = str(tmp_path / "runs")
+    assert main(["run", str(p), "--store", store]) == 0
+    out = said(capsys)
+    assert "suite [b]marked[/b]" in out and "[/]digits[red]" in out and "[b]mlp[/b]" in out
+    assert main(["board", "--store", store, "--suite", "[b]marked[/b]"]) == 0
+    out = said(capsys)
+    assert "[b]marked[/b] · [/]digits[red]" in out and "[b]mlp[/b]" in out
+    assert main(["runs", "--store", store, "--suite", "[b]marked[/b]"]) == 0
+    assert "digits" in said(capsys)
+    assert main(["runs", "--store", store, "--suite", "[b]nope[/b]"]) == 2
+    assert "unknown suite in the store '[b]nope[/b]'" in said(capsys)
+
+
+def test_a_bug_is_one_line_exit_1_and_a_traceback_with_layerlab_debug(monkeypatch, capsys):
+    import layerlab.cli as cli
+
+    def boom(args, console):
+        raise KeyError("not a user error")
+
+    monkeypatch.setattr(cli, "cmd_cards", boom)
+    monkeypatch.delenv("LAYERLAB_DEBUG", raising=False)
+    assert main(["cards"]) == 1
+    got = capsys.readouterr()
+    assert len(got.err.splitlines()) == 1 and "Traceback" not in got.err
+    assert got.err.startswith("error: internal error (KeyError: 'not a user error'). This is a bug in layerlab")
+    monkeypatch.setenv("LAYERLAB_DEBUG", "1")
+    with pytest.raises(KeyError, match="not a user error"):
+        main(["cards"])
+
+
+def test_reading_commands_create_no_store_and_refuse_paths_that_are_not_stores(tmp_path, capsys):
+    missing = tmp_path / "nothing-here"
+    for argv in (["runs"], ["export"], ["board"], ["verdicts"], ["papers", "--format", "json"]):
+        main([*argv, "--store", str(missing)])
+    assert main(["show", "abc123", "--store", str(missing)]) == 2
+    assert "no run 'abc123': there is no store at" in said(capsys)
+    assert not missing.exists()
+    a_file = tmp_path / "a-file"
+    a_file.write_text("not a store")
+    for argv in (["runs"], ["show", "abc"], ["run", "quick"], ["report"], ["check", "--all"]):
+        assert main([*argv, "--store", str(a_file)]) == 2
+        assert f"cannot use '{a_file}' as a store: it is a file, not a directory" in said(capsys)
+    junk = tmp_path / "junk"
+    junk.mkdir()
+    (junk / "store.sqlite").write_bytes(b"this is not sqlite" * 10)
+    assert main(["runs", "--store", str(junk)]) == 2
+    assert "is not a layerlab store (file is not a database)" in said(capsys)
+    assert a_file.read_text() == "not a store" and (junk / "store.sqlite").read_bytes() == b"this is not sqlite" * 10
+
+
+def test_usage_errors_are_one_line_with_suggestions(capsys):
+    assert main(["rn", "quick"]) == 2
+    got = capsys.readouterr()
+    assert got.err.startswith("error: layerlab: unknown command 'rn' (did you mean 'run' or 'runs'?")
+    assert len(got.err.splitlines()) == 1 and got.out == ""
+    assert main(["runs", "--sto", "x"]) == 2  # no abbreviated flags
+    assert "unrecognized arguments: --sto x" in said(capsys)
+    assert main(["run", "quick", "--workers", "0"]) == 2
+    assert "--workers must be >= 1" in said(capsys)
+    assert main(["run", "quick", "--device", "tpu:3"]) == 2
+    assert "unknown --device 'tpu:3'" in said(capsys)
 
 
 CARD = """

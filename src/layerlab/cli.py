@@ -1,30 +1,185 @@
 """`layerlab ...`: list blocks, run suites, show leaderboards, export and plot results, check claims.
 
 Errors and user-supplied text (names, labels, claims, paths) are printed literally: never read as
-rich markup (a message such as ``has no [[models]]`` reaches the terminal intact); errors go to
-standard error.
+rich markup (a message such as ``has no [[models]]`` reaches the terminal intact).
+
+Bad input (an unknown command, flag, suite key, block, run id; a store path that is not a store) ends
+in one line ``error: ...`` on standard error that names the problem, exit status 2, and leaves the
+store as it was: a command opens (or creates) its store only after its input is validated, and
+reading commands never create one. Anything else that goes wrong is a bug: one line saying so,
+exit status 1 (``LAYERLAB_DEBUG=1`` shows the traceback instead).
 """
 from __future__ import annotations
 
 import argparse
 import csv
 import json
+import os
+import re
+import sqlite3
 import sys
+from pathlib import Path
 
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from .errors import LayerlabError
+from .errors import ConfigError, LayerlabError, unknown_name
+from .registry import KINDS as REGISTRY_KINDS
 
 DEFAULT_STORE = "layerlab-runs"
+RUN_STATUSES = ("pending", "running", "done", "diverged", "interrupted", "failed")
+_OPENED: list = []  # stores this invocation opened: closed when main returns
+
+
+def _say(console: Console, text: str, style: str | None = None) -> None:
+    """Print `text` literally: no markup, no highlighting."""
+    console.print(Text(text, style=style or ""), soft_wrap=True)
+
+
+# ---- the store: opened only after the input is validated; reading commands never create one ----
+def _store_problem(root: Path) -> str | None:
+    """Why `root` cannot hold a store (None: it can, or may be created)."""
+    try:
+        if root.exists() and not root.is_dir():
+            return "it is a file, not a directory"
+        db = root / "store.sqlite"
+        if db.exists() and not db.is_file():
+            return f"{str(db)!r} is not a file"
+        for parent in root.parents:  # the first existing ancestor must be a directory
+            if parent.exists():
+                return None if parent.is_dir() else f"{str(parent)!r} is a file, not a directory"
+    except OSError as e:
+        return e.strerror or str(e)
+    return None
+
+
+def _bad_store(root: Path, why: str) -> ConfigError:
+    return ConfigError(f"cannot use {str(root)!r} as a store: {why}; give --store a directory "
+                       f"(default ./{DEFAULT_STORE})")
+
+
+def _open(root: Path):
+    from .arena.store import Store
+
+    why = _store_problem(root)
+    if why:
+        raise _bad_store(root, why)
+    try:
+        store = Store(root)
+    except sqlite3.DatabaseError as e:
+        raise _bad_store(root, f"{str(root / 'store.sqlite')!r} is not a layerlab store ({e})") from None
+    except (OSError, sqlite3.Error) as e:
+        raise _bad_store(root, getattr(e, "strerror", None) or str(e)) from None
+    _OPENED.append(store)
+    return store
+
+
+class _LazyStore:
+    """The store at `root`, created on first use: a command whose input turns out to be bad (found
+    while the suite is expanded, before anything is written) leaves no store behind. A store that
+    exists is opened (checked) at once."""
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+        why = _store_problem(self.root)
+        if why:
+            raise _bad_store(self.root, why)
+        self._store = _open(self.root) if (self.root / "store.sqlite").exists() else None
+
+    def __getattr__(self, name: str):
+        if self._store is None:
+            self._store = _open(self.root)
+        return getattr(self._store, name)
 
 
 def _store(args: argparse.Namespace):
-    from .arena.store import Store
+    """The store at --store for a command that writes (created when first written to)."""
+    return _LazyStore(args.store)
 
-    return Store(args.store)
+
+def _existing_store(args: argparse.Namespace):
+    """The store at --store if one exists there (reading commands never create one), else None."""
+    root = Path(args.store)
+    why = _store_problem(root)
+    if why:
+        raise _bad_store(root, why)
+    return _open(root) if (root / "store.sqlite").exists() else None
+
+
+_RUN_ID = re.compile(r"[0-9a-f]+")
+
+
+def _find_run(store, run_id: str, root: str) -> dict:
+    """The run `run_id` (or a unique prefix of one) names; ConfigError naming the problem otherwise."""
+    if not _RUN_ID.fullmatch(run_id):
+        raise ConfigError(f"{run_id!r} is not a run id: run ids are hexadecimal, e.g. 3f2a9c1e "
+                          f"(`layerlab runs` lists them)")
+    if store is None:
+        raise ConfigError(f"no run {run_id!r}: there is no store at {root!r} yet "
+                          f"(`layerlab run SUITE --store {root}` makes one)")
+    try:
+        return store.run(run_id)
+    except KeyError as e:
+        raise ConfigError(str(e.args[0] if e.args else e) + "; `layerlab runs` lists the runs") from None
+
+
+def _check_output(path: str | Path, what: str, *, makes_folders: bool = False) -> None:
+    """ConfigError (before anything is written) when the file `path` cannot be written; `makes_folders`:
+    the writer creates missing folders (then the nearest existing one must be a folder)."""
+    p = Path(path)
+    try:
+        if p.is_dir():
+            raise ConfigError(f"cannot write the {what} to {str(path)!r}: it is a directory; give a file name")
+        parent = p.parent
+        if makes_folders:
+            while not parent.exists() and parent != parent.parent:
+                parent = parent.parent
+            if not parent.is_dir():
+                raise ConfigError(f"cannot write the {what} to {str(path)!r}: {str(parent)!r} is not a directory")
+        elif not parent.is_dir():
+            raise ConfigError(f"cannot write the {what} to {str(path)!r}: the directory {str(parent)!r} does not "
+                              f"exist")
+    except OSError as e:
+        raise ConfigError(f"cannot write the {what} to {str(path)!r}: {e.strerror or e}") from None
+
+
+def _writable(path: str | Path, what: str):
+    """Open `path` for writing; ConfigError (not a traceback) when it cannot be."""
+    _check_output(path, what)
+    try:
+        return open(path, "w", newline="")
+    except OSError as e:
+        raise ConfigError(f"cannot write the {what} to {str(path)!r}: {e.strerror or e}") from None
+
+
+def _check_workers(n: int) -> None:
+    if n < 1:
+        raise ConfigError(f"--workers must be >= 1 (1: train in this process), got {n}")
+
+
+def _check_device(device: str) -> None:
+    """Refuse a device that cannot run here before anything is written."""
+    import torch
+
+    if device == "auto":
+        return
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, ValueError, TypeError):
+        raise ConfigError(f"unknown --device {device!r}: write cpu, cuda, cuda:N, mps or auto") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError(f"--device {device!r}: no CUDA device is available here; use --device cpu (or auto)")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ConfigError(f"--device {device!r}: this machine has {torch.cuda.device_count()} CUDA device(s), "
+                              f"numbered from 0")
+    elif dev.type == "mps":
+        if not torch.backends.mps.is_available():
+            raise ConfigError(f"--device {device!r}: MPS is not available here; use --device cpu (or auto)")
+    elif dev.type != "cpu":
+        raise ConfigError(f"--device {device!r} is not supported: write cpu, cuda, cuda:N, mps or auto")
 
 
 def cmd_blocks(args: argparse.Namespace, console: Console) -> int:
@@ -37,10 +192,13 @@ def cmd_blocks(args: argparse.Namespace, console: Console) -> int:
     for e in entries():
         if args.kind and e.kind != args.kind:
             continue
-        try:
-            params = f"{count_parameters(build(e.kind, e.name, 64)):,}"
-        except LayerlabError as err:
-            params = f"({err})"
+        if e.kind == "method":  # a training method has no width and no parameters of its own
+            params = "—"
+        else:
+            try:
+                params = f"{count_parameters(build(e.kind, e.name, 64)):,}"
+            except LayerlabError as err:
+                params = f"({err})"
         t.add_row(escape(e.kind), escape(e.name), escape(e.paper.cite()) if e.paper else "—", escape(params),
                   escape(_source_file(e)))
     console.print(t)
@@ -77,25 +235,31 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
     from .arena.runner import run_suite
     from .arena.suite import load_suite
 
+    _check_workers(args.workers)
+    _check_device(args.device)
+    store = _store(args)
     suite = load_suite(args.suite)
-    counts = run_suite(suite, _store(args), executor=LocalExecutor(args.workers), device=args.device,
-                       console=console)
+    # run_suite expands (validates) the whole suite before its first write: a bad suite leaves no store
+    counts = run_suite(suite, store, executor=LocalExecutor(args.workers), device=args.device, console=console)
     return 0 if counts.get("failed", 0) == 0 else 1
 
 
 def cmd_board(args: argparse.Namespace, console: Console) -> int:
     from .arena.leaderboard import board, render
 
-    store = _store(args)
-    suites = [args.suite] if args.suite else store.suites()
-    if not suites:
-        console.print(f"the store {store.root} has no suite runs yet: try `layerlab run quick`")
+    store = _existing_store(args)
+    have = store.suites() if store is not None else []
+    if args.suite and args.suite not in have:
+        raise unknown_name("suite in the store", args.suite, have)
+    if not have:
+        _say(console, f"the store {args.store} has no suite runs yet: try `layerlab run quick`")
         return 1
+    suites = [args.suite] if args.suite else have
+    if args.baseline:
+        labels = {r["model"] for s in suites for r in store.suite_rows(s)}
+        if args.baseline not in labels:
+            raise unknown_name("baseline model label", args.baseline, labels)
     for s in suites:
-        if s not in store.suites():
-            from .errors import unknown_name
-
-            raise unknown_name("suite in the store", s, store.suites())
         for table in render(board(store, s, args.baseline or _suite_baseline(s)), s):
             console.print(table)
     return 0
@@ -109,7 +273,9 @@ def _suite_baseline(name: str) -> str | None:
 
 
 def _export_rows(store) -> list[dict]:
-    rows = []
+    rows: list[dict] = []
+    if store is None:
+        return rows
     for r in store.runs():
         row = {k: r[k] for k in ("run_id", "status", "step", "total_steps", "git_revision", "device",
                                  "data_checksum", "n_params", "train_time_s", "wall_time_s", "stop_reason",
@@ -136,8 +302,10 @@ def _flatten(d: dict, prefix: str = "") -> dict:
 
 
 def cmd_export(args: argparse.Namespace, console: Console) -> int:
-    rows = _export_rows(_store(args))
-    out = open(args.output, "w", newline="") if args.output else sys.stdout
+    if args.output:
+        _check_output(args.output, "export")
+    rows = _export_rows(_existing_store(args))
+    out = _writable(args.output, "export") if args.output else sys.stdout
     try:
         if args.format == "json":
             json.dump(rows, out, indent=2)
@@ -155,13 +323,17 @@ def cmd_export(args: argparse.Namespace, console: Console) -> int:
 
 
 def cmd_runs(args: argparse.Namespace, console: Console) -> int:
-    store = _store(args)
-    t = Table(title=f"runs in {store.root}", title_justify="left")
+    store = _existing_store(args)
+    if args.status and args.status not in RUN_STATUSES:
+        raise unknown_name("run status", args.status, RUN_STATUSES)
+    if args.suite and args.suite not in (store.suites() if store is not None else []):
+        raise unknown_name("suite in the store", args.suite, store.suites() if store is not None else [])
+    t = Table(title=escape(f"runs in {args.store}"), title_justify="left")
     for col in ("run", "task", "model", "lr", "seed", "status", "step", "params"):
         t.add_column(col)
-    for r in store.runs(suite=args.suite, status=args.status):
+    for r in store.runs(suite=args.suite, status=args.status) if store is not None else []:
         spec = json.loads(r["spec_json"])
-        t.add_row(r["run_id"], escape(spec["task"]["name"]), escape(f"{spec['model']['backbone']}:{spec['model']['mixer']}+"
+        t.add_row(escape(r["run_id"]), escape(spec["task"]["name"]), escape(f"{spec['model']['backbone']}:{spec['model']['mixer']}+"
                   f"{spec['model']['channel']} d={spec['model']['d_model']}"), f"{spec['optim']['lr']:g}",
                   str(spec["seed"]), escape(r["status"]), f"{r['step']}/{r['total_steps']}", f"{r['n_params'] or '—'}")
     console.print(t)
@@ -169,8 +341,8 @@ def cmd_runs(args: argparse.Namespace, console: Console) -> int:
 
 
 def cmd_show(args: argparse.Namespace, console: Console) -> int:
-    store = _store(args)
-    r = store.run(args.run_id)
+    store = _existing_store(args)
+    r = _find_run(store, args.run_id, args.store)
     console.print_json(json.dumps({**{k: v for k, v in r.items() if k not in ("spec_json", "versions_json")},
                                    "spec": json.loads(r["spec_json"]),
                                    "versions": json.loads(r["versions_json"] or "{}"),
@@ -182,17 +354,37 @@ def cmd_show(args: argparse.Namespace, console: Console) -> int:
 def cmd_plot(args: argparse.Namespace, console: Console) -> int:
     from .arena.plots import plot_run
 
-    store = _store(args)
-    path = plot_run(store, store.run(args.run_id)["run_id"], args.output)
-    console.print(f"wrote {path}")
+    if args.output and Path(args.output).suffix.lower() not in PLOT_FORMATS:
+        raise ConfigError(f"cannot plot to {args.output!r}: the file name must end in "
+                          f"{' or '.join(PLOT_FORMATS)}")
+    if args.output:
+        _check_output(args.output, "plot")
+    store = _existing_store(args)
+    run_id = _find_run(store, args.run_id, args.store)["run_id"]
+    if not store.metrics(run_id):
+        raise ConfigError(f"run {run_id} has no recorded metrics yet (status {store.run(run_id)['status']}): "
+                          f"nothing to plot")
+    try:
+        path = plot_run(store, run_id, args.output)
+    except OSError as e:
+        raise ConfigError(f"cannot write the plot to {str(args.output or run_id)!r}: {e.strerror or e}") from None
+    _say(console, f"wrote {path}")
     return 0
+
+
+PLOT_FORMATS = (".png", ".svg", ".pdf")
 
 
 def cmd_report(args: argparse.Namespace, console: Console) -> int:
     from .report import write_report
 
-    path = write_report(_store(args), args.output)
-    console.print(f"report: {path.resolve()}", highlight=False, soft_wrap=True)
+    if args.output:
+        _check_output(args.output, "report", makes_folders=True)
+    try:
+        path = write_report(_open(Path(args.store)), args.output)
+    except OSError as e:
+        raise ConfigError(f"cannot write the report: {e.strerror or e} ({e.filename or args.output})") from None
+    _say(console, f"report: {path.resolve()}")
     return 0
 
 
@@ -201,48 +393,44 @@ def cmd_lens(args: argparse.Namespace, console: Console) -> int:
     from .lens.probes import check_probes
 
     names = tuple(n.strip() for n in args.probe.split(",") if n.strip())
+    if not names:
+        raise ConfigError(f"--probe {args.probe!r} names no probe: give comma-separated names, e.g. hessian,spectra")
+    if args.batch_size < 1:
+        raise ConfigError(f"--batch-size must be >= 1 (validation examples the probes look at), got {args.batch_size}")
+    _check_device(args.device)
     options: dict[str, dict] = {}
     for item in args.option or []:
         key, _, value = item.partition("=")
         probe, _, opt = key.partition(".")
-        if not value or not opt:
-            from .errors import ConfigError
-
+        if not value or not opt or not probe:
             raise ConfigError(f"--option {item!r}: write PROBE.OPTION=VALUE, e.g. hessian.k=3")
+        if probe not in names:
+            raise ConfigError(f"--option {item!r} sets an option of probe {probe!r}, which --probe does not name "
+                              f"({', '.join(names)})")
         try:
             parsed = json.loads(value)
         except json.JSONDecodeError:
             parsed = value  # a bare word: a string option
         options.setdefault(probe, {})[opt] = parsed
     check_probes(names, options)
-    store = _store(args)
-    step, out = probe_checkpoint(store, args.run_id, names, options=options, batch_size=args.batch_size,
+    store = _existing_store(args)
+    run_id = _find_run(store, args.run_id, args.store)["run_id"]
+    step, out = probe_checkpoint(store, run_id, names, options=options, batch_size=args.batch_size,
                                  device=args.device)
-    t = Table(title=f"run {store.run(args.run_id)['run_id']} at step {step}: probes {', '.join(names)}",
-              title_justify="left")
+    t = Table(title=escape(f"run {run_id} at step {step}: probes {', '.join(names)}"), title_justify="left")
     t.add_column("quantity")
     t.add_column("value", justify="right")
     for k, v in out.scalars.items():
-        t.add_row(k, f"{v:.6g}")
+        t.add_row(escape(k), f"{v:.6g}")
     console.print(t)
     if out.arrays:
-        console.print(f"{len(out.arrays)} arrays stored under {store.artifact_dir(store.run(args.run_id)['run_id'])}/{step}/")
+        _say(console, f"{len(out.arrays)} arrays stored under {store.artifact_dir(run_id)}/{step}/")
     return 0
 
 
 # ---- claims ----------------------------------------------------------------------------------
-def _existing_store(args: argparse.Namespace):
-    """The store if one exists at --store (reading commands never create one), else None."""
-    from pathlib import Path
-
-    from .arena.store import Store
-
-    return Store(args.store) if (Path(args.store) / "store.sqlite").exists() else None
-
-
 def _selected_cards(args: argparse.Namespace) -> list:
     from .claims.card import KINDS, load_card, load_cards
-    from .errors import ConfigError, unknown_name
 
     if args.kind and args.kind not in KINDS:
         raise unknown_name("claim kind", args.kind, KINDS)
@@ -263,9 +451,13 @@ def cmd_check(args: argparse.Namespace, console: Console) -> int:
     from .arena.executor import LocalExecutor
     from .claims.check import check_cards, verdict_table
 
+    _check_workers(args.workers)
+    _check_device(args.device)
+    store = _store(args)
     cards = _selected_cards(args)
     t0 = time.time()
-    results = check_cards(cards, _store(args), executor=LocalExecutor(args.workers), device=args.device,
+    # check_cards plans (validates) every card before the first one trains or writes
+    results = check_cards(cards, store, executor=LocalExecutor(args.workers), device=args.device,
                           console=console, show_board=args.board)
     if len(results) > 1:
         counts = {v: sum(r.outcome.verdict == v for r in results) for v in ("supported", "contradicted", "inconclusive")}
@@ -307,7 +499,6 @@ def _setting(card) -> str:
 def cmd_cards(args: argparse.Namespace, console: Console) -> int:
     from .claims.card import KINDS, load_cards
     from .claims.rules import describe
-    from .errors import unknown_name
 
     if args.kind and args.kind not in KINDS:
         raise unknown_name("claim kind", args.kind, KINDS)
@@ -327,7 +518,6 @@ def cmd_cards(args: argparse.Namespace, console: Console) -> int:
 
 def cmd_papers(args: argparse.Namespace, console: Console) -> int:
     from .claims.catalogue import STATUSES, find_paper, load_catalogue
-    from .errors import unknown_name
 
     if args.status and args.status not in STATUSES:
         raise unknown_name("paper status", args.status, STATUSES)
@@ -391,16 +581,45 @@ def _print_paper(p, console: Console) -> None:
         console.print(Text("verdicts: none yet (`layerlab check " + " ".join(p.cards) + "`)"))
 
 
+class UsageError(Exception):
+    """A command line argparse cannot parse (unknown command or flag, missing or malformed value)."""
+
+
+_CHOICE = re.compile(r"^argument (?P<arg>\S+): invalid choice: (?P<value>.+?) \(choose from (?P<choices>.*)\)$")
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, with its errors raised (one line, then exit status 2 from `main`) instead of printed
+    after a usage block; no abbreviated flags (``--sto`` is an unknown flag, not ``--store``)."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
+
+    def error(self, message: str):  # noqa: D102  (argparse's hook)
+        m = _CHOICE.match(message)
+        if m:  # argparse lists the choices; say which one was meant, as the rest of layerlab does
+            from .errors import close_matches
+
+            choices = [c.strip().strip("'") for c in m["choices"].split(",")]
+            value = m["value"].strip("'")
+            what = "command" if m["arg"] == "command" else f"value for {m['arg']}"
+            near = close_matches(value, choices, n=2)
+            did = f"did you mean {' or '.join(map(repr, near))}? " if near else ""
+            message = f"unknown {what} {m['value']} ({did}valid: {', '.join(choices)})"
+        raise UsageError(f"{self.prog}: {message} (`{self.prog} --help` shows the usage)")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="layerlab", description=__doc__)
+    p = _Parser(prog="layerlab", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
 
     def with_store(sp: argparse.ArgumentParser) -> argparse.ArgumentParser:
         sp.add_argument("--store", default=DEFAULT_STORE, help=f"store directory (default ./{DEFAULT_STORE})")
         return sp
 
-    b = sub.add_parser("blocks", help="every registered block: kind, name, paper, params at d=64")
-    b.add_argument("--kind", choices=("mixer", "channel", "norm", "activation"))
+    b = sub.add_parser("blocks", help="every registered block and method: kind, name, paper, params at d=64, file")
+    b.add_argument("--kind", choices=REGISTRY_KINDS)
     b.set_defaults(fn=cmd_blocks)
     sub.add_parser("suites", help="the built-in suites").set_defaults(fn=cmd_suites)
     r = with_store(sub.add_parser("run", help="run a suite (built-in name or TOML path); skips finished runs"))
@@ -465,13 +684,22 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _error(message: str) -> None:
-    """One error on standard error, printed literally (no markup, no highlighting, no wrapping)."""
+    """One error line on standard error, printed literally (no markup, no highlighting, no wrapping)."""
+    line = " ".join(part.strip() for part in str(message).splitlines() if part.strip())
     err = Console(stderr=True, highlight=False, soft_wrap=True)
-    err.print(Text("error: ", style="red") + Text(message))
+    err.print(Text("error: ", style="red") + Text(line))
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    """`layerlab ...`: 0 on success, 1 when runs failed (or nothing to show), 2 on bad input (one error line,
+    nothing written), 1 with one line on a bug in layerlab (LAYERLAB_DEBUG=1: the traceback), 130 on Ctrl-C."""
+    try:
+        args = build_parser().parse_args(argv)
+    except UsageError as e:
+        _error(str(e))
+        return 2
+    except SystemExit as e:  # --help
+        return e.code if isinstance(e.code, int) else 0
     # piped output (logs, CI) gets a width that fits the leaderboard instead of rich's 80 columns
     console = Console() if sys.stdout.isatty() else Console(width=140)
     try:
@@ -479,12 +707,19 @@ def main(argv: list[str] | None = None) -> int:
     except LayerlabError as e:
         _error(str(e))
         return 2
-    except KeyError as e:  # unknown run ids
-        _error(str(e.args[0] if e.args else e))
-        return 2
     except KeyboardInterrupt:
-        console.print("interrupted: run the same command again to resume where it stopped")
+        _say(console, "interrupted: run the same command again to resume where it stopped")
         return 130
+    except Exception as e:  # a bug: one line, not a traceback, unless asked for
+        if os.environ.get("LAYERLAB_DEBUG", "") not in ("", "0"):
+            raise
+        what = f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
+        _error(f"internal error ({what}). This is a bug in layerlab, not in your input: please report it with "
+               f"the command you ran; LAYERLAB_DEBUG=1 shows the traceback.")
+        return 1
+    finally:
+        while _OPENED:
+            _OPENED.pop().close()
 
 
 if __name__ == "__main__":

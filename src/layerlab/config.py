@@ -103,3 +103,30 @@ def merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
         else:
             out[k] = v
     return out
+
+
+def check_option_types(options: dict[str, Any], fn: Any, where: str) -> None:
+    """Each of `options` of the type `fn` (a class or function) declares for that keyword, or of the
+    type of its default where there is no usable annotation: a wrong type (``n_heads = "4"``) is a
+    ConfigError naming the option, not an exception from deep inside the constructor."""
+    import inspect
+
+    target = fn.__init__ if inspect.isclass(fn) else fn
+    try:
+        hints = typing.get_type_hints(target)
+    except Exception:  # unresolvable annotations: fall back on the defaults
+        hints = {}
+    try:
+        params = inspect.signature(target).parameters
+    except (TypeError, ValueError):
+        return
+    for key, value in options.items():
+        if key not in params:
+            continue  # unknown options are the caller's check
+        hint = hints.get(key)
+        if hint is None:
+            default = params[key].default
+            if default is inspect.Parameter.empty or default is None:
+                continue
+            hint = type(default) if not isinstance(default, (list, tuple)) else list
+        _coerce(value, hint, f"{where}.{key}")

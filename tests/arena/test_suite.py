@@ -299,3 +299,73 @@ def test_leaderboard_of_a_methods_dimension_names_the_method_in_each_row(tmp_pat
         console.print(table)
     text = console.export_text()
     assert "method" in text and "gradient_noise+mixup" in text and "plain" in text
+
+
+# ---- bad input, as a new user writes it (issue 21) ----------------------------------------------
+def test_a_vector_suite_without_models_gets_the_classifier_with_the_mlp():
+    suite = parse_suite({"name": "v", "tasks": [{"name": "digits"}, {"name": "modular",
+                                                                     "params": {"p": 7, "encoding": "onehot"}}]})
+    (model,) = suite.models
+    assert model.label == "mlp" and model.spec.backbone == "classifier" and model.spec.channel == "mlp"
+    assert model.spec.n_layers == 2  # the quick suite's digits model
+    assert {p.model_label for p in expand(suite)} == {"mlp"}
+
+
+def test_a_token_task_without_models_names_the_table_and_shows_one():
+    for tasks in ([{"name": "parity"}], [{"name": "digits"}, {"name": "modular", "params": {"p": 7}}]):
+        with pytest.raises(ConfigError) as e:
+            parse_suite({"name": "t", "tasks": tasks, "models": []})
+        msg = str(e.value)
+        assert "has no [[models]]" in msg and "reads token sequences" in msg and "\n" not in msg
+        example = msg.split("for example ", 1)[1].split(" (one key per line)")[0]
+        model = tomllib.loads(example.replace(" label", "\nlabel").replace(" backbone", "\nbackbone")
+                              .replace(" mixer", "\nmixer"))["models"][0]  # the example is a valid table
+        assert parse_suite({"name": "t", "tasks": [{"name": "parity"}], "models": [model]}).models[0].label == "attention"
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"lr": 1e-3}, r"lr must be a non-empty list of distinct learning rates > 0.*got 0.001"),
+    ({"lr": [0.0]}, "lr must be"), ({"lr": [float("inf")]}, "lr must be"), ({"lr": []}, "lr must be"),
+    ({"seeds": "01"}, r"seeds must be a non-empty list of distinct integers >= 0.*got '01'"),
+    ({"seeds": [0, 0]}, "seeds must be"), ({"seeds": [-1]}, "seeds must be"),
+    ({"tasks": "digits"}, r"`tasks` must be \[\[tasks\]\] tables"),
+    ({"tasks": [{"params": {}}]}, r"tasks\[0\] needs `name`"),
+    ({"models": [{"label": "m", "backbone": "classifier", "train": "fast"}]}, r"models\[0\].train must be a table"),
+    ({"models": [{"label": 3, "backbone": "classifier"}]}, r"models\[0\].label must be non-empty text"),
+    ({"models": [{"backbone": "classifier", "mixer": "mamba"}]}, r"backbone 'classifier' does not use 'mixer'"),
+    ({"models": [{"backbone": "classifier", "channel_options": {"expansion": "4"}}]},
+     r"channel_options.expansion: expected float, got '4'"),
+    ({"models": [{"backbone": "classifier", "channel_options": {"dtype": "float64"}}]}, "sets dtype"),
+    ({"budget_tolerance": 0}, r"budget_tolerance must be a fraction in \(0, 1\]"),
+    ({"optim": {"lr": 0.1}}, r"\[optim\] sets lr"),
+    ({"optim": {"weight_decay": -0.1}}, "weight_decay must be >= 0"),
+    ({"optim": {"betas": [0.9, 1.0]}}, r"betas must be two numbers in \[0, 1\)"),
+    ({"train": {"eval_every": -1}}, "eval_every must be >= 0"),
+    ({"train": {"time_budget_s": float("nan")}}, "time_budget_s must be > 0 seconds"),
+    ({"description": 5}, "`description` must be text"),
+])
+def test_wrong_types_and_out_of_range_numbers_fail_when_parsed(change, message):
+    with pytest.raises(ConfigError, match=message):
+        parse_suite({**tiny(), **change})
+
+
+def test_expansion_refuses_what_would_fail_after_the_runs_are_written():
+    data = tiny()
+    data["tasks"][1]["train"] = {"batch_size": 0}  # parity draws fresh examples: no "whole training set"
+    with pytest.raises(ConfigError, match="parity.*batch_size must be >= 1"):
+        expand(parse_suite(data))
+    data = tiny()
+    data["tasks"][1]["params"] = {"length": 1, "n_eval": 64}  # two inputs: a split gets none
+    with pytest.raises(ConfigError, match="no input of this size falls in the"):
+        expand(parse_suite(data))
+
+
+def test_suite_files_that_cannot_be_read_are_config_errors(tmp_path):
+    bad = tmp_path / "latin1.toml"
+    bad.write_bytes(b'name = "caf\xe9"\n')
+    with pytest.raises(ConfigError, match="is not UTF-8 text"):
+        load_suite(bad)
+    with pytest.raises(ConfigError, match="is a directory"):
+        load_suite(tmp_path)
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_suite(tmp_path / "missing.toml")

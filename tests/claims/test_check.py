@@ -135,8 +135,10 @@ def test_unknown_metric_name_says_what_runs_have(tmp_path, card_file):
     card_file.write_text(TINY.replace("steps = 12", "steps = 2").replace("seeds = [0, 1]", "seeds = [0]")
                          .replace("lr = [3e-3, 1e-2]", "lr = [3e-3]")
                          + '\n[metric]\nname = "f1"\ndirection = "higher"\n')
-    with pytest.raises(ConfigError, match=r"has no 'f1' on split 'test'; it has: accuracy"):
-        check_card(read_card(card_file), Store(tmp_path / "runs"), console=quiet())
+    store = Store(tmp_path / "runs")
+    with pytest.raises(ConfigError, match=r"unknown metric of task 'digits'.*'f1'.*Valid: accuracy, loss"):
+        check_card(read_card(card_file), store, console=quiet())
+    assert store.runs() == []  # found when the card is planned, before anything trains (issue 21)
 
 
 def test_metric_direction():

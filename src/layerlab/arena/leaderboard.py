@@ -15,10 +15,11 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
+from rich.markup import escape
 from rich.table import Table
 
-from ..methods import METHOD_SEP
 from .stats import mean_ci
+from ..methods import METHOD_SEP
 from .store import Store
 
 
@@ -143,7 +144,8 @@ def render(boards: dict[str, list[Entry]], suite: str) -> list[Table]:
         arrow = "↑" if e0.higher_is_better else "↓"
         chance = "" if e0.chance is None else f"; chance {_fmt(e0.chance, pct)}{unit}"
         extra_splits = sorted({s for e in entries for s in e.extra})
-        t = Table(title=f"[b]{suite} · {task}[/b]: test {e0.metric}{unit} {arrow}, mean ± 95% CI over seeds{chance}",
+        t = Table(title=f"[b]{escape(suite)} · {escape(task)}[/b]: {escape(f'test {e0.metric}{unit} {arrow}')}, "
+                        f"mean ± 95% CI over seeds{chance}",
                   title_justify="left")
         short = SHORT.get(e0.metric, e0.metric)
         t.add_column("#", justify="right")
@@ -168,13 +170,13 @@ def render(boards: dict[str, list[Entry]], suite: str) -> list[Table]:
         if show_state:
             t.add_column("state", justify="right", no_wrap=True)
         if show_vs:
-            t.add_column(f"vs {show_vs}", no_wrap=True)
+            t.add_column(escape(f"vs {show_vs}"), no_wrap=True)
         t.add_column("notes")
         for i, e in enumerate(entries, 1):
             notes = [f"{n} {what}" for n, what in ((e.diverged, "diverged"), (e.failed, "failed"),
                                                     (e.pending, "unfinished")) if n]
             model, _, method = e.model.partition(METHOD_SEP)
-            cells = [str(i), *((model, method or "—") if show_method else (e.model,)),
+            cells = [str(i), *((escape(model), escape(method) or "—") if show_method else (escape(e.model),)),
                      _fmt(e.test[0], pct), _fmt(e.test[1], pct)]
             cells += [_fmt(e.extra.get(s, (math.nan, math.nan))[0], pct) for s in extra_splits]
             cells += [_fmt(e.val, pct), f"{e.lr:g}", f"{e.seeds}/{e.seeds_planned}",
@@ -185,7 +187,7 @@ def render(boards: dict[str, list[Entry]], suite: str) -> list[Table]:
             if show_state:
                 cells.append(f"{e.state_size:,.0f}" if e.state_size else "—")
             if show_vs:
-                cells.append("" if e.versus in (None, "base") else e.versus)
+                cells.append("" if e.versus in (None, "base") else escape(e.versus))
             cells.append(", ".join(notes))
             t.add_row(*cells)
         tables.append(t)

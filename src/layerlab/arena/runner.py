@@ -4,6 +4,8 @@ from __future__ import annotations
 import time
 
 from rich.console import Console
+from rich.markup import escape
+from rich.text import Text
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from .executor import Executor, LocalExecutor
@@ -25,13 +27,14 @@ def run_suite(suite: Suite, store: Store, *, executor: Executor | None = None, d
     status = {rid: store.run(rid)["status"] for rid in runs}
     todo = [rid for rid in runs if status[rid] not in FINISHED]
     resumed = sum(status[rid] in ("running", "interrupted", "failed") for rid in todo)
-    console.print(f"[b]suite {suite.name}[/b]: {len(runs)} runs ({len(runs) - len(todo)} already finished, "
-                  f"{len(todo)} to run{f', {resumed} to resume or retry' if resumed else ''}) → {store.root}")
+    console.print(f"[b]suite {escape(suite.name)}[/b]: {len(runs)} runs ({len(runs) - len(todo)} already finished, "
+                  f"{len(todo)} to run{f', {resumed} to resume or retry' if resumed else ''}) → {escape(str(store.root))}",
+                  highlight=False)
 
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                TimeElapsedColumn(), TimeRemainingColumn())
     with Progress(*columns, console=console, transient=False) as progress:
-        overall = progress.add_task(f"suite {suite.name}", total=len(runs), completed=len(runs) - len(todo))
+        overall = progress.add_task(escape(f"suite {suite.name}"), total=len(runs), completed=len(runs) - len(todo))
         bars: dict[str, int] = {}
 
         def label(rid: str) -> str:
@@ -40,7 +43,7 @@ def run_suite(suite: Suite, store: Store, *, executor: Executor | None = None, d
 
         def on_progress(rid: str, step: int, total: int) -> None:
             if rid not in bars:
-                bars[rid] = progress.add_task(label(rid), total=total)
+                bars[rid] = progress.add_task(escape(label(rid)), total=total)
             progress.update(bars[rid], completed=step)
 
         def on_finished(rid: str, st: str) -> None:
@@ -52,7 +55,7 @@ def run_suite(suite: Suite, store: Store, *, executor: Executor | None = None, d
                 colour = "yellow" if st == "diverged" else "red"
                 row = store.run(rid)
                 why = f" at step {row['diverged_step']}" if st == "diverged" else f": {(row['error'] or '').splitlines()[0] if row['error'] else ''}"
-                progress.console.print(f"[{colour}]{label(rid).strip()}: {st}{why}[/{colour}]")
+                progress.console.print(f"[{colour}]{escape(f'{label(rid).strip()}: {st}{why}')}[/{colour}]")
 
         def on_poll() -> None:
             for rid, (st, step, total) in store.progress(todo).items():
@@ -65,8 +68,8 @@ def run_suite(suite: Suite, store: Store, *, executor: Executor | None = None, d
     counts: dict[str, int] = {}
     for st in status.values():
         counts[st] = counts.get(st, 0) + 1
-    console.print(f"suite {suite.name}: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
-                  + f" in {time.time() - t0:.0f} s")
+    console.print(Text(f"suite {suite.name}: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
+                  + f" in {time.time() - t0:.0f} s"))
     if show_board:
         for table in render(board(store, suite.name, suite.baseline), suite.name):
             console.print(table)

@@ -31,11 +31,21 @@ its model's ``methods`` then its ``[[methods]]`` entry's ``use``, applied in tha
 
 Every model runs on every task whose input kind its backbone accepts (sequence backbone on token
 tasks; classifier and deep_linear on vector tasks), unless the task lists `models`.
-Everything is checked when the suite is expanded, before any training starts.
+
+A suite without ``[[models]]`` trains the obvious default where there is one: vector tasks (digits,
+``modular`` with ``encoding = "onehot"``, ``linear_teacher``) get the classifier with the MLP
+(``label = "mlp"``, 2 layers, as in the ``quick`` suite). Token tasks have no obvious default; the
+error names the table to add and shows a minimal one.
+
+Strictness: unknown keys, wrong types (``lr = 1e-3`` instead of a list, ``seeds = "01"``), numbers
+out of range (a non-positive learning rate or budget, a negative seed) and unknown tasks, blocks or
+probes are ConfigErrors naming the key, when the suite is parsed; impossible task parameters and
+widths are found when it is expanded. Both happen before any training starts or anything is written.
 """
 from __future__ import annotations
 
 import dataclasses
+import math
 import tomllib
 from dataclasses import dataclass, field
 from importlib import resources
@@ -44,13 +54,14 @@ from typing import Any
 
 import torch
 
-from ..config import check_keys, from_dict, merge
+from ..config import check_keys, check_option_types, from_dict, merge
 from ..errors import ConfigError, unknown_name
 from ..lens.probes import check_probes
 from ..models import build_model, count_parameters
+from ..registry import get as get_block
 from ..methods import METHOD_SEP, check_methods
 from ..spec import MethodSpec, ModelSpec, OptimSpec, ProbeSpec, RunSpec, TaskSpec, TrainSpec, method_specs
-from ..tasks import Task, build_task
+from ..tasks import Task, build_task, get_task_class
 
 SEQUENCE_BACKBONES = ("sequence",)
 MAX_WIDTH = 4096
@@ -87,6 +98,7 @@ class MethodsEntry:
     methods: tuple[MethodSpec, ...] = ()
 
 
+
 @dataclass(frozen=True)
 class Suite:
     name: str
@@ -120,6 +132,15 @@ class PlannedRun:
 _SUITE_KEYS = ("name", "description", "seeds", "lr", "train", "optim", "tasks", "models", "budget_tolerance",
                "baseline", "probes", "methods")
 _MODEL_EXTRA = ("label", "train", "optim", "methods")
+# ModelSpec keys a backbone does not read: giving one is a mistake (it would be silently ignored)
+_UNUSED_BY = {"sequence": ("init", "init_scale"),
+              "classifier": ("mixer", "mixer_options", "positions", "init", "init_scale"),
+              "deep_linear": ("mixer", "mixer_options", "channel", "channel_options", "norm", "norm_options",
+                              "norm_place", "positions")}
+# the model a suite without [[models]] gives its vector tasks (the quick suite's digits model)
+DEFAULT_VECTOR_MODEL = ("mlp", ModelSpec(backbone="classifier", channel="mlp", n_layers=2))
+MODELS_EXAMPLE = ('[[models]] label = "attention" backbone = "sequence" mixer = "attention" '
+                  'mixer_options = { n_heads = 4 }')
 
 
 def builtin_suites() -> list[str]:
@@ -130,10 +151,8 @@ def builtin_suites() -> list[str]:
 def load_suite(name_or_path: str | Path) -> Suite:
     """A built-in suite by name (``quick``), or a TOML file by path."""
     path = Path(name_or_path)
-    if path.suffix == ".toml" or path.exists():
-        if not path.exists():
-            raise ConfigError(f"suite file {str(path)!r} does not exist")
-        text = path.read_text()
+    if path.suffix == ".toml" or _exists(path):
+        text = read_toml_text(path, "suite file")
         default_name = path.stem
     else:
         if str(name_or_path) not in builtin_suites():
@@ -147,25 +166,182 @@ def load_suite(name_or_path: str | Path) -> Suite:
     return parse_suite(data, default_name=default_name)
 
 
+def _exists(path: Path) -> bool:
+    try:
+        return path.exists()
+    except OSError:  # a name too long for the file system, say: not a file, so not a suite file
+        return False
+
+
+def read_toml_text(path: Path, what: str) -> str:
+    """The text of a TOML file the user named; ConfigError (naming the file) when it cannot be read."""
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError(f"{what} {str(path)!r} does not exist") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{what} {str(path)!r} is a directory, not a TOML file") from None
+    except OSError as e:
+        raise ConfigError(f"cannot read {what} {str(path)!r}: {e.strerror or e}") from None
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{what} {str(path)!r} is not UTF-8 text (byte {e.start}); TOML files are UTF-8") from None
+
+
+def _table(value: Any, where: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise ConfigError(f"{where} must be a table (key = value pairs), got {value!r}")
+    return value
+
+
+def _tables(value: Any, where: str, table: str) -> list[dict[str, Any]]:
+    if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
+        raise ConfigError(f"{where} must be {table} tables (or an array of inline tables), got {value!r}")
+    return value
+
+
+def check_seeds(value: Any, where: str) -> tuple[int, ...]:
+    """A non-empty list of distinct integers in [0, 2**63)."""
+    if (not isinstance(value, (list, tuple)) or not value
+            or not all(isinstance(s, int) and not isinstance(s, bool) and 0 <= s < 2**63 for s in value)
+            or len(set(value)) != len(value)):
+        raise ConfigError(f"{where} must be a non-empty list of distinct integers >= 0, e.g. [0, 1], got {value!r}")
+    return tuple(value)
+
+
+def check_lrs(value: Any, where: str) -> tuple[float, ...]:
+    """A non-empty list of distinct finite learning rates > 0."""
+    if (not isinstance(value, (list, tuple)) or not value
+            or not all(isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) and x > 0
+                       for x in value)
+            or len(set(value)) != len(value)):
+        raise ConfigError(f"{where} must be a non-empty list of distinct learning rates > 0, e.g. [1e-3, 3e-3], "
+                          f"got {value!r}")
+    return tuple(float(x) for x in value)
+
+
+# the ranges of the numbers in [train] and [optim] (the specs check their names and types)
+_RANGES: dict[type, dict[str, tuple[str, Any]]] = {
+    TrainSpec: {"eval_every": (">= 0", lambda v: v >= 0), "eval_batch_size": (">= 1", lambda v: v >= 1),
+                "checkpoint_every": (">= 0", lambda v: v >= 0),
+                "target": ("a finite number", lambda v: v is None or math.isfinite(v)),
+                "time_budget_s": ("> 0 seconds", lambda v: v is None or (math.isfinite(v) and v > 0))},
+    OptimSpec: {"weight_decay": (">= 0", lambda v: math.isfinite(v) and v >= 0),
+                "betas": ("two numbers in [0, 1)", lambda v: all(0 <= b < 1 for b in v)),
+                "eps": ("> 0", lambda v: math.isfinite(v) and v > 0),
+                "momentum": (">= 0", lambda v: math.isfinite(v) and v >= 0),
+                "warmup_steps": (">= 0", lambda v: v >= 0),
+                "min_lr_ratio": ("in [0, 1]", lambda v: 0 <= v <= 1),
+                "grad_clip": (">= 0 (0 disables clipping)", lambda v: v is None or (math.isfinite(v) and v >= 0))},
+}
+
+
+def checked(cls: type, data: dict[str, Any], where: str) -> Any:
+    """``from_dict(cls, data)`` with the numbers of a TrainSpec or OptimSpec in range."""
+    spec = from_dict(cls, data, where=where)
+    for key, (allowed, ok) in _RANGES.get(cls, {}).items():
+        if not ok(getattr(spec, key)):
+            raise ConfigError(f"{where}: {key} must be {allowed}, got {getattr(spec, key)!r}")
+    return spec
+
+
+def _input_kind(entry: TaskEntry) -> str:
+    """'tokens' or 'vector', from the task's class where it is fixed (no data is built), else from the task."""
+    kind = getattr(get_task_class(entry.name), "input_kind", None)
+    return kind if isinstance(kind, str) else build_task(entry.name, **entry.params).input_kind
+
+
+def _default_models(name: str, tasks: tuple[TaskEntry, ...]) -> list[ModelEntry]:
+    """The models of a suite without [[models]]: the classifier with the MLP, where every task is a vector task."""
+    for t in tasks:
+        if _input_kind(t) != "vector":
+            raise ConfigError(
+                f"suite {name!r} has no [[models]], and task {t.label or t.name!r} reads token sequences, for "
+                f"which there is no default model (vector tasks such as digits default to the classifier with "
+                f"the MLP): add a [[models]] table, for example {MODELS_EXAMPLE} (one key per line)")
+    label, spec = DEFAULT_VECTOR_MODEL
+    return [ModelEntry(label=label, spec=spec)]
+
+
+def _check_block_options(spec: ModelSpec, where: str) -> None:
+    """Unknown block names, and options of the wrong type, fail when the suite is parsed."""
+    kinds = {"sequence": ("mixer", "channel", "norm"), "classifier": ("channel", "norm")}.get(spec.backbone, ())
+    for kind in kinds:
+        options = getattr(spec, f"{kind}_options")
+        entry = get_block(kind, getattr(spec, kind))
+        placed = [k for k in ("device", "dtype") if k in options]
+        if placed:
+            raise ConfigError(f"{where}.{kind}_options sets {', '.join(placed)}: the trainer places every block "
+                              f"(--device, [train] dtype); remove it")
+        check_option_types(options, entry.cls, f"{where}.{kind}_options")
+
+
+def _check_task_entry(t: TaskEntry, where: str) -> None:
+    if not t.name:
+        raise ConfigError(f"{where}.name must name a task, e.g. \"digits\"")
+    if t.label is not None and not t.label:
+        raise ConfigError(f"{where}.label must be non-empty text")
+    if t.budget is not None and t.budget < 1:
+        raise ConfigError(f"{where}.budget must be a parameter count >= 1, got {t.budget}")
+    if t.seeds:
+        check_seeds(t.seeds, f"{where}.seeds")
+    if t.lr:
+        check_lrs(t.lr, f"{where}.lr")
+    for key in ("params", "train", "optim", "probes"):
+        _table(getattr(t, key), f"{where}.{key}")
+    if "lr" in t.optim:
+        raise ConfigError(f"{where}.optim sets lr: give learning rates as {where}.lr = [...] (the grid)")
+
+
 def parse_suite(data: dict[str, Any], default_name: str = "suite") -> Suite:
+    _table(data, "a suite")
     check_keys(data, _SUITE_KEYS, "suite")
     name = data.get("name", default_name)
+    if not isinstance(name, str) or not name.strip():
+        raise ConfigError(f"suite `name` must be non-empty text, got {name!r}")
+    for key in ("description", "baseline"):
+        if key in data and not isinstance(data[key], str):
+            raise ConfigError(f"suite {name!r}: `{key}` must be text, got {data[key]!r}")
     if not data.get("tasks"):
-        raise ConfigError(f"suite {name!r} has no [[tasks]]")
-    if not data.get("models"):
-        raise ConfigError(f"suite {name!r} has no [[models]]")
-    tasks = tuple(from_dict(TaskEntry, t, where=f"suite {name!r} tasks[{i}]") for i, t in enumerate(data["tasks"]))
+        raise ConfigError(f"suite {name!r} has no [[tasks]]: add one, for example "
+                          f'[[tasks]] name = "digits" (one key per line)')
+    tasks = []
+    for i, t in enumerate(_tables(data["tasks"], f"suite {name!r} `tasks`", "[[tasks]]")):
+        where = f"suite {name!r} tasks[{i}]"
+        if "name" not in t:
+            raise ConfigError(f"{where} needs `name` (a registered task, e.g. \"digits\")")
+        entry = from_dict(TaskEntry, t, where=where)
+        _check_task_entry(entry, where)
+        tasks.append(entry)
+    tasks = tuple(tasks)
+    for t in tasks:  # unknown task names fail here, with suggestions
+        get_task_class(t.name)
     models = []
     model_keys = [f.name for f in dataclasses.fields(ModelSpec)] + list(_MODEL_EXTRA)
-    for i, m in enumerate(data["models"]):
+    given = data.get("models") or []
+    for i, m in enumerate(_tables(given, f"suite {name!r} `models`", "[[models]]")):
         where = f"suite {name!r} models[{i}]"
         check_keys(m, model_keys, where)
         rest = {k: v for k, v in m.items() if k not in _MODEL_EXTRA}
         spec = from_dict(ModelSpec, rest, where=where)
+        unused = [k for k in _UNUSED_BY.get(spec.backbone, ()) if k in rest]
+        if unused:
+            raise ConfigError(f"{where}: backbone {spec.backbone!r} does not use {', '.join(map(repr, unused))}; "
+                              f"remove {'it' if len(unused) == 1 else 'them'} (or choose another backbone)")
+        _check_block_options(spec, where)
+        label = m.get("label", spec.label())
+        if not isinstance(label, str) or not label:
+            raise ConfigError(f"{where}.label must be non-empty text, got {label!r}")
+        train, optim = _table(m.get("train", {}), f"{where}.train"), _table(m.get("optim", {}), f"{where}.optim")
+        if "lr" in optim:
+            raise ConfigError(f"{where}.optim sets lr: give learning rates as the suite's lr = [...] "
+                              f"(or a task's lr)")
         methods = method_specs(m.get("methods", []), f"{where}.methods")
         check_methods(methods, where)
-        models.append(ModelEntry(label=m.get("label", spec.label()), spec=spec,
-                                 train=m.get("train", {}), optim=m.get("optim", {}), methods=methods))
+        models.append(ModelEntry(label=label, spec=spec, train=train, optim=optim, methods=methods))
+    if not models:
+        models = _default_models(name, tasks)
     labels = [m.label for m in models]
     # one label may name a vector model and a token model (the same block in two backbones):
     # no task runs both, so the leaderboard's rows stay unambiguous
@@ -183,12 +359,21 @@ def parse_suite(data: dict[str, Any], default_name: str = "suite") -> Suite:
     top = {k: data[k] for k in ("seeds", "lr", "train", "optim", "budget_tolerance", "description", "baseline",
                                 "probes") if k in data}
     if "seeds" in top:
-        top["seeds"] = tuple(top["seeds"])
+        top["seeds"] = check_seeds(top["seeds"], f"suite {name!r} seeds")
     if "lr" in top:
-        top["lr"] = tuple(float(x) for x in top["lr"])
-    for key in ("train", "optim"):  # check keys now, so a typo fails before any training
-        check_keys(top.get(key, {}), [f.name for f in dataclasses.fields(TrainSpec if key == "train" else OptimSpec)],
-                   f"suite {name!r} [{key}]")
+        top["lr"] = check_lrs(top["lr"], f"suite {name!r} lr")
+    if "budget_tolerance" in top:
+        tol = top["budget_tolerance"]
+        if isinstance(tol, bool) or not isinstance(tol, (int, float)) or not 0 < tol <= 1:
+            raise ConfigError(f"suite {name!r} budget_tolerance must be a fraction in (0, 1], e.g. 0.1, got {tol!r}")
+        top["budget_tolerance"] = float(tol)
+    for key in ("train", "optim", "probes"):
+        _table(top.get(key, {}), f"suite {name!r} [{key}]")
+    if "lr" in top.get("optim", {}):
+        raise ConfigError(f"suite {name!r} [optim] sets lr: give learning rates as lr = [...] (the grid)")
+    # types and ranges now, so a typo fails before any training (per-task overrides: when expanded)
+    checked(TrainSpec, top.get("train", {}), f"suite {name!r} [train]")
+    checked(OptimSpec, top.get("optim", {}), f"suite {name!r} [optim]")
     for where, probes in [(f"suite {name!r} [probes]", top.get("probes", {}))] + [
             (f"suite {name!r} task {t.label or t.name!r} probes", merge(top.get("probes", {}), t.probes)) for t in tasks]:
         probe_spec = from_dict(ProbeSpec, probes, where=where)
@@ -199,10 +384,7 @@ def parse_suite(data: dict[str, Any], default_name: str = "suite") -> Suite:
 def _methods_dimension(name: str, data: dict[str, Any]) -> tuple[MethodsEntry, ...]:
     """The suite's [[methods]] entries (``label``, ``use``), checked against the method registry."""
     out = []
-    given = data.get("methods", [])
-    if not isinstance(given, list) or not all(isinstance(e, dict) for e in given):
-        raise ConfigError(f"suite {name!r} `methods` must be [[methods]] tables, got {given!r}")
-    for i, entry in enumerate(given):
+    for i, entry in enumerate(_tables(data.get("methods", []), f"suite {name!r} `methods`", "[[methods]]")):
         where = f"suite {name!r} methods[{i}]"
         check_keys(entry, ("label", "use"), where)
         use = method_specs(entry.get("use", []), f"{where}.use")
@@ -278,7 +460,10 @@ def expand(suite: Suite) -> list[PlannedRun]:
         models = [m for m in suite.models if _accepts(m.spec.backbone, task)
                   and (m.label in entry.models if entry.models else True)]
         if not models:
-            raise ConfigError(f"suite {suite.name!r}: no model fits task {task_label!r} ({task.input_kind} inputs)")
+            needs = "backbone = \"sequence\"" if task.input_kind == "tokens" else "backbone = \"classifier\""
+            raise ConfigError(f"suite {suite.name!r}: no model fits task {task_label!r} ({task.input_kind} inputs): "
+                              f"add a [[models]] table with {needs}"
+                              + (f", for example {MODELS_EXAMPLE}" if task.input_kind == "tokens" else ""))
         for lab in set(entry.models) - {m.label for m in models}:
             backbone = next(m.spec.backbone for m in suite.models if m.label == lab)
             raise ConfigError(f"model {lab!r} (backbone {backbone!r}) cannot run task "
@@ -293,11 +478,15 @@ def expand(suite: Suite) -> list[PlannedRun]:
                 count_for(model_spec, task)  # builds it: bad widths/heads/options fail here, before training
             except ConfigError as e:
                 raise ConfigError(f"{where}: {e}") from None
-            train = from_dict(TrainSpec, merge(merge(suite.train, entry.train), m.train), where=f"{where} train")
+            train = checked(TrainSpec, merge(merge(suite.train, entry.train), m.train), f"{where} train")
+            try:
+                task.check_batch_size(train.batch_size)
+            except ConfigError as e:
+                raise ConfigError(f"{where} train: {e}") from None
             probes = from_dict(ProbeSpec, merge(suite.probes, entry.probes), where=f"{where} probes")
             optim_base = merge(merge(suite.optim, entry.optim), m.optim)
             for lr in entry.lr or suite.lr:
-                optim = from_dict(OptimSpec, {**optim_base, "lr": lr}, where=f"{where} optim")
+                optim = checked(OptimSpec, {**optim_base, "lr": lr}, f"{where} optim")
                 for choice in suite.methods or (None,):
                     methods = m.methods + (choice.methods if choice else ())
                     label = f"{m.label}{METHOD_SEP}{choice.label}" if choice else m.label

@@ -88,8 +88,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from ..arena.suite import Suite, builtin_suites, parse_suite
-from ..config import check_keys, config_hash
+from ..arena.suite import Suite, builtin_suites, check_seeds, parse_suite, read_toml_text
+from ..config import check_keys, check_option_types, config_hash
 from ..errors import ConfigError, unknown_name
 from .measures import get_measure
 from .rules import Rule, parse_rule, rule_to_dict
@@ -246,18 +246,18 @@ def _check_refs(rule: Rule, suite: Suite | None, where: str) -> Rule:
 
 def parse_card(data: dict[str, Any], *, default_id: str | None = None, path: Path | None = None) -> Card:
     """A Card from its TOML table, strictly."""
-    where = f"card {str(path) if path else (data.get('id') or default_id or '?')!r}"
     if not isinstance(data, dict):
-        raise ConfigError(f"{where}: expected a table")
+        raise ConfigError(f"card {str(path) if path else default_id or '?'!r}: expected a table, got {data!r}")
+    where = f"card {str(path) if path else (data.get('id') or default_id or '?')!r}"
     check_keys(data, CARD_KEYS, where)
     card_id = data.get("id", default_id)
     if card_id is None:
         raise ConfigError(f"{where} needs an `id` ({_HELP['id']})")
-    if not isinstance(card_id, str) or not _ID.match(card_id):
+    if not isinstance(card_id, str) or not _ID.fullmatch(card_id):
         raise ConfigError(f"{where}: `id` must be {_HELP['id']}, starting with a letter or digit; got {card_id!r}")
     where = f"card {card_id!r}"
     paper = _text(data, "paper", where)
-    if not (_ARXIV.match(paper) or _SLUG.match(paper)):
+    if not (_ARXIV.fullmatch(paper) or _SLUG.fullmatch(paper)):
         raise ConfigError(f"{where}: `paper` must be {_HELP['paper']}; got {paper!r}")
     claim, place, deviations = (_text(data, k, where) for k in ("claim", "where", "deviations"))
     kind = _text(data, "kind", where)
@@ -291,16 +291,16 @@ def parse_card(data: dict[str, Any], *, default_id: str | None = None, path: Pat
         check_keys(m, MEASURE_KEYS, f"{where} [measure]")
         if "name" not in m:
             raise ConfigError(f"{where} [measure] needs `name` (a registered measurement)")
+        if not isinstance(m["name"], str):
+            raise ConfigError(f"{where} [measure].name must be a measurement's name, got {m['name']!r}")
         fn = get_measure(m["name"])
         options = m.get("options", {})
         if not isinstance(options, dict):
             raise ConfigError(f"{where} [measure].options must be a table, got {options!r}")
         fn.check_options(options, f"{where} [measure]")
-        seeds = m.get("seeds", [0, 1, 2])
-        if (not isinstance(seeds, list) or not seeds or len(set(seeds)) != len(seeds)
-                or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds)):
-            raise ConfigError(f"{where} [measure].seeds must be a non-empty list of distinct integers, got {seeds!r}")
-        measure = Measure(m["name"], dict(options), tuple(seeds))
+        check_option_types(options, fn.fn, f"{where} [measure].options")
+        seeds = check_seeds(m.get("seeds", [0, 1, 2]), f"{where} [measure].seeds")
+        measure = Measure(m["name"], dict(options), seeds)
 
     met = data.get("metric", {})
     if not isinstance(met, dict):
@@ -328,10 +328,9 @@ def parse_card(data: dict[str, Any], *, default_id: str | None = None, path: Pat
 def read_card(path: str | Path) -> Card:
     """A card from a TOML file (its id defaults to the file's stem)."""
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"card file {str(path)!r} does not exist")
+    text = read_toml_text(path, "card file")
     try:
-        data = tomllib.loads(path.read_text())
+        data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"card {str(path)!r}: invalid TOML: {e}") from None
     return parse_card(data, default_id=path.stem, path=path)
@@ -357,7 +356,11 @@ def load_cards(paths: list[str | Path] | None = None) -> list[Card]:
 def load_card(id_or_path: str | Path) -> Card:
     """A built-in card by id, or a card file by path."""
     p = Path(id_or_path)
-    if p.suffix == ".toml" or p.exists():
+    try:
+        is_file = p.suffix == ".toml" or p.exists()
+    except OSError:  # a name too long to be a path: an id
+        is_file = False
+    if is_file:
         return read_card(p)
     cards = {c.id: c for c in load_cards()}
     if str(id_or_path) not in cards:

@@ -30,7 +30,7 @@ from ..arena.provenance import git_revision
 from ..arena.runner import run_suite
 from ..arena.store import Store
 from ..arena.suite import PlannedRun, Suite, expand
-from ..errors import ConfigError
+from ..errors import ConfigError, unknown_name
 from .card import Card
 from .measures import get_measure
 from .rules import Key, Outcome, Sample, describe, evaluate
@@ -85,10 +85,16 @@ def _direction(card: Card, metric: str, task_metric: str, task_hib: bool) -> boo
 def plan(card: Card) -> tuple[Suite, list[PlannedRun]]:
     """The part of the card's suite that its rule reads, renamed for the store, and its runs:
     everything validated (blocks, widths, budgets, the metric's split) before anything trains."""
-    suite = restrict(card.resolve_suite(), card.rule.refs())
+    whole = card.resolve_suite()
+    suite = restrict(whole, card.rule.refs())
+    if card.suite is None and suite != whole:  # an inline suite is the card's own: all of it must be valid
+        expand(whole)
     planned = expand(suite)
     split = card.metric.split
     for p in planned:
+        if card.metric.name is not None and card.metric.name not in p.task.metric_names:
+            raise unknown_name(f"metric of task {p.task_label!r} in card {card.id!r} [metric].name",
+                               card.metric.name, p.task.metric_names)
         if split != "test" and split not in p.task.eval_splits:
             raise ConfigError(f"card {card.id!r}: task {p.task_label!r} has no split {split!r}; "
                               f"its test splits: {', '.join(s for s in p.task.eval_splits if s.startswith('test'))}")

@@ -256,7 +256,7 @@ def parse_rule(data: Any, where: str = "[rule]") -> Rule:
     if "type" not in data:
         raise ConfigError(f"{where} needs a `type`: one of {', '.join(RULES)}")
     kind = data["type"]
-    if kind not in RULES:
+    if not isinstance(kind, str) or kind not in RULES:
         raise unknown_name(f"rule type in {where}", str(kind), RULES)
     cls = RULES[kind]
     names = [f.name for f in dataclasses.fields(cls)]

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+from collections import defaultdict
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -169,6 +170,15 @@ class Task:
             model.train(was_training)
         return self.summarize(totals)
 
+    @property
+    def metric_names(self) -> tuple[str, ...]:
+        """The metrics ``evaluate`` reports on every split (what a claim card's metric may name)."""
+        return tuple(self.summarize(defaultdict(float)))
+
+    def check_batch_size(self, batch_size: int) -> None:
+        """Raise ConfigError if training cannot draw batches of `batch_size`. A task with a finite
+        training set takes ``batch_size <= 0`` as the whole of it; tasks that draw fresh examples refuse it."""
+
     def better(self, a: float, b: float) -> bool:
         """Is metric value `a` better than `b`?"""
         return a > b if self.higher_is_better else a < b
@@ -195,11 +205,29 @@ class GeneratedTask(Task):
     def validate(self) -> None:
         if self.n_eval < 1:
             raise ConfigError(f"task {self.name!r}: n_eval must be >= 1, got {self.n_eval}")
+        self._check_splits_can_be_drawn()
 
-    def train_batch(self, batch_size: int, generator: torch.Generator) -> Batch:
+    def _check_splits_can_be_drawn(self) -> None:
+        """Each distinct input belongs to one split (by its content hash), so a tiny input space (parity
+        of length 1 has two inputs) can leave a split with no input at all: found here, when the task is
+        built, not when a run first draws from that split."""
+        for split in ("train", *self.eval_splits):
+            try:
+                with torch.device("cpu"):  # the arena may build tasks under a meta device
+                    sample_split(lambda n, g: self.draw(n, g, split), split, 1,
+                                 split_generator(self.name, split, self.data_seed))
+            except SplitTooSmall:
+                raise ConfigError(f"task {self.name!r}: no input of this size falls in the {split!r} split (each "
+                                  f"distinct input belongs to one split, by a hash of its content); the input "
+                                  f"space is too small: increase the length or the vocabulary") from None
+
+    def check_batch_size(self, batch_size: int) -> None:
         if batch_size <= 0:
             raise ConfigError(f"task {self.name!r} draws fresh examples and has no finite training set: "
                               f"batch_size must be >= 1, got {batch_size}")
+
+    def train_batch(self, batch_size: int, generator: torch.Generator) -> Batch:
+        self.check_batch_size(batch_size)
         return sample_split(lambda n, g: self.draw(n, g, "train"), "train", batch_size, generator)
 
     def _make_eval_set(self, split: str) -> Batch:
@@ -210,6 +238,10 @@ class GeneratedTask(Task):
 
 SPLIT_BUCKETS = 20  # bucket 0 -> test, 1 -> val, the rest -> train (5% / 5% / 90% of the space)
 _SPLIT_BUCKET = {"test": 0, "val": 1}
+
+
+class SplitTooSmall(ConfigError):
+    """A split cannot be drawn: too few distinct inputs of the task fall in it."""
 
 
 def split_generator(task_name: str, split: str, data_seed: int) -> torch.Generator:
@@ -270,7 +302,7 @@ def sample_split(draw, split: str, n: int, generator: torch.Generator) -> Batch:
     while have < n:
         tries += 1
         if tries > 200:
-            raise ConfigError(
+            raise SplitTooSmall(
                 f"could not draw {n} distinct-split examples for {split!r}: the task's input space "
                 "is too small; increase its length or vocabulary, or lower n_eval"
             )

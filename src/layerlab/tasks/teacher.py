@@ -1,6 +1,8 @@
 """A linear teacher: the regression task whose learning dynamics have closed forms."""
 from __future__ import annotations
 
+import math
+
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -71,13 +73,13 @@ class LinearTeacher(Task):
             raise ConfigError(f"{where}: {r} singular values but the teacher is {self.out_features} x "
                               f"{self.in_features} (rank <= {min(self.in_features, self.out_features)}); "
                               "give fewer singular values or widen the teacher")
-        if any(not s > 0 for s in self.singular_values):
-            raise ConfigError(f"{where}: singular values must be > 0, got {list(self.singular_values)}")
+        if any(not (math.isfinite(s) and s > 0) for s in self.singular_values):
+            raise ConfigError(f"{where}: singular values must be finite and > 0, got {list(self.singular_values)}")
         if self.n_train < self.in_features:
             raise ConfigError(f"{where}: whitened inputs need n_train >= in_features = {self.in_features}, "
                               f"got {self.n_train}")
-        if self.n_eval < 1 or self.noise < 0:
-            raise ConfigError(f"{where}: needs n_eval >= 1 and noise >= 0, got {self.n_eval}, {self.noise}")
+        if self.n_eval < 1 or not (math.isfinite(self.noise) and self.noise >= 0):
+            raise ConfigError(f"{where}: needs n_eval >= 1 and a finite noise >= 0, got {self.n_eval}, {self.noise}")
 
     # --- sizes ----------------------------------------------------------------------
     @property

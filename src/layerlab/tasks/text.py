@@ -206,7 +206,8 @@ class CharLM(Task):
         where = f"task {self.name!r}"
         if self.length < 1:
             raise ConfigError(f"{where}: length must be >= 1, got {self.length}")
-        if len(self.split) != 3 or min(self.split) <= 0 or abs(sum(self.split) - 1.0) > 1e-6:
+        if (len(self.split) != 3 or not all(math.isfinite(x) and x > 0 for x in self.split)  # NaN compares False
+                or abs(sum(self.split) - 1.0) > 1e-6):
             raise ConfigError(
                 f"{where}: split must be three positive fractions (train, val, test) summing to 1, "
                 f"got {self.split}"
@@ -267,10 +268,13 @@ class CharLM(Task):
         w = self._corpus.data[idx]
         return Batch(w[:, :-1], w[:, 1:], torch.ones(len(starts), self.length, dtype=torch.bool))
 
-    def train_batch(self, batch_size: int, generator: torch.Generator) -> Batch:
+    def check_batch_size(self, batch_size: int) -> None:
         if batch_size <= 0:
             raise ConfigError(f"task {self.name!r} draws fresh examples and has no finite training set: "
                               f"batch_size must be >= 1, got {batch_size}")
+
+    def train_batch(self, batch_size: int, generator: torch.Generator) -> Batch:
+        self.check_batch_size(batch_size)
         _, stop = self.split_range("train")
         return self._windows(torch.randint(0, stop - self.length, (batch_size,), generator=generator))
 
