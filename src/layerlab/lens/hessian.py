@@ -61,7 +61,7 @@ from torch import Tensor, nn
 from torch.func import functional_call, grad, jvp, vjp, vmap
 
 from ..errors import ConfigError, ShapeError, unknown_name
-from . import krylov
+import layerlab.lens.krylov as krylov  # the submodule itself, not the lens package (no cycle through lens/__init__)
 from ._util import LossFn, batch_size, batch_weights, select_parameters, side_effect_free  # noqa: F401 (batch_size re-exported)
 from .krylov import TRACE_METHODS, WHICH, LanczosResult, SpectralDensity  # noqa: F401 (re-exported)
 

@@ -178,7 +178,7 @@ class ProbeRunner:
 # ---- one forward pass for the probes that read activations --------------------------------------
 def _dynamics_modules(model: nn.Module) -> tuple[list[str], list[str], list[str]]:
     """(residual blocks, attention modules, threshold units) of the model."""
-    from . import dynamics
+    import layerlab.lens.dynamics as dynamics
 
     return _block_names(model), dynamics.attention_modules(model), dynamics.threshold_modules(model)
 
@@ -203,7 +203,7 @@ def _block_outputs(model: nn.Module) -> dict[str, str]:
 def shared_activations(model: nn.Module, inputs: Any, probes: tuple[str, ...] | list[str]) -> dict[str, Tensor]:
     """What the given probes read (their registered `captures`), captured in one forward pass on
     `inputs`. A module two probes read in different kinds is left out: each captures it itself."""
-    from . import dynamics
+    import layerlab.lens.dynamics as dynamics
 
     kinds: dict[str, str] = {}
     clash: set[str] = set()
@@ -296,7 +296,7 @@ def ntk_probe(ctx: ProbeContext, *, n_examples: int = 32, method: str = "auto") 
     derivatives for vector inputs (2-2.4x faster than Jacobian contraction on the benchmark's
     classifier), Jacobian contraction for token sequences (where structured was ~2x slower).
     """
-    from . import ntk
+    import layerlab.lens.ntk as ntk
 
     inputs, targets, position = scored(ctx, n_examples)
     f = TargetLogit(ctx.model, inputs, targets, position)
@@ -322,7 +322,7 @@ def dynamics_probe(ctx: ProbeContext, *, per_block: bool = True) -> ProbeOutput:
     in each block's output (massive activations, Sun et al. 2024, arXiv:2402.17762), mean
     attention entropy per attention layer, and the number of distinct ReLU activation patterns
     the probe batch visits (Hanin & Rolnick 2019, arXiv:1906.00904)."""
-    from . import dynamics
+    import layerlab.lens.dynamics as dynamics
 
     model, scalars = ctx.model, {}
     if ctx.grads:
@@ -368,7 +368,7 @@ def _block_names(model: nn.Module) -> list[str]:
 
 def _features(ctx: ProbeContext, modules: list[str], kind: str, n: int | None = None) -> dict[str, Tensor]:
     """Each module's output (or input) at the scored position of the first `n` probe examples, (n, d)."""
-    from . import dynamics
+    import layerlab.lens.dynamics as dynamics
 
     inputs, _, position = scored(ctx, n)
     if all(m in ctx.activations for m in modules):  # the step's shared pass, on the whole probe batch
@@ -389,7 +389,7 @@ def collapse_probe(ctx: ProbeContext) -> ProbeOutput:
     positions: NC1–NC4 and the equinorm/equiangularity measures (Papyan, Han & Donoho 2020,
     arXiv:2008.08186), with the head's weight as the classifier, over the classes present in the
     probe batch (``n_classes``; the head's rows of the others are left out)."""
-    from . import collapse
+    import layerlab.lens.collapse as collapse
 
     head = getattr(ctx.model, "head", None)
     if not isinstance(head, nn.Linear):
@@ -412,7 +412,7 @@ def similarity_probe(ctx: ProbeContext, *, n_examples: int = 256) -> ProbeOutput
     now and at initialization, on the first `n_examples` probe examples at the scored position:
     ``cka_init.<block>`` (1 = the representation has not changed up to rotation and scale).
     The step-0 features are stored as arrays ``features.<block>``."""
-    from . import similarity
+    import layerlab.lens.similarity as similarity
 
     blocks = _block_names(ctx.model)
     if not blocks:
@@ -445,7 +445,7 @@ def spectra_probe(ctx: ProbeContext, *, min_size: int = 50, arrays: bool = True)
     and effective_rank. Summaries ``alpha_mean``, ``stable_rank_mean``, ``spectral_norm_max``.
     Arrays ``esd.<p>``: the eigenvalues of WᵀW/N, from the M x M Gram matrix in float64 (2-3x
     faster than the SVD ``lens.spectra.esd`` takes; equal to it within ~1e-16·λ_max)."""
-    from . import spectra
+    import layerlab.lens.spectra as spectra
 
     scalars: dict[str, float] = {}
     out_arrays: dict[str, Tensor] = {}
@@ -524,7 +524,7 @@ def hessian_probe(ctx: ProbeContext, *, k: int = 1, n_examples: int = 256, trace
     calls, as early in training, a small budget misses the new top (benchmarks/lens.py: with
     budget 2, up to 70% below the converged sharpness on a classifier probed every 100 steps;
     on a fixed Hessian, 2 products per call reach 1e-6 relative in 30 calls). Read ``residual``."""
-    from . import hessian
+    import layerlab.lens.hessian as hessian
 
     _check_hessian({"k": k, "n_examples": n_examples, "trace_samples": trace_samples, "max_iter": max_iter,
                     "tol": tol, "budget": budget, "preconditioned": preconditioned})

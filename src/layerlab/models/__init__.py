@@ -5,7 +5,7 @@ argument and reads its fields; the models never import the spec module.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from torch import nn
 
@@ -14,13 +14,11 @@ from .classifier import Classifier
 from .deep_linear import DeepLinear
 from .sequence import NORM_PLACES, SequenceModel
 
-if TYPE_CHECKING:
-    from ..spec import ModelSpec
 
 BACKBONES = ("sequence", "classifier", "deep_linear")
 
 
-def build_model(spec: ModelSpec, task: Any) -> nn.Module:
+def build_model(spec: Any, task: Any) -> nn.Module:
     """Build the model `spec` describes for `task` (which gives vocabulary, classes, lengths)."""
     kind = getattr(task, "input_kind", None)
     if spec.backbone == "sequence":

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
+from typing import Any
 
 from torch import Tensor, nn
 
@@ -10,8 +10,6 @@ from ..errors import ConfigError, ShapeError
 from ..registry import build
 from .sequence import EMBED_STD, Residual, final_norm, norm_factory
 
-if TYPE_CHECKING:
-    from ..spec import ModelSpec
 
 
 class Classifier(nn.Module):
@@ -29,7 +27,7 @@ class Classifier(nn.Module):
     Shape: ``(B, F) -> (B, n_classes)``. ``spec.mixer`` and ``spec.positions`` are unused.
     """
 
-    def __init__(self, spec: ModelSpec, *, in_features: int, n_classes: int) -> None:
+    def __init__(self, spec: Any, *, in_features: int, n_classes: int) -> None:
         super().__init__()
         if in_features < 1 or n_classes < 1:
             raise ConfigError(f"Classifier needs in_features, n_classes >= 1; got {in_features}, {n_classes}")

@@ -5,7 +5,7 @@ The residual sub-layer is written once, in ``Residual``; the norm placement is i
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -13,8 +13,6 @@ from torch import Tensor, nn
 from ..errors import ConfigError, ShapeError, unknown_name
 from ..registry import build
 
-if TYPE_CHECKING:  # a model takes its spec as an argument; spec.py (floor 5) is above the models
-    from ..spec import ModelSpec
 
 NORM_PLACES = ("pre", "post", "peri")
 EMBED_STD = 1.0  # nn.Embedding's default; with GPT-2's 0.02 MQAR's recall transition came much later
@@ -55,12 +53,12 @@ class Residual(nn.Module):
         return f"place={self.place!r}"
 
 
-def norm_factory(spec: ModelSpec, d_model: int) -> Callable[[], nn.Module]:
+def norm_factory(spec: Any, d_model: int) -> Callable[[], nn.Module]:
     """A function building a fresh ``spec.norm`` of width ``d_model`` each call."""
     return lambda: build("norm", spec.norm, d_model, **spec.norm_options)
 
 
-def final_norm(spec: ModelSpec, d_model: int) -> nn.Module:
+def final_norm(spec: Any, d_model: int) -> nn.Module:
     """The norm before the head: needed after pre/peri sub-layers, whose residual stream is
     unnormalized; with post the stream leaves the last sub-layer normalized already."""
     return norm_factory(spec, d_model)() if spec.norm_place in ("pre", "peri") else nn.Identity()
@@ -69,7 +67,7 @@ def final_norm(spec: ModelSpec, d_model: int) -> nn.Module:
 class Block(nn.Module):
     """One layer: a residual sequence-mixer sub-layer, then a residual channel-mixer sub-layer."""
 
-    def __init__(self, spec: ModelSpec) -> None:
+    def __init__(self, spec: Any) -> None:
         super().__init__()
         d = spec.d_model
         make_norm = norm_factory(spec, d)
@@ -104,7 +102,7 @@ class SequenceModel(nn.Module):
     Not done here: weight tying, depth-scaled init of output projections, embedding norms.
     """
 
-    def __init__(self, spec: ModelSpec, *, vocab_size: int, n_outputs: int, max_length: int) -> None:
+    def __init__(self, spec: Any, *, vocab_size: int, n_outputs: int, max_length: int) -> None:
         super().__init__()
         if vocab_size < 1 or n_outputs < 1 or max_length < 1:
             raise ConfigError(
