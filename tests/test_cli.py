@@ -285,6 +285,23 @@ def test_cards_lists_and_filters(capsys):
     assert "parity-negative-eigenvalues-mamba" in out and "selu-fixed-point" in out
 
 
+def test_cards_filter_by_paper_kind_and_training_methods(capsys):
+    from layerlab.claims.card import load_cards
+    from layerlab.claims.catalogue import paper_kinds
+
+    cards = load_cards()
+    of = paper_kinds(c.paper for c in cards)
+    assert main(["cards", "--kind", "training", "--format", "json"]) == 0
+    ids = {c["id"] for c in json.loads(capsys.readouterr().out)}
+    # a card whose paper is a training paper, or whose suite applies a method (orthograd's paper is a block paper)
+    assert ids == {c.id for c in cards if of[c.paper] == "training" or c.methods}
+    assert "orthograd-modular-addition-no-wd" in ids and "selu-fixed-point" not in ids
+    assert main(["cards", "--kind", "theory", "--format", "json"]) == 0
+    assert {c["id"] for c in json.loads(capsys.readouterr().out)} == {c.id for c in cards if of[c.paper] == "theory"}
+    assert main(["check", "--all", "--kind", "trainin"]) == 2
+    assert "unknown claim or paper kind 'trainin'; did you mean 'training'" in said(capsys)
+
+
 def test_papers_catalogue_and_one_paper_with_its_verdict(tmp_path, capsys):
     assert main(["papers", "--format", "json", "--kind", "block"]) == 0
     papers = json.loads(capsys.readouterr().out)

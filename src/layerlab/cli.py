@@ -429,17 +429,32 @@ def cmd_lens(args: argparse.Namespace, console: Console) -> int:
 
 
 # ---- claims ----------------------------------------------------------------------------------
-def _selected_cards(args: argparse.Namespace) -> list:
-    from .claims.card import KINDS, load_card, load_cards
+def _cards_of_kind(cards: list, kind: str | None) -> list:
+    """Cards whose claim kind (comparative, ...) or whose paper's catalogue kind (training, ...) is
+    `kind`; an unknown kind is an error that lists both."""
+    from .claims.card import KINDS
+    from .claims.catalogue import KINDS as PAPER_KINDS, paper_kinds
 
-    if args.kind and args.kind not in KINDS:
-        raise unknown_name("claim kind", args.kind, KINDS)
+    if not kind:
+        return cards
+    if kind in KINDS:
+        return [c for c in cards if c.kind == kind]
+    if kind in PAPER_KINDS:  # "training" also takes every card whose suite applies a training method
+        of = paper_kinds(c.paper for c in cards)
+        return [c for c in cards if of[c.paper] == kind or (kind == "training" and c.methods)]
+    raise unknown_name("claim or paper kind", kind, KINDS + PAPER_KINDS)
+
+
+def _selected_cards(args: argparse.Namespace) -> list:
+    from .claims.card import load_card, load_cards
+
     if args.all and args.cards:
         raise ConfigError("give card ids or files, or --all, not both")
     if not args.all and not args.cards:
         raise ConfigError("give card ids or files (`layerlab cards` lists them), or --all")
+    _cards_of_kind([], args.kind)  # an unknown kind fails before any card is read
     cards = load_cards() if args.all else [load_card(c) for c in args.cards]  # all parsed before anything runs
-    cards = [c for c in cards if not args.kind or c.kind == args.kind]
+    cards = _cards_of_kind(cards, args.kind)
     if not cards:
         raise ConfigError(f"no card of kind {args.kind!r} among the cards given")
     return cards
@@ -497,12 +512,10 @@ def _setting(card) -> str:
 
 
 def cmd_cards(args: argparse.Namespace, console: Console) -> int:
-    from .claims.card import KINDS, load_cards
+    from .claims.card import load_cards
     from .claims.rules import describe
 
-    if args.kind and args.kind not in KINDS:
-        raise unknown_name("claim kind", args.kind, KINDS)
-    cards = [c for c in load_cards() if not args.kind or c.kind == args.kind]
+    cards = _cards_of_kind(load_cards(), args.kind)
     if args.format == "json":
         print(json.dumps([{**c.to_dict(), "hash": c.hash, "path": str(c.path)} for c in cards], indent=2))
         return 0
@@ -657,7 +670,8 @@ def build_parser() -> argparse.ArgumentParser:
     ck = with_store(sub.add_parser("check", help="check claim cards: run, apply the rule, record the verdict"))
     ck.add_argument("cards", nargs="*", metavar="CARD", help="card ids (`layerlab cards`) or card TOML files")
     ck.add_argument("--all", action="store_true", help="every built-in card")
-    ck.add_argument("--kind", help="only cards of this kind (comparative, absolute, closed-form, scaling, qualitative)")
+    ck.add_argument("--kind", help="only cards of this claim kind (comparative, absolute, closed-form, scaling, "
+                    "qualitative) or paper kind (block, training, theory, instrument, efficiency)")
     ck.add_argument("--workers", type=int, default=1, help="worker processes (default 1: in this process)")
     ck.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 or auto (default cpu)")
     ck.add_argument("--board", action="store_true", help="also print each card's leaderboard")
@@ -668,7 +682,7 @@ def build_parser() -> argparse.ArgumentParser:
     vd.add_argument("--format", choices=("table", "json"), default="table")
     vd.set_defaults(fn=cmd_verdicts)
     cd = sub.add_parser("cards", help="the built-in claim cards")
-    cd.add_argument("--kind", help="only cards of this kind")
+    cd.add_argument("--kind", help="only cards of this claim kind or paper kind (e.g. closed-form, training)")
     cd.add_argument("--format", choices=("table", "json"), default="table")
     cd.set_defaults(fn=cmd_cards)
     pp = with_store(sub.add_parser("papers", help="the paper catalogue, or one paper (QUERY: slug, arXiv id, title words)"))

@@ -222,3 +222,12 @@ def test_selu_measurement_reaches_the_fixed_point_and_starts_away():
     assert m(0, width=256, depth=1, batch=256, mean0=0.5, var0=2.0)["error"] > 0.3
     with pytest.raises(ConfigError, match="unknown option"):
         m(0, widht=3)
+
+
+def test_card_lists_the_training_methods_its_suite_applies():
+    from layerlab.claims.card import load_card
+
+    assert load_card("mixup-vs-erm-digits").methods == ("mixup",)
+    assert load_card("orthograd-modular-addition-no-wd").methods == ("orthograd",)
+    assert load_card("selu-fixed-point").methods == ()  # a measure card
+    assert load_card("gelu-vs-relu-digits").methods == ()

@@ -150,6 +150,27 @@ class Card:
             raise ConfigError(f"card {self.id!r} has no suite: it is a [measure] card")
         return parse_suite(self.suite_data, default_name=self.suite or self.id)
 
+    @property
+    def methods(self) -> tuple[str, ...]:
+        """The training methods its suite applies (model rows' ``methods`` and a ``[[methods]]``
+        dimension), sorted; () for a measure card."""
+        found: set[str] = set()
+
+        def walk(node: Any, under_methods: bool = False) -> None:
+            if isinstance(node, dict):
+                if under_methods and isinstance(node.get("name"), str):
+                    found.add(node["name"])
+                for k, v in node.items():
+                    walk(v, under_methods or k == "methods")
+            elif isinstance(node, list):
+                for v in node:
+                    if under_methods and isinstance(v, str):
+                        found.add(v)
+                    walk(v, under_methods)
+
+        walk(self.suite_data or {})
+        return tuple(sorted(found))
+
     def to_dict(self) -> dict[str, Any]:
         """The canonical plain form (defaults filled in), which the hash covers."""
         setting: dict[str, Any]

@@ -476,3 +476,12 @@ def find_paper(query: str, store: Store | None = None, *,
     hint = f"; did you mean {', '.join(map(repr, near))}?" if near else "."
     raise UnknownNameError(f"no paper matches {query!r}{hint} Query by slug, arXiv id or title words; "
                            f"`layerlab papers` lists all {len(papers)}.")
+
+
+def paper_kinds(papers: Iterable[str]) -> dict[str, str]:
+    """The catalogue kind (block, training, ...) of each card's ``paper`` (a slug or an arXiv id);
+    a paper not in the catalogue maps to ""."""
+    records = read_papers()
+    by_slug = {r.slug: r.kind for r in records}
+    by_arxiv = {r.arxiv: r.kind for r in records if r.arxiv}
+    return {p: by_slug.get(p.strip().lower()) or by_arxiv.get(_arxiv_key(p)) or "" for p in papers}
