@@ -7,12 +7,19 @@ Every task is a dataclass subclass of :class:`Task` registered under a name::
 ``build_task`` is strict: an unknown parameter is a ConfigError naming the key and the valid
 keys, an unknown task name suggests the closest registered names, and impossible parameter
 values are rejected by the task's ``validate``. The registry lives in ``tasks/registry.py``;
-each task module registers its tasks there when this package imports it.
+each task module (every module of this package but ``base`` and ``registry``) registers its
+tasks there when this package imports it, so a new task is one new file.
 """
 from __future__ import annotations
 
-from . import copying, digits, modular, recall, state_tracking, teacher, text  # noqa: F401  (register)
+import importlib as _importlib
+import pkgutil as _pkgutil
+
 from .base import Batch, Task
 from .registry import TASKS, build_task, get_task_class, register_task, task_names
+
+for _module in sorted(m.name for m in _pkgutil.iter_modules(__path__)):
+    if _module not in ("base", "registry") and not _module.startswith("_"):
+        _importlib.import_module(f"{__name__}.{_module}")
 
 __all__ = ["TASKS", "Batch", "Task", "build_task", "get_task_class", "register_task", "task_names"]
