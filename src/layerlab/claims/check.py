@@ -36,7 +36,7 @@ from .measures import get_measure
 from .rules import Key, Outcome, Sample, describe, evaluate
 
 # metrics whose direction is known when a card names one that is not its task's main metric
-_LOWER = ("loss", "bpc", "mse", "error", "perplexity")
+_LOWER = ("loss", "bpc", "mse", "error", "perplexity", "ece")
 _HIGHER = ("accuracy", "exact_match")
 
 

@@ -27,6 +27,8 @@ from torch import Tensor, nn
 from ..errors import ConfigError
 
 LN2 = math.log(2.0)
+ECE_BINS = 15  # equal-width confidence bins of the expected calibration error
+ECE_KEYS = tuple(f"ece_gap/{b}" for b in range(ECE_BINS))
 
 
 @dataclass
@@ -136,16 +138,20 @@ class Task:
             ce = F.cross_entropy(logits.float(), batch.targets, reduction="none").double().sum()
             correct = (logits.argmax(-1) == batch.targets)
             return {"ce": ce.item(), "n": float(batch.targets.numel()), "correct": correct.sum().item(),
-                    "seqs": float(len(batch)), "exact": correct.sum().item()}
+                    "seqs": float(len(batch)), "exact": correct.sum().item(),
+                    **calibration_sums(logits, batch.targets)}
         mask = batch.mask
         ce = F.cross_entropy(logits[mask].float(), batch.targets[mask], reduction="none").double().sum()
         hit = (logits.argmax(-1) == batch.targets) | ~mask
         return {"ce": ce.item(), "n": mask.sum().item(), "correct": (hit & mask).sum().item(),
-                "seqs": float(len(batch)), "exact": hit.all(dim=-1).sum().item()}
+                "seqs": float(len(batch)), "exact": hit.all(dim=-1).sum().item(),
+                **calibration_sums(logits[mask], batch.targets[mask])}
 
     def summarize(self, sums: dict[str, float]) -> dict[str, float]:
         n = max(sums["n"], 1.0)
         out = {"loss": sums["ce"] / n, "accuracy": sums["correct"] / n}
+        if all(k in sums for k in ECE_KEYS):  # a hand-made `sums` without the bins has no ECE
+            out["ece"] = sum(abs(sums[k]) for k in ECE_KEYS) / n
         if self.input_kind == "tokens":
             out["exact_match"] = sums["exact"] / max(sums["seqs"], 1.0)
         return out
@@ -173,7 +179,7 @@ class Task:
     @property
     def metric_names(self) -> tuple[str, ...]:
         """The metrics ``evaluate`` reports on every split (what a claim card's metric may name)."""
-        return tuple(self.summarize(defaultdict(float)))
+        return tuple(self.summarize(_AnyKey(float)))
 
     def check_batch_size(self, batch_size: int) -> None:
         """Raise ConfigError if training cannot draw batches of `batch_size`. A task with a finite
@@ -186,6 +192,32 @@ class Task:
     def reached(self, value: float, target: float) -> bool:
         return value >= target if self.higher_is_better else value <= target
 
+
+
+class _AnyKey(defaultdict):
+    """Zero for every statistic, and claims to hold every one (what ``metric_names`` passes)."""
+
+    def __contains__(self, key: object) -> bool:
+        return True
+
+
+def calibration_sums(logits: Tensor, targets: Tensor) -> dict[str, float]:
+    """Additive per-bin statistics of the expected calibration error (Guo, Pleiss, Sun & Weinberger,
+    "On Calibration of Modern Neural Networks", 2017, arXiv:1706.04599):
+
+        ECE = Σ_b (n_b / n) |acc(B_b) − conf(B_b)| = (1/n) Σ_b |Σ_{i∈B_b} (1[ŷ_i = y_i] − p̂_i)|,
+
+    with p̂_i the softmax probability of the predicted class ŷ_i = argmax (the accuracy's
+    prediction) and B_b = {i : p̂_i ∈ ((b−1)/M, b/M]}, M = ``ECE_BINS`` equal-width bins. The
+    right-hand form needs only the signed gap per bin, summed over chunks: ``ece_gap/<b>``
+    (float64), so the metric does not depend on the evaluation batch size.
+    """
+    pred = logits.argmax(-1)
+    conf = torch.softmax(logits.double(), dim=-1).gather(-1, pred.unsqueeze(-1)).squeeze(-1)
+    hit = (pred == targets).double()
+    index = (conf * ECE_BINS).ceil().long().clamp_(1, ECE_BINS) - 1
+    gap = torch.zeros(ECE_BINS, dtype=torch.float64, device=logits.device).index_add_(0, index, hit - conf)
+    return dict(zip(ECE_KEYS, gap.tolist()))
 
 
 class GeneratedTask(Task):
