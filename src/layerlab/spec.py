@@ -63,7 +63,7 @@ class ModelSpec:
     def width_multiple(self) -> int:
         """Widths the arena may choose are multiples of this: the least common multiple of what
         each block of the model needs (a head count, a number of groups or components)."""
-        if self.backbone == "deep_linear":
+        if self.backbone in ("deep_linear", "noprop"):
             return 1
         parts = [("channel", self.channel, self.channel_options), ("norm", self.norm, self.norm_options)]
         if self.backbone == "sequence":
@@ -75,6 +75,8 @@ class ModelSpec:
             return f"{self.mixer}+{self.channel}"
         if self.backbone == "classifier":
             return f"{self.channel}"
+        if self.backbone == "noprop":
+            return f"noprop[T={self.n_layers}]"
         return f"deep_linear[{self.init}]"
 
 

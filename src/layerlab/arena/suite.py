@@ -136,7 +136,9 @@ _MODEL_EXTRA = ("label", "train", "optim", "methods")
 _UNUSED_BY = {"sequence": ("init", "init_scale"),
               "classifier": ("mixer", "mixer_options", "positions", "init", "init_scale"),
               "deep_linear": ("mixer", "mixer_options", "channel", "channel_options", "norm", "norm_options",
-                              "norm_place", "positions")}
+                              "norm_place", "positions"),
+              "noprop": ("mixer", "mixer_options", "channel", "channel_options", "norm", "norm_options",
+                         "norm_place", "positions", "init", "init_scale")}
 # the model a suite without [[models]] gives its vector tasks (the quick suite's digits model)
 DEFAULT_VECTOR_MODEL = ("mlp", ModelSpec(backbone="classifier", channel="mlp", n_layers=2))
 MODELS_EXAMPLE = ('[[models]] label = "attention" backbone = "sequence" mixer = "attention" '

@@ -12,10 +12,11 @@ from torch import nn
 from ..errors import ConfigError
 from .classifier import Classifier
 from .deep_linear import DeepLinear
+from .noprop import NoProp
 from .sequence import NORM_PLACES, SequenceModel
 
 
-BACKBONES = ("sequence", "classifier", "deep_linear")
+BACKBONES = ("sequence", "classifier", "deep_linear", "noprop")
 
 
 def build_model(spec: Any, task: Any) -> nn.Module:
@@ -31,6 +32,8 @@ def build_model(spec: Any, task: Any) -> nn.Module:
                           "Use backbone = 'sequence' for token tasks.")
     if spec.backbone == "classifier":
         return Classifier(spec, in_features=task.input_dim, n_classes=task.n_outputs)
+    if spec.backbone == "noprop":
+        return NoProp(spec, in_features=task.input_dim, n_classes=task.n_outputs)
     return DeepLinear(in_features=task.input_dim, out_features=task.n_outputs, width=spec.d_model,
                       depth=spec.n_layers, init=spec.init, init_scale=spec.init_scale)
 
@@ -39,5 +42,5 @@ def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-__all__ = ["BACKBONES", "NORM_PLACES", "Classifier", "DeepLinear", "SequenceModel", "build_model",
+__all__ = ["BACKBONES", "NORM_PLACES", "Classifier", "DeepLinear", "NoProp", "SequenceModel", "build_model",
            "count_parameters"]
