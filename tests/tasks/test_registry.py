@@ -12,7 +12,8 @@ import layerlab.tasks as tasks_module
 from layerlab.errors import ConfigError, UnknownNameError
 from layerlab.tasks import Batch, Task, build_task, register_task, task_names
 
-ALL = ["digits", "linear_teacher", "mod_count", "modular", "mqar", "parity", "permutation", "selective_copy", "text"]
+ALL = ["digits", "domain_shift", "linear_teacher", "mod_count", "modular", "mqar", "parity", "permutation",
+       "permuted_digits", "selective_copy", "text"]
 CLASSIFICATION = [n for n in ALL if n != "linear_teacher"]
 
 
@@ -25,6 +26,8 @@ def small_params(name: str, shakespeare: Path) -> dict:
         "mod_count": dict(length=12, n_eval=32),
         "modular": dict(p=11),
         "digits": {},
+        "domain_shift": {},
+        "permuted_digits": dict(phases=2, phase_steps=3),
         "linear_teacher": dict(in_features=4, out_features=3, singular_values=[2, 1], n_train=8, n_eval=16),
         "text": dict(path=str(shakespeare), length=32, eval_tokens=256),
     }[name]
@@ -91,7 +94,9 @@ def test_data_contract(name: str, shakespeare_path: Path) -> None:
             assert b.inputs.shape[1] <= task.max_length
         else:
             assert b.inputs.dtype == torch.float32 and b.inputs.shape[1] == task.input_dim
-            assert b.targets.shape == (len(b),) and b.mask is None
+            assert b.targets.shape == (len(b),)
+            # a vector batch has no mask, except one marking its labelled rows (domain_shift's unlabelled target rows)
+            assert b.mask is None or (b.mask.dtype == torch.bool and b.mask.shape == (len(b),) and bool(b.mask.any()))
     assert task.eval_splits[:2] == ("val", "test")
     with pytest.raises(ConfigError, match="no split"):
         task.eval_set("train")
@@ -159,7 +164,7 @@ def test_register_rejects_duplicates_and_non_tasks(monkeypatch: pytest.MonkeyPat
 @pytest.mark.parametrize("name", ALL)
 def test_full_batch_only_for_finite_training_sets(name: str, shakespeare_path: Path) -> None:
     task = build_task(name, **small_params(name, shakespeare_path))
-    if name in ("modular", "digits", "linear_teacher"):  # a fixed training table: batch_size <= 0 is all of it
+    if name in ("modular", "digits", "linear_teacher", "domain_shift", "permuted_digits"):  # a fixed training table: batch_size <= 0 is all of it
         full = task.train_batch(0, torch.Generator())
         assert len(full) == len(task.train_batch(-1, torch.Generator())) >= 8
     else:  # fresh draws: there is no "whole training set"
