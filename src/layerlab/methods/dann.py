@@ -4,18 +4,18 @@ Ganin, Ustinova, Ajakan, Germain, Larochelle, Laviolette, Marchand & Lempitsky,
 "Domain-Adversarial Training of Neural Networks" (JMLR 2016, arXiv:1505.07818). A feature
 extractor G_f(·; θ_f), a label predictor G_y(·; θ_y) and a domain classifier G_d(·; θ_d) on the
 features are trained on a labelled source sample (i = 1..n) and an unlabelled target sample
-(i = n+1..N) for the saddle point of (Eq. 18)
+(i = n+1..N) for the saddle point of
 
     E(θ_f, θ_y, θ_d) = 1/n Σ_{i=1}^{n} L_y^i(θ_f, θ_y)
                        − λ ( 1/n Σ_{i=1}^{n} L_d^i(θ_f, θ_d) + 1/n' Σ_{i=n+1}^{N} L_d^i(θ_f, θ_d) ),
 
-min over (θ_f, θ_y), max over θ_d. The gradient reversal layer R_λ (Sec. 5.2, Eq. 19–20) makes it
+min over (θ_f, θ_y), max over θ_d. The gradient reversal layer R_λ (Sec. 5) makes it
 one backward pass: forward R_λ(x) = x, backward dR_λ/dx = −λ I, so minimising
 
     1/n Σ L_y(G_y(G_f(x_i)), y_i) + 1/n Σ_src L_d(G_d(R_λ(G_f(x_i))), d_i) + 1/n' Σ_tgt L_d(...)
 
 updates θ_d down the domain loss and θ_f up it (times λ). λ follows the paper's schedule
-(Sec. 5.2.2)
+(Sec. 5, training procedure)
 
     λ_p = 2 / (1 + exp(−γ p)) − 1,   γ = 10,   p = training progress from 0 to 1 (here t / steps),
 
@@ -63,7 +63,7 @@ def reverse_gradient(x: Tensor, lam: float) -> Tensor:
 
 
 def adaptation_factor(p: float, gamma: float = 10.0) -> float:
-    """λ_p = 2 / (1 + exp(−γ p)) − 1 (Ganin et al. 2016, Sec. 5.2.2); 0 at p = 0, → 1 as p grows."""
+    """λ_p = 2 / (1 + exp(−γ p)) − 1 (Ganin et al. 2016, Sec. 5); 0 at p = 0, → 1 as p grows."""
     return 2.0 / (1.0 + math.exp(-gamma * p)) - 1.0
 
 

@@ -6,7 +6,7 @@ learning rates in reinforcement learning" (NeurIPS 2024, arXiv:2407.01800). With
 layer after a linear layer, the network is invariant to the scale of that layer's weights,
 f(c W) = f(W), and a gradient step of size η on W moves the function like a step of size
 η / ‖W‖² on W / ‖W‖: the growth of ‖W‖ over training is a hidden decay of the effective learning
-rate, which costs plasticity on non-stationary problems. NaP (Sec. 4) makes it explicit:
+rate, which costs plasticity on non-stationary problems. NaP makes it explicit:
 
     1. Normalize: insert a normalization layer before every nonlinearity,
        h_l = φ(Norm(W_l h_{l−1} + b_l));
@@ -22,8 +22,10 @@ Here: ``setup`` inserts a LayerNorm (layerlab's ``layernorm`` block, gain 1, bia
 true, records ‖W^(0)‖ of every weight matrix (every parameter of two or more dimensions) of the
 model after that, and ``after_step`` rescales each of them. Left free: biases and normalization
 gains/offsets (vectors), and by default the output head (``project_head``), whose scale is the
-logits' temperature and is not followed by a normalization (the paper treats the output layer
-separately from the scale-invariant hidden layers). Norms are computed in float64.
+logits' temperature and is not followed by a normalization, so the scale-invariance argument
+does not hold for it (``project_head = true`` projects it too). Which tensors the paper projects
+beyond the hidden weight matrices (norm gains/offsets, output layer) was not verified against its
+text here. Norms are computed in float64.
 Hooks: ``setup``, ``after_step``.
 """
 from __future__ import annotations
