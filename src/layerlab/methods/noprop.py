@@ -19,7 +19,9 @@ Deviations: the paper loops over blocks (one update of block t per batch and t);
 update on every batch. Use ``optim.grad_clip = 0``: a global gradient-norm clip would couple the
 blocks' step sizes (AdamW itself is per parameter, so one optimizer equals one per block).
 
-Option: ``eta`` (η, the weight of the denoising terms; > 0, default 0.1).
+Option: ``eta`` (η, the weight of the denoising terms; > 0, default 0.1). Under Adam(W) η hardly
+matters: it scales the whole loss of each block, and Adam's update is invariant to that scale (up
+to ``eps``); it matters with SGD (measured: identical validation curves at η 0.1 and 1 with AdamW).
 """
 from __future__ import annotations
 
