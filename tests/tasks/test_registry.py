@@ -13,8 +13,8 @@ from layerlab.errors import ConfigError, UnknownNameError
 from layerlab.tasks import Batch, Task, build_task, register_task, task_names
 
 ALL = ["digits", "domain_shift", "linear_teacher", "mod_count", "modular", "mqar", "parity", "permutation",
-       "permuted_digits", "selective_copy", "text"]
-CLASSIFICATION = [n for n in ALL if n != "linear_teacher"]
+       "permuted_digits", "selective_copy", "symbolic", "text"]
+CLASSIFICATION = [n for n in ALL if n not in ("linear_teacher", "symbolic")]
 
 
 def small_params(name: str, shakespeare: Path) -> dict:
@@ -29,6 +29,7 @@ def small_params(name: str, shakespeare: Path) -> dict:
         "domain_shift": {},
         "permuted_digits": dict(phases=2, phase_steps=3),
         "linear_teacher": dict(in_features=4, out_features=3, singular_values=[2, 1], n_train=8, n_eval=16),
+        "symbolic": dict(n_train=16, n_eval=16),
         "text": dict(path=str(shakespeare), length=32, eval_tokens=256),
     }[name]
 
@@ -70,7 +71,7 @@ def test_class_contract(name: str) -> None:
     cls = tasks_module.get_task_class(name)
     assert issubclass(cls, Task) and dataclasses.is_dataclass(cls)
     assert cls.name == name
-    assert cls.metric in ("accuracy", "bpc", "mse")
+    assert cls.metric in ("accuracy", "bpc", "mse", "rmse")
     assert isinstance(cls.higher_is_better, bool)
     assert cls.__doc__ and "chance" in cls.__doc__.lower()
     fields = dataclasses.fields(cls)
