@@ -2,6 +2,7 @@
 transition, the Delta initialization, the causal short convolution, options (the shared
 contract, tests/blocks/test_mixer_contract.py, runs the default block)."""
 import math
+import shutil
 
 import pytest
 import torch
@@ -177,3 +178,22 @@ def test_registered_and_strict():
         layerlab.build("mixer", "mamba", 8, n_heads=2)
     with pytest.raises(ShapeError):
         block(torch.randn(2, 3, 6))
+
+
+@pytest.mark.parametrize("switched_off", [False, True])
+def test_scan_is_the_fused_kernel_and_falls_back_without_it(monkeypatch, switched_off):
+    """Mode "scan" runs the fused selective scan (compiled on first use); with
+    LAYERLAB_NO_EXTENSIONS=1 it runs the PyTorch chunk form; both equal the token loop."""
+    from layerlab.kernels import selective_scan as ss
+
+    if not switched_off and shutil.which("c++") is None and shutil.which("g++") is None:
+        pytest.skip("no C++ compiler on this machine: the fused kernel cannot be built (the fallback is tested)")
+    if switched_off:
+        monkeypatch.setenv(ss.NO_EXTENSIONS_ENV, "1")
+    calls = []
+    apply = ss._FusedScan.apply
+    monkeypatch.setattr(ss._FusedScan, "apply", staticmethod(lambda *a: calls.append(1) or apply(*a)))
+    torch.manual_seed(9)
+    block = Mamba(8, d_state=3, chunk_size=4, negative_eigenvalues=True, dtype=torch.float64)
+    check_forms_agree(block, 2, 19)
+    assert (len(calls) > 0) != switched_off

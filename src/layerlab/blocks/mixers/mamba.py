@@ -9,11 +9,11 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ...errors import ConfigError
+from ...kernels.selective_scan import selective_scan
 from ...registry import Paper, register
 from .._common import wide_dtype
 from .base import Mixer, State
 from .lru import uninitialized_linear
-from .scan import linear_scan
 
 
 @register("mixer", "mamba", paper=Paper("Mamba: Linear-Time Sequence Modeling with Selective State Spaces",
@@ -48,15 +48,18 @@ class Mamba(Mixer):
     Shape: ``(B, L, D) -> (B, L, D)``, causal.
 
     Modes:
-        ``"scan"`` (default): chunk by chunk of ``chunk_size`` tokens, all ``Abar_t, Bbar_t x_t`` of
-        the chunk at once, then its ``h`` by the parallel odd-even scan of
-        :mod:`layerlab.blocks.mixers.scan` (``O(T)`` work, ``O(log T)`` depth per chunk of T),
-        starting from the last state of the previous chunk. ``chunk_size >= L`` is one fully
-        parallel scan; smaller chunks keep the (B, T, E D, N) working set in cache (on a CPU,
-        B=4, D=256, L=1024: chunk 16 is ~2.5x faster than chunk 1024). The scan multiplies
-        transitions directly, never their logarithms: negative transitions need no sign
-        handling, and since ``|Abar_t| < 1`` partial products only shrink (they may underflow
-        to 0, never overflow).
+        ``"scan"`` (default): the fused selective scan of
+        :func:`layerlab.kernels.selective_scan.selective_scan`, a C++/OpenMP kernel compiled on
+        first use that walks each channel's state once (no (B, L, E D, N) tensor), with a
+        hand-written backward (reverse scan over states recomputed from checkpoints). Where no
+        compiler is available (or with ``LAYERLAB_NO_EXTENSIONS=1``) it runs the ``"chunked"``
+        form instead, the first time with a warning.
+        ``"chunked"``: pure PyTorch, chunk by chunk of ``chunk_size`` tokens, all
+        ``Abar_t, Bbar_t x_t`` of the chunk at once, then its ``h`` by an odd-even parallel scan
+        (``O(T)`` work, ``O(log T)`` depth per chunk of T), starting from the last state of the
+        previous chunk. Smaller chunks keep the (B, T, E D, N) working set in cache. The scan
+        multiplies transitions directly, never their logarithms: negative transitions need no
+        sign handling, and since ``|Abar_t| < 1`` partial products only shrink.
         ``"reference"``: ``step`` token by token (:meth:`step_loop`; the convolution from its
         rolling buffer).
 
@@ -70,7 +73,7 @@ class Mamba(Mixer):
 
     Options: ``d_state`` (N, 16), ``expand`` (E, 2), ``conv_size`` (4), ``dt_rank`` ("auto" =
     ceil(D/16)), ``dt_min``, ``dt_max``, ``negative_eigenvalues`` (False), ``bias`` (on W_in and
-    W_out), ``chunk_size`` (16, the scan's chunk; speed only), ``generator``, ``device``, ``dtype``.
+    W_out), ``chunk_size`` (16, the chunked form's chunk; speed only), ``generator``, ``device``, ``dtype``.
 
     The SSM runs in float32 or wider; projections in the parameters' dtype; output in the input dtype.
 
@@ -78,12 +81,13 @@ class Mamba(Mixer):
     them (``_no_weight_decay``): decay would pull every ``A_n = -exp(A_log)`` towards -1 and
     lose the S4D-Real spectrum.
 
-    Deviations: the fused CUDA kernel (hardware-aware scan) is replaced by the torch scan; the
+    Deviations: the fused CUDA kernel (hardware-aware scan) is replaced by a fused CPU kernel
+    (tensors on other devices run the ``"chunked"`` form); the
     step's conv buffer keeps conv_size - 1 inputs (the minimum). The reference code's rescaling
     of out-projections by depth belongs to the backbone.
     """
 
-    modes = ("scan", "reference")
+    modes = ("scan", "chunked", "reference")
     recurrent = True
     no_weight_decay = ("A_log", "D")
 
@@ -188,15 +192,10 @@ class Mamba(Mixer):
         delta, B, C = self.selection(x)
         work = wide_dtype(x.dtype)
         delta, B, C, xw = delta.to(work), B.to(work), C.to(work), x.to(work)
-        ys, h = [], None
-        for s in range(0, u.shape[1], self.chunk_size):  # the state h is carried between chunks
-            d, b, c, xc = (t[:, s:s + self.chunk_size] for t in (delta, B, C, xw))
-            Abar = self.transition(d)                                       # (B, T, E D, N)
-            Bx = (d * xc).unsqueeze(-1) * b.unsqueeze(-2)                   # Bbar_t x_t
-            hs = linear_scan(Abar, Bx, h)
-            h = hs[:, -1]
-            ys.append((hs * c.unsqueeze(-2)).sum(-1))
-        y = torch.cat(ys, dim=1) + self.D.to(work) * xw
+        A = -torch.exp(self.A_log.to(work))
+        y, _ = selective_scan(delta, A, B, C, xw, negative_eigenvalues=self.negative_eigenvalues,
+                              mode="fused" if mode == "scan" else "chunk", chunk_size=self.chunk_size)
+        y = y + self.D.to(work) * xw
         y = y * F.silu(z.to(work))
         return self.out_proj(y.to(param)).to(u.dtype)
 
