@@ -17,7 +17,7 @@ sequence has no convex combination). λ and the order come from a NumPy generato
 method's torch generator, carried through checkpoints.
 
 AdaMixUp (Guo, Mao & Zhang, "MixUp as Locally Linear Out-Of-Manifold Regularization", 2018,
-arXiv:1809.02499) learns the mixing policy instead and is not implemented here.
+arXiv:1809.02499) learns the mixing policy instead: method ``adamixup`` (``methods/adamixup.py``).
 """
 from __future__ import annotations
 
