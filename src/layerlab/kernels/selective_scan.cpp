@@ -1,5 +1,8 @@
-// Fused selective scan (Mamba's S6 recurrence) on the CPU: one pass over the state, forward and
-// backward by hand. Built lazily by layerlab/kernels/selective_scan.py (torch.utils.cpp_extension).
+// Fused diagonal linear recurrences on the CPU: one pass over the state, forward and backward by
+// hand. Built lazily by layerlab/kernels/selective_scan.py (torch.utils.cpp_extension).
+//
+// 1. The selective scan (Mamba's S6 recurrence), below. 2. The plain recurrence
+// h_t = a_t h_{t-1} + b_t, real or complex (LRU, RG-LRU), at the end of the file.
 //
 //   Abar_t[d, n] = exp(delta_t[d] A[d, n])          (or 2 exp(delta_t[d] A[d, n]) - 1)
 //   h_t[d, n]    = Abar_t[d, n] h_{t-1}[d, n] + delta_t[d] x_t[d] B_t[n]
@@ -208,4 +211,92 @@ std::vector<torch::Tensor> selective_scan_backward(torch::Tensor delta, torch::T
       gBp.data_ptr<scalar_t>(), gCp.data_ptr<scalar_t>(), gx.data_ptr<scalar_t>(), gh0.data_ptr<scalar_t>(), s);
   });
   return {gdelta, gAp, gBp, gCp, gx, gh0};
+}
+
+// --- h_t = a_t h_{t-1} + b_t over dim 1 of (B, L, M), real or complex ----------------------
+// Work is split over (batch, block of M columns); the backward reads h_{t-1} from the forward's
+// output (which autograd keeps anyway) and runs dh_{t-1} = conj(a_t) dh_t, the complex
+// convention of PyTorch (the gradient of a product is the other factor's conjugate).
+namespace {
+
+constexpr int64_t COLS = 64;
+
+template <typename T>
+inline T conj_of(T v) { return v; }
+template <typename T>
+inline c10::complex<T> conj_of(c10::complex<T> v) { return std::conj(v); }
+
+template <typename T>
+void recurrence_forward_impl(const T* a, const T* b, const T* h0, T* h, int64_t B, int64_t L, int64_t M) {
+  const int64_t blocks = (M + COLS - 1) / COLS;
+  at::parallel_for(0, B * blocks, 1, [&](int64_t begin, int64_t end) {
+    T state[COLS];
+    for (int64_t item = begin; item < end; ++item) {
+      const int64_t bb = item / blocks, m0 = (item % blocks) * COLS, nm = std::min(COLS, M - m0);
+      for (int64_t j = 0; j < nm; ++j) state[j] = h0 ? h0[bb * M + m0 + j] : T(0);
+      for (int64_t t = 0; t < L; ++t) {
+        const int64_t row = (bb * L + t) * M + m0;
+#pragma omp simd
+        for (int64_t j = 0; j < nm; ++j) {
+          state[j] = a[row + j] * state[j] + b[row + j];
+          h[row + j] = state[j];
+        }
+      }
+    }
+  });
+}
+
+template <typename T>
+void recurrence_backward_impl(const T* a, const T* h, const T* h0, const T* gh, T* ga, T* gb, T* gh0,
+                              int64_t B, int64_t L, int64_t M) {
+  const int64_t blocks = (M + COLS - 1) / COLS;
+  at::parallel_for(0, B * blocks, 1, [&](int64_t begin, int64_t end) {
+    T g[COLS];
+    for (int64_t item = begin; item < end; ++item) {
+      const int64_t bb = item / blocks, m0 = (item % blocks) * COLS, nm = std::min(COLS, M - m0);
+      for (int64_t j = 0; j < nm; ++j) g[j] = T(0);
+      for (int64_t t = L - 1; t >= 0; --t) {
+        const int64_t row = (bb * L + t) * M + m0;
+        const T* prev = t > 0 ? h + row - M : (h0 ? h0 + bb * M + m0 : nullptr);
+#pragma omp simd
+        for (int64_t j = 0; j < nm; ++j) {
+          const T gt = g[j] + gh[row + j];  // dLoss/dh_t, all paths
+          gb[row + j] = gt;
+          ga[row + j] = prev ? gt * conj_of(prev[j]) : T(0);
+          g[j] = gt * conj_of(a[row + j]);
+        }
+      }
+      if (gh0)
+        for (int64_t j = 0; j < nm; ++j) gh0[bb * M + m0 + j] = g[j];
+    }
+  });
+}
+
+}  // namespace
+
+// a, b: (B, L, M) contiguous, one dtype (float, double, complex64, complex128); h0: (B, M) or empty.
+torch::Tensor linear_recurrence_forward(torch::Tensor a, torch::Tensor b, torch::Tensor h0) {
+  auto h = torch::empty_like(b);
+  AT_DISPATCH_FLOATING_AND_COMPLEX_TYPES(b.scalar_type(), "linear_recurrence_forward", [&] {
+    recurrence_forward_impl<scalar_t>(a.data_ptr<scalar_t>(), b.data_ptr<scalar_t>(),
+                                      static_cast<const scalar_t*>(ptr_or_null(h0)), h.data_ptr<scalar_t>(),
+                                      b.size(0), b.size(1), b.size(2));
+  });
+  return h;
+}
+
+// Returns (g_a, g_b, g_h0); g_h0 is empty when h0 is.
+std::vector<torch::Tensor> linear_recurrence_backward(torch::Tensor a, torch::Tensor h, torch::Tensor h0,
+                                                      torch::Tensor gh) {
+  auto ga = torch::empty_like(a);
+  auto gb = torch::empty_like(a);
+  auto gh0 = torch::empty_like(h0);
+  AT_DISPATCH_FLOATING_AND_COMPLEX_TYPES(a.scalar_type(), "linear_recurrence_backward", [&] {
+    recurrence_backward_impl<scalar_t>(a.data_ptr<scalar_t>(), h.data_ptr<scalar_t>(),
+                                       static_cast<const scalar_t*>(ptr_or_null(h0)), gh.data_ptr<scalar_t>(),
+                                       ga.data_ptr<scalar_t>(), gb.data_ptr<scalar_t>(),
+                                       h0.numel() ? gh0.data_ptr<scalar_t>() : nullptr, a.size(0), a.size(1),
+                                       a.size(2));
+  });
+  return {ga, gb, gh0};
 }

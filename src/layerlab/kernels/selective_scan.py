@@ -158,7 +158,8 @@ def _build() -> object:
     cflags = ["-O3", "-fopenmp", "-ffast-math", *isa]
     return cpp_extension.load_inline(
         name=name, cpp_sources=[SOURCE.read_text()],
-        functions=["selective_scan_forward", "selective_scan_backward"],
+        functions=["selective_scan_forward", "selective_scan_backward", "linear_recurrence_forward",
+                   "linear_recurrence_backward"],
         extra_cflags=cflags, extra_ldflags=["-fopenmp"], build_directory=str(directory), verbose=False)
 
 

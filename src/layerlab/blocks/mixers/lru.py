@@ -9,6 +9,7 @@ from torch import Tensor, nn
 from torch.nn.utils import skip_init
 
 from ...errors import ConfigError
+from ...kernels.linear_recurrence import linear_recurrence
 from ...registry import Paper, register
 from .._common import wide_dtype
 from .base import Mixer, State
@@ -50,8 +51,11 @@ class LRU(Mixer):
     Shape: ``(B, L, D) -> (B, L, D)``, causal.
 
     Modes:
-        ``"scan"`` (default): the recurrence for all k at once by a parallel associative scan
-        (:func:`layerlab.blocks.mixers.scan.linear_scan`, log depth in L).
+        ``"scan"`` (default): the recurrence in one fused pass per state column
+        (:func:`layerlab.kernels.linear_recurrence.linear_recurrence`, a C++/OpenMP kernel built
+        on first use; where it cannot be built, the ``"parallel"`` form, with a warning).
+        ``"parallel"``: the recurrence for all k at once by a parallel associative scan
+        (:func:`layerlab.blocks.mixers.scan.linear_scan`, log depth in L), pure PyTorch.
         ``"reference"``: the recurrence token by token (:meth:`step_loop`).
 
     Initialization (the paper's Lemma 2 in Sec. 3.2, Sec. 3.4 and Appendix A):
@@ -89,7 +93,7 @@ class LRU(Mixer):
     learning rates of its Table 9) belong to the backbone and optimizer, not to this block.
     """
 
-    modes = ("scan", "reference")
+    modes = ("scan", "parallel", "reference")
     recurrent = True
     no_weight_decay = ("nu_log", "theta_log", "gamma_log", "B_re", "B_im")
 
@@ -172,12 +176,15 @@ class LRU(Mixer):
         return torch.exp(self.gamma_log.to(real)).unsqueeze(-1) * B
 
     def states(self, u: Tensor, mode: str = "scan") -> Tensor:
-        """All states ``x_k`` (B, L, N), complex, for input ``u`` (B, L, H), by the parallel scan
-        (``mode="scan"``) or the plain loop of :mod:`layerlab.blocks.mixers.scan` (any other mode)."""
+        """All states ``x_k`` (B, L, N), complex, for input ``u`` (B, L, H), by the fused kernel
+        (``mode="scan"``), the parallel scan (``"parallel"``) or the plain loop of
+        :mod:`layerlab.blocks.mixers.scan` (any other mode)."""
         cdtype = complex_dtype(u.dtype)
         Bu = u.to(cdtype) @ self._input_matrix(cdtype).transpose(0, 1)
         lam = self.eigenvalues(u.dtype).to(cdtype).expand_as(Bu)
-        return (linear_scan if mode == "scan" else linear_recurrence_loop)(lam, Bu)
+        if mode == "scan":
+            return linear_recurrence(lam, Bu)
+        return (linear_scan if mode == "parallel" else linear_recurrence_loop)(lam, Bu)
 
     def _readout(self, x: Tensor, u: Tensor) -> Tensor:
         """``Re(C x) + D u`` then the optional mixing; ``x`` (..., N) complex, ``u`` (..., H)."""

@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ...errors import ConfigError
+from ...kernels.linear_recurrence import linear_recurrence
 from ...registry import Paper, register
 from .._common import wide_dtype
 from .base import Mixer, State
@@ -99,8 +100,12 @@ class RGLRUBlock(Mixer):
     Shape: ``(B, L, D) -> (B, L, D)``, causal.
 
     Modes:
-        ``"scan"`` (default): the convolution by ``conv1d`` and the recurrence by the associative
-        scan :func:`layerlab.blocks.mixers.scan.linear_scan` (O(L) work, O(log L) depth).
+        ``"scan"`` (default): the convolution by ``conv1d`` and the recurrence in one fused pass
+        per channel (:func:`layerlab.kernels.linear_recurrence.linear_recurrence`, a C++/OpenMP
+        kernel built on first use; where it cannot be built, the ``"parallel"`` form, with a
+        warning).
+        ``"parallel"``: the recurrence by the associative scan
+        :func:`layerlab.blocks.mixers.scan.linear_scan` (O(L) work, O(log L) depth), pure PyTorch.
         ``"reference"``: the equations token by token (:meth:`step_loop`).
 
     Recurrent: ``step`` keeps the last ``kernel_size - 1`` conv inputs, ``h``, and a flag per
@@ -131,7 +136,7 @@ class RGLRUBlock(Mixer):
     at 1000, as in the official code (it only acts when ``1 - a_t²`` underflows).
     """
 
-    modes = ("scan", "reference")
+    modes = ("scan", "parallel", "reference")
     recurrent = True
     no_weight_decay = ("lam",)
 
@@ -211,7 +216,7 @@ class RGLRUBlock(Mixer):
         v = self._conv(self.w_in(x))
         first = torch.arange(x.shape[1], device=x.device) == 0  # (L,): position 0 starts the sequence
         a, b = self._gates(v, first)
-        h = linear_scan(a, b)
+        h = linear_recurrence(a, b) if mode == "scan" else linear_scan(a, b)
         return self.w_out(gate * h.to(x.dtype))
 
     # --- token by token ---------------------------------------------------------------
