@@ -13,7 +13,8 @@ parameters and gradients: `layerlab.train.footprint`). References slower than
 
 `--vs-attention`: the `recall` suite's sizes (B 64, L 128, d_model 48, float32): a training step
 (forward + backward) of each fast form of each mixer against attention's (4 heads), timed in
-turns in one run; medians of `--repeats` and their ratio (issue 16's target: <= 3).
+turns in one run; the median over `--repeats` rounds of each round's ratio (issue 16's target:
+<= 3).
 
 `--selective-scan`: Mamba's scan alone at those sizes (B 64, L 128, D = E d = 96, N 16), forward +
 backward: the fused kernel at several checkpoint intervals (the backward's recompute vs store
@@ -66,7 +67,8 @@ def median_s(fn, repeats: int) -> float:
 def vs_attention(names: list[str], repeats: int, device: torch.device) -> None:
     B, L, d = 64, 128, 48
     print(f"training step (fwd+bwd) at B={B} L={L} d_model={d}, float32, {device}, {torch.get_num_threads()} "
-          f"threads; medians of {repeats}, each mixer's forms timed in turns with attention")
+          f"threads; {repeats} rounds, each times attention then every fast form of the mixer; medians of the "
+          f"times and of the per-round ratios (robust to a machine whose load changes)")
     print(f"{'mixer':18} {'mode':>9} {'s':>9} {'attn s':>9} {'/ attention':>12}")
     x = torch.randn(B, L, d, device=device)
     torch.manual_seed(0)
@@ -74,14 +76,18 @@ def vs_attention(names: list[str], repeats: int, device: torch.device) -> None:
     for name in names:
         torch.manual_seed(0)
         block = build(name, d).to(device)
-        for mode in [m for m in block.modes if m != "reference"]:
+        modes = [m for m in block.modes if m != "reference"]
+        for mode in modes:
             block(x[:, :8], mode=mode)  # builds a kernel on first use, outside the timing
-            times: dict[str, list[float]] = {"block": [], "attention": []}
-            for _ in range(repeats):
-                times["block"].append(fwd_bwd_s(block, x, mode, 1))
-                times["attention"].append(fwd_bwd_s(attention, x, attention.modes[0], 1))
-            t_b, t_a = (statistics.median(times[k]) for k in ("block", "attention"))
-            print(f"{name:18} {mode:>9} {t_b:>9.4f} {t_a:>9.4f} {t_b / t_a:>12.2f}", flush=True)
+        t_att, t_mode = [], {m: [] for m in modes}
+        for _ in range(repeats):
+            t_att.append(fwd_bwd_s(attention, x, attention.modes[0], 1))
+            for mode in modes:
+                t_mode[mode].append(fwd_bwd_s(block, x, mode, 1))
+        for mode in modes:
+            ratio = statistics.median(t / a for t, a in zip(t_mode[mode], t_att))
+            print(f"{name:18} {mode:>9} {statistics.median(t_mode[mode]):>9.4f} {statistics.median(t_att):>9.4f} "
+                  f"{ratio:>12.2f}", flush=True)
 
 
 def selective_scan_bench(repeats: int) -> None:

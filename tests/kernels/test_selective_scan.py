@@ -29,19 +29,30 @@ def make(Bsz, L, D, N, dtype, *, seed=0, h0=True):
     return [delta, A, B, C, x, h]
 
 
-def outputs_and_grads(inputs, *, seed=7, **kw):
-    """y, h_last and the gradient of every input under random cotangents of y and h_last."""
+def skip_and_gate(Bsz, L, D, dtype, extras, seed=1):
+    """Mamba's optional D (D,) and z (B, L, D), as the test case names them."""
+    g = torch.Generator().manual_seed(seed)
+    D_ = torch.randn(D, generator=g, dtype=dtype) if "D" in extras else None
+    z = torch.randn(Bsz, L, D, generator=g, dtype=dtype) * 2 if "z" in extras else None
+    return {"D": D_, "z": z}
+
+
+def outputs_and_grads(inputs, *, seed=7, extra=None, **kw):
+    """y, h_last and the gradient of every input (and of D, z) under random cotangents of y and h_last."""
     leaves = [t.detach().clone().requires_grad_(True) if t is not None else None for t in inputs]
-    y, h = selective_scan(*leaves, **kw)
+    named = {k: t.detach().clone().requires_grad_(True) for k, t in (extra or {}).items() if t is not None}
+    y, h = selective_scan(*leaves, **named, **kw)
     g = torch.Generator().manual_seed(seed)
     loss = (y * torch.randn(y.shape, generator=g, dtype=y.dtype)).sum() + \
         (h * torch.randn(h.shape, generator=g, dtype=h.dtype)).sum()
     loss.backward()
-    return [y.detach(), h.detach()] + [t.grad for t in leaves if t is not None], y.grad_fn
+    grads = [t.grad for t in leaves if t is not None] + [t.grad for t in named.values()]
+    return [y.detach(), h.detach()] + grads, y.grad_fn
 
 
 def assert_agree(got, want, dtype):
-    names = ["y", "h_last", "d delta", "d A", "d B", "d C", "d x", "d h0"]
+    assert len(got) == len(want)
+    names = ["y", "h_last", "d delta", "d A", "d B", "d C", "d x", "d h0 / D / z", "d D / z", "d z"]
     for name, a, b in zip(names, got, want):
         assert rel_err(a, b) <= TOL[dtype], f"{name}: rel err {rel_err(a, b):.2e} > {TOL[dtype]}"
 
@@ -60,14 +71,16 @@ def fused():
 
 
 @pytest.mark.parametrize("negative", [False, True])
-@pytest.mark.parametrize("h0", [False, True])
+@pytest.mark.parametrize("extras", ["", "h0", "D", "h0 D z"])
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("case", CASES, ids=str)
-def test_fused_matches_reference(fused, case, dtype, h0, negative):
+def test_fused_matches_reference(fused, case, dtype, extras, negative):
     Bsz, L, D, N, checkpoint = case
-    inputs = make(Bsz, L, D, N, dtype, h0=h0)
-    want, _ = outputs_and_grads(inputs, mode="recurrent", negative_eigenvalues=negative)
-    got, grad_fn = outputs_and_grads(inputs, mode="fused", negative_eigenvalues=negative, checkpoint=checkpoint)
+    inputs = make(Bsz, L, D, N, dtype, h0="h0" in extras)
+    extra = skip_and_gate(Bsz, L, D, dtype, extras)
+    want, _ = outputs_and_grads(inputs, extra=extra, mode="recurrent", negative_eigenvalues=negative)
+    got, grad_fn = outputs_and_grads(inputs, extra=extra, mode="fused", negative_eigenvalues=negative,
+                                     checkpoint=checkpoint)
     assert type(grad_fn).__name__ == "_FusedScanBackward"  # the kernel ran, not the fallback
     assert_agree(got, want, dtype)
 
@@ -77,8 +90,9 @@ def test_fused_matches_reference(fused, case, dtype, h0, negative):
 @pytest.mark.parametrize("chunk_size", [1, 5, 16, 128])
 def test_chunk_matches_reference(chunk_size, dtype, negative):
     inputs = make(2, 33, 6, 4, dtype)
-    want, _ = outputs_and_grads(inputs, mode="recurrent", negative_eigenvalues=negative)
-    got, _ = outputs_and_grads(inputs, mode="chunk", negative_eigenvalues=negative, chunk_size=chunk_size)
+    extra = skip_and_gate(2, 33, 6, dtype, "D z")
+    want, _ = outputs_and_grads(inputs, extra=extra, mode="recurrent", negative_eigenvalues=negative)
+    got, _ = outputs_and_grads(inputs, extra=extra, mode="chunk", negative_eigenvalues=negative, chunk_size=chunk_size)
     assert_agree(got, want, dtype)
 
 
@@ -86,10 +100,11 @@ def test_chunk_matches_reference(chunk_size, dtype, negative):
 def test_fused_gradcheck_and_gradgradcheck(fused, negative):
     """First derivatives by the hand-written backward; second derivatives (create_graph) through
     the chunk form's graph."""
-    inputs = [t.requires_grad_(True) for t in make(2, 5, 3, 2, torch.float64)]
+    extra = skip_and_gate(2, 5, 3, torch.float64, "D z")
+    inputs = [t.requires_grad_(True) for t in make(2, 5, 3, 2, torch.float64) + [extra["D"], extra["z"]]]
 
     def fn(*t):
-        return selective_scan(*t, negative_eigenvalues=negative, checkpoint=2)
+        return selective_scan(*t[:6], D=t[6], z=t[7], negative_eigenvalues=negative, checkpoint=2)
 
     assert torch.autograd.gradcheck(fn, inputs)
     assert torch.autograd.gradgradcheck(fn, inputs)
@@ -141,12 +156,15 @@ def test_failed_build_warns_once_and_falls_back(monkeypatch):
     (lambda t: t.__setitem__(2, t[2][..., :1]), "B and C of shape"),
     (lambda t: t.__setitem__(5, t[5][:, :1]), "h0 must have shape"),
     (lambda t: t.__setitem__(4, t[4].float()), "one dtype"),
+    (lambda t: t.append({"D": torch.ones(2, dtype=torch.float64)}), "D must have shape"),
+    (lambda t: t.append({"z": torch.ones(2, 5, 2, dtype=torch.float64)}), "z must have the shape of x"),
 ])
 def test_bad_input(bad, match):
     inputs = make(2, 5, 3, 2, torch.float64)
     bad(inputs)
+    named = inputs.pop() if isinstance(inputs[-1], dict) else {}
     with pytest.raises((ShapeError, ConfigError), match=match):
-        selective_scan(*inputs)
+        selective_scan(*inputs, **named)
 
 
 def test_bad_mode_and_sizes():

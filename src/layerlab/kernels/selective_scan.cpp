@@ -7,8 +7,9 @@
 //   Abar_t[d, n] = exp(delta_t[d] A[d, n])          (or 2 exp(delta_t[d] A[d, n]) - 1)
 //   h_t[d, n]    = Abar_t[d, n] h_{t-1}[d, n] + delta_t[d] x_t[d] B_t[n]
 //   y_t[d]       = sum_n C_t[n] h_t[d, n]
+//   out_t[d]     = (y_t[d] + Dskip[d] x_t[d]) silu(z_t[d])     (each part optional, as Mamba's)
 //
-// Shapes (contiguous): delta, x (B, L, D); A (D, N); Bm, Cm (B, L, N); h0 (B, D, N).
+// Shapes (contiguous): delta, x, z (B, L, D); A (D, N); Bm, Cm (B, L, N); h0 (B, D, N); Dskip (D,).
 // Work is split over (batch, group of channels); a thread walks its channels in sub-blocks of
 // SUB channels, so that a sub-block's states and the chunk's recomputed states stay in cache.
 // The forward keeps the state entering every chunk of K tokens (checkpoints); the backward
@@ -43,7 +44,7 @@ Dims dims_of(const torch::Tensor& delta, const torch::Tensor& A, int64_t K, int6
 
 template <typename T, bool NEG>
 void forward_impl(const T* delta, const T* A, const T* Bm, const T* Cm, const T* x, const T* h0,
-                  T* y, T* h_last, T* ckpt, const Dims s) {
+                  const T* Dskip, const T* z, T* y, T* h_last, T* ckpt, const Dims s) {
   const int64_t B = s.B, L = s.L, D = s.D, N = s.N, K = s.K;
   at::parallel_for(0, B * s.groups, 1, [&](int64_t begin, int64_t end) {
     std::vector<T> h(SUB * N);
@@ -75,6 +76,8 @@ void forward_impl(const T* delta, const T* A, const T* Bm, const T* Cm, const T*
               hd[n] = hn;
               acc += Ct[n] * hn;
             }
+            if (Dskip) acc += Dskip[d] * x[row + d];
+            if (z) acc *= z[row + d] / (1 + std::exp(-z[row + d]));
             y[row + d] = acc;
           }
         }
@@ -88,8 +91,8 @@ void forward_impl(const T* delta, const T* A, const T* Bm, const T* Cm, const T*
 // sums over each batch element (the caller sums them).
 template <typename T, bool NEG>
 void backward_impl(const T* delta, const T* A, const T* Bm, const T* Cm, const T* x, const T* ckpt,
-                   const T* gy, const T* gh_last, T* gdelta, T* gAp, T* gBp, T* gCp, T* gx, T* gh0,
-                   const Dims s) {
+                   const T* Dskip, const T* z, const T* gy, const T* gh_last, T* gdelta, T* gAp, T* gBp,
+                   T* gCp, T* gx, T* gh0, T* gDp, T* gz, const Dims s) {
   const int64_t B = s.B, L = s.L, D = s.D, N = s.N, K = s.K;
   at::parallel_for(0, B * s.groups, 1, [&](int64_t begin, int64_t end) {
     std::vector<T> hs((K + 1) * SUB * N), es(K * SUB * N), gh(SUB * N), gA(SUB * N);
@@ -100,6 +103,8 @@ void backward_impl(const T* delta, const T* A, const T* Bm, const T* Cm, const T
       T* gC = gCp + (g * B + b) * L * N;
       std::fill(gB, gB + L * N, T(0));
       std::fill(gC, gC + L * N, T(0));
+      if (gDp)
+        for (int64_t d = g * s.per_group; d < d_end; ++d) gDp[b * D + d] = 0;
       for (int64_t d0 = g * s.per_group; d0 < d_end; d0 += SUB) {
         const int64_t nd = std::min(SUB, d_end - d0), w = nd * N;
         for (int64_t i = 0; i < w; ++i) gh[i] = gh_last ? gh_last[(b * D + d0) * N + i] : T(0);
@@ -140,7 +145,21 @@ void backward_impl(const T* delta, const T* A, const T* Bm, const T* Cm, const T
             const T* e = es.data() + (t - t0) * w;
             for (int64_t j = 0; j < nd; ++j) {
               const int64_t d = d0 + j;
-              const T dt = delta[row + d], xv = x[row + d], dx = dt * xv, gyt = gy[row + d];
+              const T dt = delta[row + d], xv = x[row + d], dx = dt * xv;
+              T gyt = gy[row + d], gx_skip = 0;
+              if (z) {  // out = (y + D x) silu(z): y recomputed from h_t
+                T yt = Dskip ? Dskip[d] * xv : T(0);
+                const T* hc = cur + j * N;
+#pragma omp simd reduction(+ : yt)
+                for (int64_t n = 0; n < N; ++n) yt += Ct[n] * hc[n];
+                const T zt = z[row + d], sg = 1 / (1 + std::exp(-zt));
+                gz[row + d] = gyt * yt * sg * (1 + zt * (1 - sg));
+                gyt *= zt * sg;
+              }
+              if (Dskip) {
+                gDp[b * D + d] += gyt * xv;
+                gx_skip = gyt * Dskip[d];
+              }
               const T* Ad = A + d * N;
               T* ghd = gh.data() + j * N;
               T* gAd = gA.data() + j * N;
@@ -158,7 +177,7 @@ void backward_impl(const T* delta, const T* A, const T* Bm, const T* Cm, const T
                 ghd[n] = ghn * (NEG ? 2 * en - 1 : en);  // through h_t = Abar_t h_{t-1} + ...
               }
               gdelta[row + d] = g_dt + g_dx * xv;
-              gx[row + d] = g_dx * dt;
+              gx[row + d] = g_dx * dt + gx_skip;
             }
           }
         }
@@ -176,7 +195,8 @@ const void* ptr_or_null(const torch::Tensor& t) { return t.numel() ? t.data_ptr(
 // Returns (y (B, L, D), h_last (B, D, N), checkpoints (B, n_chunks, D, N)).
 std::vector<torch::Tensor> selective_scan_forward(torch::Tensor delta, torch::Tensor A, torch::Tensor Bm,
                                                   torch::Tensor Cm, torch::Tensor x, torch::Tensor h0,
-                                                  bool negative, int64_t K, int64_t groups) {
+                                                  torch::Tensor Dskip, torch::Tensor z, bool negative, int64_t K,
+                                                  int64_t groups) {
   const Dims s = dims_of(delta, A, K, groups);
   auto y = torch::empty_like(delta);
   auto h_last = torch::empty({s.B, s.D, s.N}, delta.options());
@@ -184,18 +204,21 @@ std::vector<torch::Tensor> selective_scan_forward(torch::Tensor delta, torch::Te
   AT_DISPATCH_FLOATING_TYPES(delta.scalar_type(), "selective_scan_forward", [&] {
     auto f = negative ? forward_impl<scalar_t, true> : forward_impl<scalar_t, false>;
     f(delta.data_ptr<scalar_t>(), A.data_ptr<scalar_t>(), Bm.data_ptr<scalar_t>(), Cm.data_ptr<scalar_t>(),
-      x.data_ptr<scalar_t>(), static_cast<const scalar_t*>(ptr_or_null(h0)), y.data_ptr<scalar_t>(),
-      h_last.data_ptr<scalar_t>(), ckpt.data_ptr<scalar_t>(), s);
+      x.data_ptr<scalar_t>(), static_cast<const scalar_t*>(ptr_or_null(h0)),
+      static_cast<const scalar_t*>(ptr_or_null(Dskip)), static_cast<const scalar_t*>(ptr_or_null(z)),
+      y.data_ptr<scalar_t>(), h_last.data_ptr<scalar_t>(), ckpt.data_ptr<scalar_t>(), s);
   });
   return {y, h_last, ckpt};
 }
 
 // Returns (g_delta (B, L, D), g_A partial (B, D, N), g_B partial (groups, B, L, N),
-// g_C partial (groups, B, L, N), g_x (B, L, D), g_h0 (B, D, N)).
+// g_C partial (groups, B, L, N), g_x (B, L, D), g_h0 (B, D, N), g_D partial (B, D) or empty,
+// g_z (B, L, D) or empty).
 std::vector<torch::Tensor> selective_scan_backward(torch::Tensor delta, torch::Tensor A, torch::Tensor Bm,
                                                    torch::Tensor Cm, torch::Tensor x, torch::Tensor ckpt,
-                                                   torch::Tensor gy, torch::Tensor gh_last, bool negative,
-                                                   int64_t K, int64_t groups) {
+                                                   torch::Tensor Dskip, torch::Tensor z, torch::Tensor gy,
+                                                   torch::Tensor gh_last, bool negative, int64_t K,
+                                                   int64_t groups) {
   const Dims s = dims_of(delta, A, K, groups);
   auto gdelta = torch::empty_like(delta);
   auto gx = torch::empty_like(delta);
@@ -203,14 +226,18 @@ std::vector<torch::Tensor> selective_scan_backward(torch::Tensor delta, torch::T
   auto gBp = torch::empty({s.groups, s.B, s.L, s.N}, delta.options());
   auto gCp = torch::empty({s.groups, s.B, s.L, s.N}, delta.options());
   auto gh0 = torch::empty({s.B, s.D, s.N}, delta.options());
+  auto gDp = Dskip.numel() ? torch::empty({s.B, s.D}, delta.options()) : torch::empty({0}, delta.options());
+  auto gz = z.numel() ? torch::empty_like(delta) : torch::empty({0}, delta.options());
   AT_DISPATCH_FLOATING_TYPES(delta.scalar_type(), "selective_scan_backward", [&] {
     auto f = negative ? backward_impl<scalar_t, true> : backward_impl<scalar_t, false>;
     f(delta.data_ptr<scalar_t>(), A.data_ptr<scalar_t>(), Bm.data_ptr<scalar_t>(), Cm.data_ptr<scalar_t>(),
-      x.data_ptr<scalar_t>(), ckpt.data_ptr<scalar_t>(), gy.data_ptr<scalar_t>(),
+      x.data_ptr<scalar_t>(), ckpt.data_ptr<scalar_t>(), static_cast<const scalar_t*>(ptr_or_null(Dskip)),
+      static_cast<const scalar_t*>(ptr_or_null(z)), gy.data_ptr<scalar_t>(),
       static_cast<const scalar_t*>(ptr_or_null(gh_last)), gdelta.data_ptr<scalar_t>(), gAp.data_ptr<scalar_t>(),
-      gBp.data_ptr<scalar_t>(), gCp.data_ptr<scalar_t>(), gx.data_ptr<scalar_t>(), gh0.data_ptr<scalar_t>(), s);
+      gBp.data_ptr<scalar_t>(), gCp.data_ptr<scalar_t>(), gx.data_ptr<scalar_t>(), gh0.data_ptr<scalar_t>(),
+      gDp.numel() ? gDp.data_ptr<scalar_t>() : nullptr, gz.numel() ? gz.data_ptr<scalar_t>() : nullptr, s);
   });
-  return {gdelta, gAp, gBp, gCp, gx, gh0};
+  return {gdelta, gAp, gBp, gCp, gx, gh0, gDp, gz};
 }
 
 // --- h_t = a_t h_{t-1} + b_t over dim 1 of (B, L, M), real or complex ----------------------

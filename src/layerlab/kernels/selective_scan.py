@@ -8,10 +8,13 @@ Eigenvalues", 2024, arXiv:2411.12537 (``Abar -> 2 Abar - 1``). For channel d and
     Abar_t[d, n] = exp(Delta_t[d] A[d, n])        (or 2 exp(Delta_t[d] A[d, n]) - 1)
     h_t[d, n]    = Abar_t[d, n] h_{t-1}[d, n] + Delta_t[d] x_t[d] B_t[n]
     y_t[d]       = sum_n C_t[n] h_t[d, n]
+    y_t[d]      <- (y_t[d] + D[d] x_t[d]) silu(z_t[d])   (optional: Mamba's skip and gate)
 
 Shapes: ``delta, x (B, L, D)``, ``A (D, N)``, ``B, C (B, L, N)``, ``h0 (B, D, N)`` (zero when
-None); returns ``y (B, L, D)`` and the last state ``h_{L-1} (B, D, N)``. float32 or float64,
-all inputs of one dtype.
+None), the optional ``D (D,)`` and ``z (B, L, D)``; returns ``y (B, L, D)`` and the last state
+``h_{L-1} (B, D, N)``. float32 or float64, all inputs of one dtype. The skip and the gate are
+the paper's reference kernel's options too (``selective_scan_fn(u, delta, A, B, C, D, z)``);
+fused, they spare the block four whole-tensor ops and their backward.
 
 Forms (``mode``):
 
@@ -52,22 +55,27 @@ SOURCE = Path(__file__).with_name("selective_scan.cpp")
 CHECKPOINT = 16
 
 
-def _check(delta: Tensor, A: Tensor, B: Tensor, C: Tensor, x: Tensor, h0: Tensor | None) -> None:
+def _check(delta: Tensor, A: Tensor, B: Tensor, C: Tensor, x: Tensor, h0: Tensor | None,
+           D: Tensor | None = None, z: Tensor | None = None) -> None:
     if delta.dim() != 3 or x.shape != delta.shape or A.dim() != 2 or A.shape[0] != delta.shape[2]:
         raise ShapeError(f"selective_scan expects delta and x of shape (B, L, D) and A of shape (D, N); got "
                          f"delta {tuple(delta.shape)}, x {tuple(x.shape)}, A {tuple(A.shape)}")
-    Bsz, L, D = delta.shape
+    Bsz, L, width = delta.shape
     N = A.shape[1]
     if B.shape != (Bsz, L, N) or C.shape != (Bsz, L, N):
         raise ShapeError(f"selective_scan expects B and C of shape (B, L, N) = {(Bsz, L, N)}; "
                          f"got B {tuple(B.shape)}, C {tuple(C.shape)}")
     if L < 1:
         raise ShapeError("selective_scan: sequence length must be >= 1")
-    if h0 is not None and h0.shape != (Bsz, D, N):
-        raise ShapeError(f"selective_scan: h0 must have shape (B, D, N) = {(Bsz, D, N)}; got {tuple(h0.shape)}")
-    tensors = [delta, A, B, C, x] + ([] if h0 is None else [h0])
+    if h0 is not None and h0.shape != (Bsz, width, N):
+        raise ShapeError(f"selective_scan: h0 must have shape (B, D, N) = {(Bsz, width, N)}; got {tuple(h0.shape)}")
+    if D is not None and D.shape != (width,):
+        raise ShapeError(f"selective_scan: D must have shape (D,) = {(width,)}; got {tuple(D.shape)}")
+    if z is not None and z.shape != delta.shape:
+        raise ShapeError(f"selective_scan: z must have the shape of x, {tuple(delta.shape)}; got {tuple(z.shape)}")
+    tensors = [t for t in (delta, A, B, C, x, h0, D, z) if t is not None]
     if len({t.dtype for t in tensors}) > 1 or delta.dtype not in (torch.float32, torch.float64):
-        raise ConfigError("selective_scan: delta, A, B, C, x (and h0) must share one dtype, float32 or float64; "
+        raise ConfigError("selective_scan: delta, A, B, C, x (and h0, D, z) must share one dtype, float32 or float64; "
                           f"got {', '.join(str(t.dtype) for t in tensors)} (cast them first)")
 
 
@@ -77,9 +85,15 @@ def _transition(delta: Tensor, A: Tensor, negative: bool) -> Tensor:
     return 2 * Abar - 1 if negative else Abar
 
 
+def _skip_and_gate(y: Tensor, x: Tensor, D: Tensor | None, z: Tensor | None) -> Tensor:
+    if D is not None:
+        y = y + D * x
+    return y if z is None else y * torch.nn.functional.silu(z)
+
+
 def selective_scan_recurrent(delta: Tensor, A: Tensor, B: Tensor, C: Tensor, x: Tensor,
-                             h0: Tensor | None = None, *, negative_eigenvalues: bool = False
-                             ) -> tuple[Tensor, Tensor]:
+                             h0: Tensor | None = None, *, D: Tensor | None = None, z: Tensor | None = None,
+                             negative_eigenvalues: bool = False) -> tuple[Tensor, Tensor]:
     """Reference form: the recurrence, token by token."""
     h = delta.new_zeros(delta.shape[0], A.shape[0], A.shape[1]) if h0 is None else h0
     ys = []
@@ -87,7 +101,7 @@ def selective_scan_recurrent(delta: Tensor, A: Tensor, B: Tensor, C: Tensor, x: 
         Abar = _transition(delta[:, t], A, negative_eigenvalues)
         h = Abar * h + (delta[:, t] * x[:, t]).unsqueeze(-1) * B[:, t].unsqueeze(-2)
         ys.append((h * C[:, t].unsqueeze(-2)).sum(-1))
-    return torch.stack(ys, dim=1), h
+    return _skip_and_gate(torch.stack(ys, dim=1), x, D, z), h
 
 
 def _odd_even_scan(a: Tensor, b: Tensor) -> Tensor:
@@ -106,8 +120,8 @@ def _odd_even_scan(a: Tensor, b: Tensor) -> Tensor:
 
 
 def selective_scan_chunk(delta: Tensor, A: Tensor, B: Tensor, C: Tensor, x: Tensor,
-                         h0: Tensor | None = None, *, negative_eigenvalues: bool = False,
-                         chunk_size: int = 16) -> tuple[Tensor, Tensor]:
+                         h0: Tensor | None = None, *, D: Tensor | None = None, z: Tensor | None = None,
+                         negative_eigenvalues: bool = False, chunk_size: int = 16) -> tuple[Tensor, Tensor]:
     """Pure-PyTorch fast form: (B, T, D, N) transitions and inputs per chunk, a parallel scan each."""
     ys, h = [], h0
     for s in range(0, delta.shape[1], chunk_size):  # the state is carried between chunks
@@ -119,7 +133,7 @@ def selective_scan_chunk(delta: Tensor, A: Tensor, B: Tensor, C: Tensor, x: Tens
         hs = _odd_even_scan(Abar, Bx)
         h = hs[:, -1]
         ys.append((hs * c.unsqueeze(-2)).sum(-1))
-    return torch.cat(ys, dim=1), h
+    return _skip_and_gate(torch.cat(ys, dim=1), x, D, z), h
 
 
 # --- the compiled kernel -------------------------------------------------------------------
@@ -188,34 +202,36 @@ def _groups(batch: int, channels: int) -> int:
 
 class _FusedScan(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, delta, A, B, C, x, h0, negative, checkpoint):
+    def forward(ctx, delta, A, B, C, x, h0, D, z, negative, checkpoint):
         ext = extension()
         groups = _groups(delta.shape[0], delta.shape[2])
         empty = delta.new_empty(0)
-        y, h_last, ckpt = ext.selective_scan_forward(delta, A, B, C, x, empty if h0 is None else h0,
+        y, h_last, ckpt = ext.selective_scan_forward(delta, A, B, C, x, *(empty if t is None else t for t in (h0, D, z)),
                                                      negative, checkpoint, groups)
-        ctx.save_for_backward(delta, A, B, C, x, h0, ckpt)
+        ctx.save_for_backward(delta, A, B, C, x, h0, D, z, ckpt)
         ctx.options = (negative, checkpoint, groups)
         ctx.set_materialize_grads(False)  # an unused h_last (the usual case) costs no zero tensor
         return y, h_last
 
     @staticmethod
     def backward(ctx, gy, gh):
-        delta, A, B, C, x, h0, ckpt = ctx.saved_tensors
+        delta, A, B, C, x, h0, D, z, ckpt = ctx.saved_tensors
         negative, checkpoint, groups = ctx.options
-        wanted = ctx.needs_input_grad[:6]
+        wanted = ctx.needs_input_grad[:8]
         if gy is None:
             gy = torch.zeros_like(delta)
         if torch.is_grad_enabled():  # create_graph: differentiate the PyTorch form, keeping its graph
-            inputs = [t for t, w in zip((delta, A, B, C, x, h0), wanted) if w]
-            y, h = selective_scan_chunk(delta, A, B, C, x, h0, negative_eigenvalues=negative)
+            inputs = [t for t, w in zip((delta, A, B, C, x, h0, D, z), wanted) if w]
+            y, h = selective_scan_chunk(delta, A, B, C, x, h0, D=D, z=z, negative_eigenvalues=negative)
             outputs, cotangents = ((y, h), (gy, gh)) if gh is not None else ((y,), (gy,))
             grads = iter(torch.autograd.grad(outputs, inputs, cotangents, create_graph=True, allow_unused=True))
             return (*(next(grads) if w else None for w in wanted), None, None)
-        gdelta, gAp, gBp, gCp, gx, gh0 = extension().selective_scan_backward(
-            delta, A, B, C, x, ckpt, gy.contiguous(), delta.new_empty(0) if gh is None else gh.contiguous(),
-            negative, checkpoint, groups)
-        return gdelta, gAp.sum(0), gBp.sum(0), gCp.sum(0), gx, (gh0 if h0 is not None else None), None, None
+        empty = delta.new_empty(0)
+        gdelta, gAp, gBp, gCp, gx, gh0, gDp, gz = extension().selective_scan_backward(
+            delta, A, B, C, x, ckpt, empty if D is None else D, empty if z is None else z, gy.contiguous(),
+            empty if gh is None else gh.contiguous(), negative, checkpoint, groups)
+        return (gdelta, gAp.sum(0), gBp.sum(0), gCp.sum(0), gx, gh0 if h0 is not None else None,
+                gDp.sum(0) if D is not None else None, gz if z is not None else None, None, None)
 
 
 def _fused_applies(tensors: list[Tensor]) -> bool:
@@ -227,26 +243,25 @@ def _fused_applies(tensors: list[Tensor]) -> bool:
 
 
 def selective_scan(delta: Tensor, A: Tensor, B: Tensor, C: Tensor, x: Tensor, h0: Tensor | None = None, *,
-                   negative_eigenvalues: bool = False, mode: str = "fused", chunk_size: int = 16,
-                   checkpoint: int = CHECKPOINT) -> tuple[Tensor, Tensor]:
+                   D: Tensor | None = None, z: Tensor | None = None, negative_eigenvalues: bool = False,
+                   mode: str = "fused", chunk_size: int = 16, checkpoint: int = CHECKPOINT
+                   ) -> tuple[Tensor, Tensor]:
     """``(y (B, L, D), h_last (B, D, N))`` of the selective scan (module docstring), in ``mode``.
 
     ``chunk_size``: tokens per chunk of the ``"chunk"`` form (speed only); ``checkpoint``: tokens
     between the states the fused forward keeps for its backward (speed and memory only).
     """
-    _check(delta, A, B, C, x, h0)
+    _check(delta, A, B, C, x, h0, D, z)
     negative = bool(negative_eigenvalues)
     if mode == "recurrent":
-        return selective_scan_recurrent(delta, A, B, C, x, h0, negative_eigenvalues=negative)
+        return selective_scan_recurrent(delta, A, B, C, x, h0, D=D, z=z, negative_eigenvalues=negative)
     if mode not in MODES:
         raise ConfigError(f"unknown selective_scan mode {mode!r}; modes: {', '.join(MODES)}")
     if int(chunk_size) < 1 or int(checkpoint) < 1:
         raise ConfigError(f"selective_scan: chunk_size and checkpoint must be >= 1 (tokens), got "
                           f"chunk_size={chunk_size}, checkpoint={checkpoint}")
-    tensors = [delta, A, B, C, x] + ([] if h0 is None else [h0])
-    if mode == "fused" and _fused_applies(tensors):
-        tensors = [t.contiguous() for t in tensors]
-        delta, A, B, C, x = tensors[:5]
-        h0 = tensors[5] if h0 is not None else None
-        return _FusedScan.apply(delta, A, B, C, x, h0, negative, int(checkpoint))
-    return selective_scan_chunk(delta, A, B, C, x, h0, negative_eigenvalues=negative, chunk_size=int(chunk_size))
+    if mode == "fused" and _fused_applies([t for t in (delta, A, B, C, x, h0, D, z) if t is not None]):
+        args = (t if t is None else t.contiguous() for t in (delta, A, B, C, x, h0, D, z))
+        return _FusedScan.apply(*args, negative, int(checkpoint))
+    return selective_scan_chunk(delta, A, B, C, x, h0, D=D, z=z, negative_eigenvalues=negative,
+                                chunk_size=int(chunk_size))

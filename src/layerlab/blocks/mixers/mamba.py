@@ -193,10 +193,10 @@ class Mamba(Mixer):
         work = wide_dtype(x.dtype)
         delta, B, C, xw = delta.to(work), B.to(work), C.to(work), x.to(work)
         A = -torch.exp(self.A_log.to(work))
-        y, _ = selective_scan(delta, A, B, C, xw, negative_eigenvalues=self.negative_eigenvalues,
+        # y_t = (C_t . h_t + D (.) x_t) (.) SiLU(z_t), the skip and the gate inside the scan
+        y, _ = selective_scan(delta, A, B, C, xw, D=self.D.to(work), z=z.to(work),
+                              negative_eigenvalues=self.negative_eigenvalues,
                               mode="fused" if mode == "scan" else "chunk", chunk_size=self.chunk_size)
-        y = y + self.D.to(work) * xw
-        y = y * F.silu(z.to(work))
         return self.out_proj(y.to(param)).to(u.dtype)
 
     # --- token-by-token inference -----------------------------------------------------
