@@ -64,7 +64,8 @@ CASES = [(1, 1, 3, 2, 16), (2, 7, 5, 3, 4), (2, 33, 6, 4, 16), (1, 33, 4, 5, 64)
 
 
 @pytest.fixture
-def fused():
+def fused(monkeypatch):
+    monkeypatch.delenv(ss.NO_EXTENSIONS_ENV, raising=False)
     if not COMPILER:
         pytest.skip("no C++ compiler on this machine: the fused kernel cannot be built (its fallback is tested)")
     assert ss.extension() is not None, "a C++ compiler is present but the fused selective scan did not build"

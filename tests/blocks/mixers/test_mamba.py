@@ -190,6 +190,8 @@ def test_scan_is_the_fused_kernel_and_falls_back_without_it(monkeypatch, switche
         pytest.skip("no C++ compiler on this machine: the fused kernel cannot be built (the fallback is tested)")
     if switched_off:
         monkeypatch.setenv(ss.NO_EXTENSIONS_ENV, "1")
+    else:
+        monkeypatch.delenv(ss.NO_EXTENSIONS_ENV, raising=False)
     calls = []
     apply = ss._FusedScan.apply
     monkeypatch.setattr(ss._FusedScan, "apply", staticmethod(lambda *a: calls.append(1) or apply(*a)))
@@ -197,3 +199,18 @@ def test_scan_is_the_fused_kernel_and_falls_back_without_it(monkeypatch, switche
     block = Mamba(8, d_state=3, chunk_size=4, negative_eigenvalues=True, dtype=torch.float64)
     check_forms_agree(block, 2, 19)
     assert (len(calls) > 0) != switched_off
+
+
+def test_double_backward_through_the_fused_scan():
+    """A Hessian-vector product (create_graph) through mode "scan" equals the chunked form's: the
+    fused kernel's backward differentiates the PyTorch form when a graph is asked for."""
+    torch.manual_seed(10)
+    block = Mamba(8, d_state=3, negative_eigenvalues=True, dtype=torch.float64)
+    x = torch.randn(2, 9, 8, dtype=torch.float64)
+    params = list(block.parameters())
+    v = [torch.randn_like(p) for p in params]
+    hv = {}
+    for mode in ("scan", "chunked"):
+        g = torch.autograd.grad(block(x, mode=mode).square().sum(), params, create_graph=True)
+        hv[mode] = torch.cat([h.flatten() for h in torch.autograd.grad(g, params, v)])
+    assert rel_err(hv["scan"], hv["chunked"]) <= 1e-10
