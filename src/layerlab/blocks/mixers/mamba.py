@@ -50,7 +50,8 @@ class Mamba(Mixer):
     Modes:
         ``"scan"`` (default): the fused selective scan of
         :func:`layerlab.kernels.selective_scan.selective_scan`, a C++/OpenMP kernel compiled on
-        first use that walks each channel's state once (no (B, L, E D, N) tensor), with a
+        first use that walks each channel's state once (no (B, L, E D, N) tensor) and applies
+        the skip ``D (.) x_t`` and the gate ``SiLU(z_t)`` in the same pass, with a
         hand-written backward (reverse scan over states recomputed from checkpoints). Where no
         compiler is available (or with ``LAYERLAB_NO_EXTENSIONS=1``) it runs the ``"chunked"``
         form instead, the first time with a warning.
