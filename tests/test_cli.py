@@ -264,7 +264,7 @@ def test_check_and_verdicts_refuse_cleanly(tmp_path, capsys):
     assert main(["check", "no-such-card", "--store", store]) == 2
     assert "unknown card 'no-such-card'" in said(capsys)
     assert main(["check", "--all", "--kind", "anecdotal", "--store", store]) == 2
-    assert "unknown claim kind 'anecdotal'" in said(capsys)
+    assert "unknown claim or paper kind 'anecdotal'" in said(capsys)
     bad = tmp_path / "bad.toml"
     bad.write_text(CARD + "colour = 1\n")
     assert main(["check", str(bad), "--store", store]) == 2

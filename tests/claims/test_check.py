@@ -136,7 +136,7 @@ def test_unknown_metric_name_says_what_runs_have(tmp_path, card_file):
                          .replace("lr = [3e-3, 1e-2]", "lr = [3e-3]")
                          + '\n[metric]\nname = "f1"\ndirection = "higher"\n')
     store = Store(tmp_path / "runs")
-    with pytest.raises(ConfigError, match=r"unknown metric of task 'digits'.*'f1'.*Valid: accuracy, loss"):
+    with pytest.raises(ConfigError, match=r"unknown metric of task 'digits'.*'f1'.*Valid: accuracy, ece, loss"):
         check_card(read_card(card_file), store, console=quiet())
     assert store.runs() == []  # found when the card is planned, before anything trains (issue 21)
 
