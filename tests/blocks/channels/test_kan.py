@@ -3,6 +3,7 @@ interval, derivatives), the fast form against the plain one (autograd through th
 per-edge sum), grid update, initialization and parameter count. Shapes, dtypes, gradcheck,
 state_dict and bfloat16 buffers: the channel contract (tests/blocks/test_channel_contract.py)."""
 import math
+import shutil
 
 import pytest
 import torch
@@ -331,3 +332,187 @@ def test_kan_fast_form_equals_reference_form(spline_order, dtype, tol):
     torch.testing.assert_close(outs[0], outs[1], rtol=tol, atol=tol)
     for g_fast, g_ref in zip(*grads):
         torch.testing.assert_close(g_fast, g_ref, rtol=tol, atol=tol)
+
+
+# ------------------------------------------------------------------ uniform knots: closed form and fused kernel
+
+from layerlab.blocks.channels import kan as kan_module  # noqa: E402
+from layerlab.kernels import bspline as bspline_kernel  # noqa: E402
+
+COMPILER = shutil.which("c++") is not None or shutil.which("g++") is not None
+
+
+@pytest.fixture(params=["fused", "torch"])
+def uniform_form(request, monkeypatch):
+    """The closed form on uniform knots by the C++ kernel, or by PyTorch ops (LAYERLAB_NO_EXTENSIONS=1)."""
+    if request.param == "fused":
+        monkeypatch.delenv(bspline_kernel.NO_EXTENSIONS_ENV, raising=False)
+        if not COMPILER:
+            pytest.skip("no C++ compiler on this machine: the fused kernel cannot be built (its fallback is tested)")
+        assert bspline_kernel.extension() is not None, "a C++ compiler is present but the B-spline kernel did not build"
+    else:
+        monkeypatch.setenv(bspline_kernel.NO_EXTENSIONS_ENV, "1")
+        assert bspline_kernel.extension() is None
+    return request.param
+
+
+def _uniform_points(grid: torch.Tensor, k: int, dtype: torch.dtype, seed: int) -> torch.Tensor:
+    """(n, in): every knot exactly, random points inside, in the extension and beyond, and far out."""
+    g = torch.Generator().manual_seed(seed)
+    lo, hi = grid[:, 0], grid[:, -1]
+    rand = lo - 1.5 + (hi - lo + 3.0) * torch.rand(80, grid.shape[0], generator=g, dtype=F64)
+    far = torch.tensor([[-50.0], [50.0]], dtype=F64).expand(2, grid.shape[0])
+    return torch.cat([grid.T, rand, far]).to(dtype)
+
+
+def test_piece_coefficients_are_the_cardinal_b_spline():
+    """Cubic pieces on [0, 1): s^3/6, (-3s^3+3s^2+3s+1)/6, (3s^3-6s^2+4)/6, (1-s)^3/6; every
+    order: the pieces sum to 1 and match the scalar Cox–de Boor on integer knots."""
+    s = torch.linspace(0, 1, 11, dtype=F64)[:-1]
+    cubic = torch.stack([s**3, -3 * s**3 + 3 * s**2 + 3 * s + 1, 3 * s**3 - 6 * s**2 + 4, (1 - s) ** 3], -1) / 6
+    m = torch.tensor(kan_module._piece_coefficients(3), dtype=F64)
+    torch.testing.assert_close(torch.linalg.vander(s, N=4) @ m, cubic, rtol=0, atol=1e-15)
+    for k in kan_module.UNIFORM_ORDERS:
+        m = torch.tensor(kan_module._piece_coefficients(k), dtype=F64)
+        pieces = torch.linalg.vander(s, N=k + 1) @ m  # (s, r): B_{i-r} on interval i
+        torch.testing.assert_close(pieces.sum(-1), torch.ones_like(s), rtol=0, atol=1e-13)
+        knots = [float(j) for j in range(k + 2)]  # B_{0,k} on 0..k+1; piece r is B_0 at t = r + s
+        expected = torch.tensor([[cox_de_boor(0, k, knots, r + v) for r in range(k + 1)] for v in s.tolist()], dtype=F64)
+        torch.testing.assert_close(pieces, expected, rtol=0, atol=1e-13)
+
+
+def test_uniform_spacing_detects_uniform_grids_only():
+    grid = uniform_grid(3, 5, 3, (-2.0, 2.0), dtype=torch.float32)
+    inv_h = kan_module.uniform_inv_spacing(grid)
+    torch.testing.assert_close(inv_h, torch.full((3,), 1.25), rtol=1e-6, atol=0)
+    bent = uniform_grid(3, 5, 3, (-2.0, 2.0), dtype=F64)
+    bent[1, 4] += 1e-9  # one knot of one input off the uniform grid
+    assert kan_module.uniform_inv_spacing(bent) is None
+    assert kan_module.uniform_inv_spacing(random_grid(2, 12, 0)) is None
+
+
+@pytest.mark.parametrize("dtype, tol", [(F64, 1e-10), (torch.float32, 1e-4)], ids=["float64", "float32"])
+@pytest.mark.parametrize("k", [2, 3, 4, 5])
+def test_uniform_basis_equals_the_recursion(k, dtype, tol, uniform_form):
+    """Closed form (fused kernel or PyTorch ops) against autograd through the Cox–de Boor
+    recursion: values, first derivatives and (k >= 3) second derivatives; on every knot,
+    inside, in the extension, outside and far out."""
+    grid = uniform_grid(3, 4, k, (-1.5, 2.0), dtype=dtype)
+    x = _uniform_points(grid, k, dtype, 60 + k).requires_grad_()
+    w = torch.randn(*x.shape, 4 + k, generator=torch.Generator().manual_seed(k), dtype=dtype)
+    fast = b_spline_basis(x, grid, k)
+    ref = b_spline_basis_reference(x, grid, k)
+    torch.testing.assert_close(fast, ref, rtol=tol, atol=tol)
+    assert ref.abs().max() > 0.5 and (ref[:-2 * 1] != 0).any()
+    (g_fast,) = torch.autograd.grad((fast * w).sum(), x, create_graph=True)
+    (g_ref,) = torch.autograd.grad((ref * w).sum(), x, create_graph=True)
+    torch.testing.assert_close(g_fast, g_ref, rtol=tol, atol=tol)
+    assert g_ref.abs().max() > 0.1
+    assert torch.equal(g_fast[-2:], torch.zeros_like(g_fast[-2:]))  # far out: no spline left
+    if k >= 3:  # second derivatives are continuous at the knots from k = 3 on
+        (h_fast,) = torch.autograd.grad(g_fast.sum(), x)
+        (h_ref,) = torch.autograd.grad(g_ref.sum(), x)
+        torch.testing.assert_close(h_fast, h_ref, rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("dtype, tol", [(F64, 1e-10), (torch.float32, 1e-4)], ids=["float64", "float32"])
+@pytest.mark.parametrize("k", [2, 3, 5])
+def test_uniform_features_equal_silu_and_the_recursion(k, dtype, tol, uniform_form):
+    """The fused feature vector [silu(x_i), B_0(x_i), ...] against its parts computed plainly."""
+    layer = KANLayer(4, 3, grid_size=5, spline_order=k, dtype=dtype)
+    x = _uniform_points(layer.grid, k, dtype, 70 + k).reshape(2, -1, 4).requires_grad_()
+    feats = layer.features(x)
+    basis = b_spline_basis_reference(x, layer.grid, k)
+    expected = torch.cat([F.silu(x).unsqueeze(-1), basis], -1).flatten(-2)
+    torch.testing.assert_close(feats, expected, rtol=tol, atol=tol)
+    w = torch.randn(feats.shape, generator=torch.Generator().manual_seed(1), dtype=dtype)
+    (g_fast,) = torch.autograd.grad((feats * w).sum(), x)
+    (g_ref,) = torch.autograd.grad((expected * w).sum(), x)
+    torch.testing.assert_close(g_fast, g_ref, rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("dtype, tol", [(F64, 1e-10), (torch.float32, 1e-4)], ids=["float64", "float32"])
+@pytest.mark.parametrize("spline_order", [2, 3, 4])
+def test_kan_uniform_fast_form_equals_reference_form(spline_order, dtype, tol, uniform_form):
+    """The block on its (uniform) default grid, fused kernel and PyTorch closed form, against the
+    per-edge sum over the recursion: outputs and gradients (input and every parameter)."""
+    torch.manual_seed(52)
+    block = KAN(6, hidden=5, grid_size=5, spline_order=spline_order, bias=True, dtype=dtype)
+    for layer in (block.layer1, block.layer2):
+        _randomize(layer, 53)
+    x = torch.randn(4, 3, 6, dtype=dtype) * 2.5
+    x[0, 0] = block.layer1.grid[:, 4]  # inputs exactly on a knot
+    x = x.requires_grad_()
+    params = list(block.parameters())
+    outs, grads = [], []
+    for mode in ("fast", "reference"):
+        y = block(x, mode=mode)
+        outs.append(y)
+        grads.append(torch.autograd.grad((y * torch.linspace(-1, 1, 6, dtype=dtype)).sum(), [x, *params]))
+    torch.testing.assert_close(outs[0], outs[1], rtol=tol, atol=tol)
+    for g_fast, g_ref in zip(*grads):
+        torch.testing.assert_close(g_fast, g_ref, rtol=tol, atol=tol)
+
+
+def _graph_names(t: torch.Tensor) -> set[str]:
+    names, stack = set(), [t.grad_fn]
+    while stack:
+        node = stack.pop()
+        if node is not None and node.name() not in names:
+            names.add(node.name())
+            stack.extend(fn for fn, _ in node.next_functions)
+    return names
+
+
+def test_fused_kernel_is_used_and_falls_back(monkeypatch):
+    """Where the kernel is built the layer's features come from it; LAYERLAB_NO_EXTENSIONS=1 and a
+    non-uniform grid take the PyTorch closed form and the recursion (same values)."""
+    layer = KANLayer(5, 2, dtype=F64)
+    x = torch.randn(3000, 5, dtype=F64, requires_grad=True) * 3  # rows enough for several threads' chunks
+    w = torch.randn(3000, 5 * 9, dtype=F64)
+    monkeypatch.setenv(bspline_kernel.NO_EXTENSIONS_ENV, "1")
+    torch_form = layer.features(x)
+    assert "_UniformBSplineFeaturesBackward" in _graph_names(torch_form)
+    monkeypatch.delenv(bspline_kernel.NO_EXTENSIONS_ENV)
+    if COMPILER:
+        threads = torch.get_num_threads()
+        torch.set_num_threads(2)
+        try:
+            fused = layer.features(x)
+            (g_fused,) = torch.autograd.grad((fused * w).sum(), x)
+        finally:
+            torch.set_num_threads(threads)
+        assert "_FusedUniformBSplineFeaturesBackward" in _graph_names(fused)
+        torch.testing.assert_close(fused, torch_form, rtol=1e-12, atol=1e-12)
+        (g_torch,) = torch.autograd.grad((torch_form * w).sum(), x)
+        torch.testing.assert_close(g_fused, g_torch, rtol=1e-12, atol=1e-12)
+    with torch.no_grad():
+        layer.grid[2, 3] += 0.05  # no longer uniform: the cached spacing is dropped
+    bent = layer.features(x[:50])
+    assert "_BSplineBasisBackward" in _graph_names(bent)  # the Cox–de Boor Function
+    expected = torch.cat([F.silu(x[:50]).unsqueeze(-1), b_spline_basis_reference(x[:50], layer.grid, 3)], -1).flatten(-2)
+    torch.testing.assert_close(bent, expected, rtol=1e-10, atol=1e-10)
+
+
+def test_hessian_vector_products_by_torch_func_and_double_backward():
+    """Forward-over-reverse (torch.func) and double backward through the fast form equal the
+    reference form's; a plain call after the transforms still works (nothing made under a
+    transform is cached)."""
+    torch.manual_seed(54)
+    block = KAN(8, dtype=F64)
+    x = torch.randn(5, 8, dtype=F64) * 2
+    params = dict(block.named_parameters())
+    v = {k: torch.randn_like(t) for k, t in params.items()}
+
+    def hvp(mode):
+        def loss(p):
+            return torch.func.functional_call(block, p, (x,), {"mode": mode}).square().sum()
+        return torch.func.jvp(torch.func.grad(loss), (params,), (v,))[1]
+
+    fast, ref = hvp("fast"), hvp("reference")
+    g = torch.autograd.grad(block(x).square().sum(), list(params.values()), create_graph=True)
+    double = torch.autograd.grad(g, list(params.values()), list(v.values()))
+    for (name, r), d in zip(ref.items(), double):
+        torch.testing.assert_close(fast[name], r, rtol=1e-10, atol=1e-10)
+        torch.testing.assert_close(d, r, rtol=1e-10, atol=1e-10)
+    assert max(r.abs().max() for r in ref.values()) > 0.1
