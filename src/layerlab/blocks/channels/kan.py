@@ -702,8 +702,9 @@ class KAN(nn.Module):
     loses more (~10% of the spline part for N(0, 1) samples): the tails get coarser knots.
 
     Cost (forward + backward, batch 256, against a GELU MLP of the same parameter count, in one
-    run; ``benchmarks/channels.py``): with the C++ kernel 1.3-1.7x (D = 256 and 64); with the
-    PyTorch closed form 2.1-3.8x; with the tape-free recursion (non-uniform grids) 3.1-5.4x.
+    run; ``benchmarks/channels.py``, 1-2 threads): with the C++ kernel 1.3-1.9x (D = 256 and 64); with the
+    PyTorch closed form 2.1-4.5x; with the tape-free recursion (non-uniform grids) 2.9-5.9x. The
+    matrix products alone cost 0.8-1.05x the MLP's; the rest is the basis expansion.
     ``forward(x, mode="reference")`` is the plain form: autograd through the Cox–de Boor
     recursion and the per-edge sum (tested equal to the fast form).
 
