@@ -3,7 +3,6 @@ against the token-by-token reference (outputs, last state, gradients of every in
 gradgradcheck, the fallback when the kernel is switched off or cannot be built, and bad input."""
 from __future__ import annotations
 
-import shutil
 
 import pytest
 import torch
@@ -12,10 +11,10 @@ import torch.nn.functional as F
 from layerlab.errors import ConfigError, ShapeError
 from layerlab.kernels import selective_scan as ss
 from layerlab.kernels.selective_scan import selective_scan
+from tests.conftest import skip_without_compiler
 
 from .helpers import DTYPES, TOL, rel_err
 
-COMPILER = shutil.which("c++") is not None or shutil.which("g++") is not None
 
 
 def make(Bsz, L, D, N, dtype, *, seed=0, h0=True):
@@ -66,8 +65,7 @@ CASES = [(1, 1, 3, 2, 16), (2, 7, 5, 3, 4), (2, 33, 6, 4, 16), (1, 33, 4, 5, 64)
 @pytest.fixture
 def fused(monkeypatch):
     monkeypatch.delenv(ss.NO_EXTENSIONS_ENV, raising=False)
-    if not COMPILER:
-        pytest.skip("no C++ compiler on this machine: the fused kernel cannot be built (its fallback is tested)")
+    skip_without_compiler("the fused selective scan")
     assert ss.extension() is not None, "a C++ compiler is present but the fused selective scan did not build"
 
 
@@ -140,8 +138,8 @@ def test_failed_build_warns_once_and_falls_back(monkeypatch):
 
     monkeypatch.delenv(ss.NO_EXTENSIONS_ENV, raising=False)
     monkeypatch.setattr(ss, "_build", broken_build)
-    monkeypatch.setattr(ss, "_extension", None)
-    monkeypatch.setattr(ss, "_extension_tried", False)
+    monkeypatch.setattr(ss.extension, "module", None)
+    monkeypatch.setattr(ss.extension, "tried", False)
     inputs = make(1, 6, 3, 2, torch.float64)
     with pytest.warns(RuntimeWarning, match="could not be built .*g\\+\\+ not found.*pure-PyTorch") as record:
         y1, _ = selective_scan(*inputs)

@@ -21,65 +21,24 @@ failed build says so once, in a warning). The PyTorch form is the reference it i
 """
 from __future__ import annotations
 
-import os
-import warnings
 from pathlib import Path
 
 import torch
 from torch import Tensor
 
-from .selective_scan import EXTENSIONS_DIR_ENV, NO_EXTENSIONS_ENV
+from ._extensions import NO_EXTENSIONS_ENV, LazyExtension, compile_inline
 
 __all__ = ["bspline_features_backward", "bspline_features_forward", "extension", "usable"]
 
 SOURCE = Path(__file__).with_name("bspline.cpp")
 
-_extension: object | None = None
-_extension_tried = False
-
-
-def _isa_flags() -> list[str]:
-    """AVX2/FMA code where this CPU has them (recorded in the module name, so that a cache shared
-    with other CPUs never hands them an instruction they lack)."""
-    try:
-        info = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return []
-    flags = set(next((line.split(":", 1)[1].split() for line in info.splitlines() if line.startswith("flags")), []))
-    return ["-mavx2", "-mfma"] if {"avx2", "fma"} <= flags else []
-
-
 def _build() -> object:
-    from torch.utils import cpp_extension
-
-    isa = _isa_flags()
-    name = "layerlab_bspline" + ("_avx2" if isa else "")
-    base = os.environ.get(EXTENSIONS_DIR_ENV) or Path.home() / ".cache" / "layerlab" / "extensions"
-    directory = Path(base) / f"torch{torch.__version__.replace('+', '_')}" / name
-    directory.mkdir(parents=True, exist_ok=True)
-    return cpp_extension.load_inline(
-        name=name, cpp_sources=[SOURCE.read_text()],
-        functions=["bspline_features_forward", "bspline_features_backward"],
-        extra_cflags=["-O3", "-fopenmp", *isa], extra_ldflags=["-fopenmp"], build_directory=str(directory),
-        verbose=False)
+    return compile_inline("bspline", SOURCE, ["bspline_features_forward", "bspline_features_backward"],
+                          ["-O3", "-fopenmp"])
 
 
-def extension() -> object | None:
-    """The compiled kernel, built on first use; None where it is switched off or cannot be built."""
-    global _extension, _extension_tried
-    if os.environ.get(NO_EXTENSIONS_ENV, "") not in ("", "0"):
-        return None
-    if not _extension_tried:
-        _extension_tried = True
-        try:
-            _extension = _build()
-        except Exception as err:  # no compiler, no ninja, a failed build: the PyTorch form serves
-            first = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
-            warnings.warn(f"layerlab: the fused B-spline kernel could not be built ({first}); using the "
-                          f"pure-PyTorch form (slower; set {NO_EXTENSIONS_ENV}=1 to silence this)",
-                          RuntimeWarning, stacklevel=3)
-            _extension = None
-    return _extension
+# ``extension()``: the compiled kernel, built on first use; None where it is switched off or cannot be built.
+extension = LazyExtension(lambda: _build(), what="the fused B-spline kernel", fallback="pure-PyTorch form")
 
 
 def usable(x: Tensor) -> bool:

@@ -37,18 +37,15 @@ Forms (``mode``):
 from __future__ import annotations
 
 import math
-import os
-import warnings
 from pathlib import Path
 
 import torch
 from torch import Tensor
 
 from ..errors import ConfigError, ShapeError
+from ._extensions import EXTENSIONS_DIR_ENV, NO_EXTENSIONS_ENV, LazyExtension, compile_inline  # noqa: F401  (the switches, re-exported)
 
 MODES = ("fused", "chunk", "recurrent")
-NO_EXTENSIONS_ENV = "LAYERLAB_NO_EXTENSIONS"
-EXTENSIONS_DIR_ENV = "LAYERLAB_EXTENSIONS_DIR"
 SOURCE = Path(__file__).with_name("selective_scan.cpp")
 # tokens per checkpoint of the fused backward (measured at B 64, L 128, D 96, N 16 on 2 cores:
 # see benchmarks/mixers.py --selective-scan)
@@ -138,61 +135,17 @@ def selective_scan_chunk(delta: Tensor, A: Tensor, B: Tensor, C: Tensor, x: Tens
 
 # --- the compiled kernel -------------------------------------------------------------------
 
-_extension: object | None = None
-_extension_tried = False
-
-
-def _extensions_dir() -> Path:
-    base = os.environ.get(EXTENSIONS_DIR_ENV) or Path.home() / ".cache" / "layerlab" / "extensions"
-    tag = f"torch{torch.__version__.replace('+', '_')}"
-    return Path(base) / tag
-
-
-def _cpu_flags() -> list[str]:
-    """AVX2/FMA code where this CPU has them (the module name records it, so a cache directory
-    shared by other CPUs never hands them an instruction they lack)."""
-    try:
-        info = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return []
-    flags = set(next((line.split(":", 1)[1].split() for line in info.splitlines() if line.startswith("flags")), []))
-    return ["-mavx2", "-mfma"] if {"avx2", "fma"} <= flags else []
-
-
 def _build() -> object:
-    from torch.utils import cpp_extension
-
-    isa = _cpu_flags()
-    name = "layerlab_selective_scan" + ("_avx2" if isa else "")
-    directory = _extensions_dir() / name
-    directory.mkdir(parents=True, exist_ok=True)
     # -ffast-math lets g++ call glibc's vector exp (libmvec, <= 4 ulp; 3.4x faster forward,
     # measured) and reorder the sums over n. At compile time only: linked with it, GCC < 13
     # would make every process that loads the library flush denormals to zero.
-    cflags = ["-O3", "-fopenmp", "-ffast-math", *isa]
-    return cpp_extension.load_inline(
-        name=name, cpp_sources=[SOURCE.read_text()],
-        functions=["selective_scan_forward", "selective_scan_backward", "linear_recurrence_forward",
-                   "linear_recurrence_backward"],
-        extra_cflags=cflags, extra_ldflags=["-fopenmp"], build_directory=str(directory), verbose=False)
+    return compile_inline("selective_scan", SOURCE,
+                          ["selective_scan_forward", "selective_scan_backward", "linear_recurrence_forward",
+                           "linear_recurrence_backward"], ["-O3", "-fopenmp", "-ffast-math"])
 
 
-def extension() -> object | None:
-    """The compiled kernel, built on first use; None where it is switched off or cannot be built."""
-    global _extension, _extension_tried
-    if os.environ.get(NO_EXTENSIONS_ENV, "") not in ("", "0"):
-        return None
-    if not _extension_tried:
-        _extension_tried = True
-        try:
-            _extension = _build()
-        except Exception as err:  # no compiler, no ninja, a failed build: the PyTorch form serves
-            first = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
-            warnings.warn(f"layerlab: the fused selective scan could not be built ({first}); using the "
-                          f"pure-PyTorch chunked form (slower; set {NO_EXTENSIONS_ENV}=1 to silence this)",
-                          RuntimeWarning, stacklevel=3)
-            _extension = None
-    return _extension
+# ``extension()``: the compiled kernel, built on first use; None where it is switched off or cannot be built.
+extension = LazyExtension(lambda: _build(), what="the fused selective scan", fallback="pure-PyTorch chunked form")
 
 
 def _groups(batch: int, channels: int) -> int:
