@@ -33,7 +33,7 @@ run: install
 	$(BIN)/layerlab report && exit $$status
 
 test: install-test browser
-	$(BIN)/python -m pytest -q
+	LAYERLAB_REQUIRE_EXTENSIONS=1 $(BIN)/python -m pytest -q
 
 # The report's test renders it in headless Chromium from Debian's packages (CI runs as root).
 # Where it cannot be installed, that test fails and says how to install it; the others still run.

@@ -23,3 +23,18 @@ def shakespeare_path() -> Path:
             pytrace=False,
         )
     return SHAKESPEARE
+
+
+def skip_without_compiler(what: str) -> None:
+    """Skip a test of a compiled kernel where this machine has no C++ compiler (its PyTorch fallback
+    is tested either way); with LAYERLAB_REQUIRE_EXTENSIONS=1 (set by `make test`, so CI runs every
+    kernel test) a missing compiler is a failure instead."""
+    import os
+    import shutil
+
+    if shutil.which("c++") is not None or shutil.which("g++") is not None:
+        return
+    message = f"no C++ compiler on this machine: {what} cannot be built (its fallback is tested)"
+    if os.environ.get("LAYERLAB_REQUIRE_EXTENSIONS", "") not in ("", "0"):
+        pytest.fail(message + "; LAYERLAB_REQUIRE_EXTENSIONS=1 requires it")
+    pytest.skip(message)

@@ -2,7 +2,6 @@
 and complex (outputs and the gradients of a, b, h0), gradcheck and gradgradcheck, the fallback."""
 from __future__ import annotations
 
-import shutil
 
 import pytest
 import torch
@@ -10,10 +9,10 @@ import torch
 from layerlab.errors import ConfigError, ShapeError
 from layerlab.kernels import selective_scan as ext
 from layerlab.kernels.linear_recurrence import linear_recurrence
+from tests.conftest import skip_without_compiler
 
 from .helpers import TOL
 
-COMPILER = shutil.which("c++") is not None or shutil.which("g++") is not None
 DTYPES = [torch.float64, torch.complex128, torch.float32, torch.complex64]
 TOLERANCE = {**TOL, torch.complex128: TOL[torch.float64], torch.complex64: TOL[torch.float32]}
 # (B, L, ...): length 1, trailing dims flattened, more columns than one block of 64 (130)
@@ -45,8 +44,7 @@ def run(inputs, mode):
 @pytest.fixture
 def fused(monkeypatch):
     monkeypatch.delenv(ext.NO_EXTENSIONS_ENV, raising=False)
-    if not COMPILER:
-        pytest.skip("no C++ compiler on this machine: the fused kernel cannot be built (its fallback is tested)")
+    skip_without_compiler("the fused linear recurrence")
     assert ext.extension() is not None, "a C++ compiler is present but the fused kernel did not build"
 
 

@@ -338,6 +338,7 @@ def test_kan_fast_form_equals_reference_form(spline_order, dtype, tol):
 
 from layerlab.blocks.channels import kan as kan_module  # noqa: E402
 from layerlab.kernels import bspline as bspline_kernel  # noqa: E402
+from tests.conftest import skip_without_compiler  # noqa: E402
 
 COMPILER = shutil.which("c++") is not None or shutil.which("g++") is not None
 
@@ -347,8 +348,7 @@ def uniform_form(request, monkeypatch):
     """The closed form on uniform knots by the C++ kernel, or by PyTorch ops (LAYERLAB_NO_EXTENSIONS=1)."""
     if request.param == "fused":
         monkeypatch.delenv(bspline_kernel.NO_EXTENSIONS_ENV, raising=False)
-        if not COMPILER:
-            pytest.skip("no C++ compiler on this machine: the fused kernel cannot be built (its fallback is tested)")
+        skip_without_compiler("the B-spline kernel")
         assert bspline_kernel.extension() is not None, "a C++ compiler is present but the B-spline kernel did not build"
     else:
         monkeypatch.setenv(bspline_kernel.NO_EXTENSIONS_ENV, "1")
