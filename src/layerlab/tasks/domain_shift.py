@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..errors import ConfigError
-from .base import Batch, Task, split_generator
+from .base import Batch, split_generator
 from .digits import Digits, _load_digits
 from .registry import register_task
 
@@ -57,7 +57,7 @@ def _target_images(rotation: float, shift: int, invert: bool) -> Tensor:
 
 @register_task("domain_shift")
 @dataclass
-class DomainShift(Task):
+class DomainShift(Digits):
     r"""Unsupervised domain adaptation on scikit-learn's 8x8 digits: source = the images as they
     are, target = the same kind of images transformed (rotated by ``rotation`` degrees, shifted by
     ``shift`` pixels, inverted if ``invert``; ``transform_images``).
@@ -91,21 +91,8 @@ class DomainShift(Task):
     invert: bool = False
     data_seed: int = 0
 
-    @property
-    def input_dim(self) -> int:
-        return 64
-
-    @property
-    def n_outputs(self) -> int:
-        return 10
-
-    @property
-    def chance(self) -> float:
-        return 0.1
-
     def validate(self) -> None:
-        if not 0 <= self.data_seed < 2**32:
-            raise ConfigError(f"task {self.name!r}: data_seed must be in [0, 2**32), got {self.data_seed}")
+        super().validate()  # data_seed
         if not math.isfinite(self.rotation) or abs(self.rotation) > 180:
             raise ConfigError(f"task {self.name!r}: rotation must be degrees in [-180, 180], got {self.rotation}")
         if not 0 <= self.shift <= 4:
@@ -119,10 +106,10 @@ class DomainShift(Task):
         """Row indices (into the 1797 images) of "source" / "target" (the two halves of the training
         rows), "val" or "test"."""
         if role in ("val", "test"):
-            return Digits(data_seed=self.data_seed).split_indices(role)
+            return self.split_indices(role)
         if role not in ("source", "target"):
             raise ConfigError(f"task {self.name!r}: no role {role!r}; roles: source, target, val, test")
-        train = Digits(data_seed=self.data_seed).split_indices("train")
+        train = self.split_indices("train")
         order = torch.randperm(len(train), generator=split_generator(self.name, "halves", self.data_seed))
         half = len(train) // 2
         return train[order[:half]] if role == "source" else train[order[half:]]

@@ -15,7 +15,7 @@ import torch
 from torch import Tensor
 
 from ..errors import ConfigError
-from .base import Batch, Task
+from .base import Batch
 from .digits import Digits, _load_digits
 from .registry import register_task
 
@@ -50,7 +50,7 @@ def advance(generator: torch.Generator) -> int:
 
 @register_task("permuted_digits")
 @dataclass
-class PermutedDigits(Task):
+class PermutedDigits(Digits):
     r"""A sequence of ``phases`` digit-classification tasks; phase k relabels every digit y as
     π_k(y), with π_k a random permutation of the ten classes (π_0 the identity), and lasts
     ``phase_steps`` (K) training batches. Training batch number t (0-based) belongs to phase
@@ -85,18 +85,6 @@ class PermutedDigits(Task):
     data_seed: int = 0
 
     @property
-    def input_dim(self) -> int:
-        return 64
-
-    @property
-    def n_outputs(self) -> int:
-        return 10
-
-    @property
-    def chance(self) -> float:
-        return 0.1
-
-    @property
     def eval_splits(self) -> tuple[str, ...]:
         return ("val", "test", "val@first", "test@first")
 
@@ -106,8 +94,7 @@ class PermutedDigits(Task):
         return self.phases * self.phase_steps
 
     def validate(self) -> None:
-        if not 0 <= self.data_seed < 2**32:
-            raise ConfigError(f"task {self.name!r}: data_seed must be in [0, 2**32), got {self.data_seed}")
+        super().validate()  # data_seed
         if self.phases < 1:
             raise ConfigError(f"task {self.name!r}: phases must be >= 1, got {self.phases}")
         if not 1 <= self.phase_steps <= _COUNT_MASK:
@@ -133,7 +120,7 @@ class PermutedDigits(Task):
 
     def train_batch(self, batch_size: int, generator: torch.Generator) -> Batch:
         phase = self.phase_of(advance(generator))
-        train = Digits(data_seed=self.data_seed).split_indices("train")
+        train = self.split_indices("train")
         if batch_size <= 0:
             return self._rows(train, phase)
         return self._rows(train[torch.randint(0, len(train), (batch_size,), generator=generator)], phase)
@@ -141,7 +128,7 @@ class PermutedDigits(Task):
     def _make_eval_set(self, split: str) -> Batch:
         base, _, which = split.partition("@")
         phase = 0 if which == "first" else self.phases - 1
-        return self._rows(Digits(data_seed=self.data_seed).split_indices(base), phase)
+        return self._rows(self.split_indices(base), phase)
 
     def oracle(self, batch: Batch) -> Tensor:
         raise NotImplementedError("permuted_digits is learned from digits: it has no oracle")
