@@ -38,3 +38,26 @@ def skip_without_compiler(what: str) -> None:
     if os.environ.get("LAYERLAB_REQUIRE_EXTENSIONS", "") not in ("", "0"):
         pytest.fail(message + "; LAYERLAB_REQUIRE_EXTENSIONS=1 requires it")
     pytest.skip(message)
+
+
+def kill_and_resume(spec, checkpoint: Path, *, kill_at: int):
+    """Train `spec` with checkpoints at `checkpoint`, kill it (an exception from the progress
+    callback) when it reports step `kill_at`, then resume it to the end into the same recorder.
+    Returns the recorder (both attempts) and the checkpoint the kill left behind."""
+    import torch
+
+    from layerlab.train import MemoryRecorder, Trainer
+
+    class Killed(Exception):
+        pass
+
+    def die(step, total):
+        if step == kill_at:
+            raise Killed
+
+    rec = MemoryRecorder()
+    with pytest.raises(Killed):
+        Trainer(spec, recorder=rec, checkpoint_path=checkpoint, on_progress=die).fit()
+    saved = torch.load(checkpoint, weights_only=False)
+    Trainer(spec, recorder=rec, checkpoint_path=checkpoint).fit()
+    return rec, saved

@@ -11,6 +11,7 @@ from layerlab.methods.base import RunContext, method_seed
 from layerlab.spec import MethodSpec, ModelSpec, OptimSpec, RunSpec, TaskSpec, TrainSpec
 from layerlab.tasks.base import Batch
 from layerlab.train import MemoryRecorder, Trainer
+from tests.conftest import kill_and_resume
 
 
 def run_context(input_kind="vector", seed=0):
@@ -150,19 +151,7 @@ def test_resume_after_a_kill_gives_an_identical_loss_curve(tmp_path):
     ref = MemoryRecorder()
     result = Trainer(spec, recorder=ref).fit()
     assert result.status == "done" and result.results["test"]["accuracy"] > 0.5
-    ckpt, rec = tmp_path / "run.pt", MemoryRecorder()
-
-    class Killed(Exception):
-        pass
-
-    def die_at_47(step, total):
-        if step == 47:
-            raise Killed
-
-    with pytest.raises(Killed):
-        Trainer(spec, recorder=rec, checkpoint_path=ckpt, on_progress=die_at_47).fit()
-    saved = torch.load(ckpt, weights_only=False)
+    rec, saved = kill_and_resume(spec, tmp_path / "run.pt", kill_at=47)
     assert saved["step"] == 40 and "policy" in saved["methods"][0] and "discriminator" in saved["methods"][0]
-    Trainer(spec, recorder=rec, checkpoint_path=ckpt).fit()
     assert losses(rec) == losses(ref)
     assert [s for s, _ in rec.series("train", "loss")] == list(range(1, 61))

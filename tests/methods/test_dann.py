@@ -14,6 +14,7 @@ from layerlab.tasks import domain_shift
 from layerlab.tasks.base import Batch
 from layerlab.train import Trainer
 from layerlab.train.recorder import MemoryRecorder
+from tests.conftest import kill_and_resume
 
 
 def run_context(steps=100, input_kind="vector"):
@@ -165,15 +166,5 @@ def test_dann_run_changes_training_and_resumes_after_a_kill(tmp_path):
     Trainer(dann_spec(), recorder=ref).fit()
     assert losses(ref) != losses(plain)  # the domain loss is added and trained
 
-    class Killed(Exception):
-        pass
-
-    def die_at_27(step, total):
-        if step == 27:
-            raise Killed
-
-    ckpt, rec = tmp_path / "run.pt", MemoryRecorder()
-    with pytest.raises(Killed):
-        Trainer(dann_spec(), recorder=rec, checkpoint_path=ckpt, on_progress=die_at_27).fit()
-    Trainer(dann_spec(), recorder=rec, checkpoint_path=ckpt).fit()
+    rec, _ = kill_and_resume(dann_spec(), tmp_path / "run.pt", kill_at=27)
     assert losses(rec) == losses(ref)

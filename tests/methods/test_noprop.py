@@ -15,6 +15,7 @@ from layerlab.spec import MethodSpec, ModelSpec, OptimSpec, RunSpec, TaskSpec, T
 from layerlab.tasks import build_task
 from layerlab.tasks.base import Batch
 from layerlab.train import MemoryRecorder, Trainer
+from tests.conftest import kill_and_resume
 
 
 def noprop(T=4, d=8, seed=0, dtype=torch.float64):
@@ -150,17 +151,6 @@ def test_noprop_learns_digits_and_resumes_after_a_kill_identically(tmp_path):
     ref = MemoryRecorder()
     result = Trainer(spec(), recorder=ref).fit()
     assert result.results["test"]["accuracy"] > 0.25  # chance 0.1; 60 steps only (0.34 when written)
-    ckpt, rec = tmp_path / "run.pt", MemoryRecorder()
-
-    class Killed(Exception):
-        pass
-
-    def die_at_47(step, total):
-        if step == 47:
-            raise Killed
-
-    with pytest.raises(Killed):
-        Trainer(spec(), recorder=rec, checkpoint_path=ckpt, on_progress=die_at_47).fit()
-    Trainer(spec(), recorder=rec, checkpoint_path=ckpt).fit()
+    rec, _ = kill_and_resume(spec(), tmp_path / "run.pt", kill_at=47)
     assert losses(rec) == losses(ref)
     assert [s for s, _ in rec.series("train", "loss")] == list(range(1, 61))

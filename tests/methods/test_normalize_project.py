@@ -12,6 +12,7 @@ from layerlab.spec import MethodSpec, ModelSpec, OptimSpec, RunSpec, TaskSpec, T
 from layerlab.tasks import build_task
 from layerlab.train import Trainer
 from layerlab.train.recorder import MemoryRecorder
+from tests.conftest import kill_and_resume
 
 MODEL = ModelSpec(backbone="classifier", channel="mlp", d_model=16, n_layers=2)
 
@@ -130,15 +131,5 @@ def test_composes_with_another_method_and_resumes_after_a_kill(tmp_path):
     for w, n0 in zip(nap.weights, nap.norms):  # and the projection held, after the noisy steps
         assert abs(torch.linalg.vector_norm(w.detach()).item() - n0.item()) <= 1e-12 * n0.item()
 
-    class Killed(Exception):
-        pass
-
-    def die_at_37(step, total):  # between checkpoints (every 10 steps), in phase 2 of 4
-        if step == 37:
-            raise Killed
-
-    ckpt, rec = tmp_path / "run.pt", MemoryRecorder()
-    with pytest.raises(Killed):
-        Trainer(nap_spec(both), recorder=rec, checkpoint_path=ckpt, on_progress=die_at_37).fit()
-    Trainer(nap_spec(both), recorder=rec, checkpoint_path=ckpt).fit()
+    rec, _ = kill_and_resume(nap_spec(both), tmp_path / "run.pt", kill_at=37)  # between checkpoints (every 10 steps), in phase 2 of 4
     assert losses(rec) == losses(ref)

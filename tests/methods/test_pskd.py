@@ -14,6 +14,7 @@ from layerlab.methods.pskd import PSKD, alpha_at
 from layerlab.spec import MethodSpec, ModelSpec, OptimSpec, RunSpec, TaskSpec, TrainSpec
 from layerlab.tasks.base import Batch
 from layerlab.train import MemoryRecorder, Trainer
+from tests.conftest import kill_and_resume
 
 
 def run_context(steps=100, input_kind="vector"):
@@ -153,18 +154,7 @@ def test_resume_after_a_kill_gives_an_identical_loss_curve(tmp_path):
     Trainer(dataclasses.replace(spec, methods=()), recorder=plain).fit()
     assert losses(ref)[:7] == pytest.approx(losses(plain)[:7], rel=1e-6)  # epoch 1: the one-hot targets
     assert losses(ref)[10:] != pytest.approx(losses(plain)[10:], rel=1e-3)  # then the method changes training
-    ckpt, rec = tmp_path / "run.pt", MemoryRecorder()
-
-    class Killed(Exception):
-        pass
-
-    def die_at_47(step, total):
-        if step == 47:
-            raise Killed
-
-    with pytest.raises(Killed):
-        Trainer(spec, recorder=rec, checkpoint_path=ckpt, on_progress=die_at_47).fit()
-    assert torch.load(ckpt, weights_only=False)["step"] == 40
-    Trainer(spec, recorder=rec, checkpoint_path=ckpt).fit()
+    rec, saved = kill_and_resume(spec, tmp_path / "run.pt", kill_at=47)
+    assert saved["step"] == 40
     assert losses(rec) == losses(ref)
     assert [s for s, _ in rec.series("train", "loss")] == list(range(1, 61))

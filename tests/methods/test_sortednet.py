@@ -12,6 +12,7 @@ from layerlab.models import Classifier
 from layerlab.spec import MethodSpec, ModelSpec, OptimSpec, RunSpec, TaskSpec, TrainSpec
 from layerlab.tasks.base import Batch
 from layerlab.train import MemoryRecorder, Trainer
+from tests.conftest import kill_and_resume
 
 
 def spec(channel="mlp", d=8, hidden=12, layers=2, **options):
@@ -168,19 +169,8 @@ def test_sortednet_trains_through_the_trainer_and_resumes_after_a_kill_identical
     ref, _ = fit(spec)
     plain, _ = fit(digits_spec())
     assert losses(ref) != losses(plain)
-    ckpt, rec = tmp_path / "run.pt", MemoryRecorder()
-
-    class Killed(Exception):
-        pass
-
-    def die_at_47(step, total):
-        if step == 47:
-            raise Killed
-
-    with pytest.raises(Killed):
-        Trainer(spec, recorder=rec, checkpoint_path=ckpt, on_progress=die_at_47).fit()
-    assert torch.load(ckpt, weights_only=False)["step"] == 40
-    Trainer(spec, recorder=rec, checkpoint_path=ckpt).fit()
+    rec, saved = kill_and_resume(spec, tmp_path / "run.pt", kill_at=47)
+    assert saved["step"] == 40
     assert losses(rec) == losses(ref)
     assert [s for s, _ in rec.series("train", "loss")] == list(range(1, 61))
 

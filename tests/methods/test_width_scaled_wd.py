@@ -12,6 +12,7 @@ from layerlab.models import Classifier
 from layerlab.spec import MethodSpec, ModelSpec, OptimSpec, RunSpec, TaskSpec, TrainSpec
 from layerlab.train import MemoryRecorder, Trainer
 from layerlab.train.optim import build_optimizer
+from tests.conftest import kill_and_resume
 
 
 def _classifier(d):
@@ -85,18 +86,7 @@ def resumes_identically(spec, tmp_path):
     """Train `spec` straight, and killed at step 47 then resumed (checkpoint at 40): the curves agree."""
     ref = MemoryRecorder()
     Trainer(spec, recorder=ref).fit()
-    ckpt, rec = tmp_path / "run.pt", MemoryRecorder()
-
-    class Killed(Exception):
-        pass
-
-    def die_at_47(step, total):
-        if step == 47:
-            raise Killed
-
-    with pytest.raises(Killed):
-        Trainer(spec, recorder=rec, checkpoint_path=ckpt, on_progress=die_at_47).fit()
-    Trainer(spec, recorder=rec, checkpoint_path=ckpt).fit()
+    rec, _ = kill_and_resume(spec, tmp_path / "run.pt", kill_at=47)
     curve = [v for _, v in ref.series("train", "loss")]
     assert [v for _, v in rec.series("train", "loss")] == curve and len(curve) == 60
     return curve

@@ -8,6 +8,7 @@ from layerlab.errors import ConfigError, UnknownNameError
 from layerlab.spec import ModelSpec, OptimSpec, ProbeSpec, RunSpec, TaskSpec, TrainSpec
 from layerlab.train import MemoryRecorder, Trainer
 from layerlab.train.optim import lr_at
+from tests.conftest import kill_and_resume
 
 
 def digits_spec(**train) -> RunSpec:
@@ -96,20 +97,8 @@ def test_resume_from_periodic_checkpoint_after_kill(tmp_path):
     """A process killed between checkpoints resumes from the last one and logs each step once."""
     ref = MemoryRecorder()
     Trainer(digits_spec(), recorder=ref).fit()
-    ckpt = tmp_path / "run.pt"
-    rec = MemoryRecorder()
-
-    class Killed(Exception):
-        pass
-
-    def die_at_47(step, total):
-        if step == 47:
-            raise Killed
-
-    with pytest.raises(Killed):
-        Trainer(digits_spec(), recorder=rec, checkpoint_path=ckpt, on_progress=die_at_47).fit()
-    assert torch.load(ckpt, weights_only=False)["step"] == 40  # eval_every = 20 -> checkpoints at 20, 40
-    Trainer(digits_spec(), recorder=rec, checkpoint_path=ckpt).fit()
+    rec, saved = kill_and_resume(digits_spec(), tmp_path / "run.pt", kill_at=47)
+    assert saved["step"] == 40  # eval_every = 20 -> checkpoints at 20, 40
     assert losses(rec) == losses(ref)
 
 
@@ -254,19 +243,8 @@ def test_run_with_methods_resumes_after_a_kill_with_an_identical_loss_curve(tmp_
     ref = MemoryRecorder()
     Trainer(spec, recorder=ref).fit()
     assert losses(ref) != losses_of(digits_spec())  # the methods change training
-    ckpt, rec = tmp_path / "run.pt", MemoryRecorder()
-
-    class Killed(Exception):
-        pass
-
-    def die_at_47(step, total):
-        if step == 47:
-            raise Killed
-
-    with pytest.raises(Killed):
-        Trainer(spec, recorder=rec, checkpoint_path=ckpt, on_progress=die_at_47).fit()
-    assert torch.load(ckpt, weights_only=False)["step"] == 40
-    Trainer(spec, recorder=rec, checkpoint_path=ckpt).fit()
+    rec, saved = kill_and_resume(spec, tmp_path / "run.pt", kill_at=47)
+    assert saved["step"] == 40
     assert losses(rec) == losses(ref)
     assert [s for s, _ in rec.series("train", "loss")] == list(range(1, 61))
 

@@ -26,7 +26,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from ._extensions import NO_EXTENSIONS_ENV, LazyExtension, compile_inline
+from ._extensions import NO_EXTENSIONS_ENV, LazyExtension, compile_inline  # noqa: F401  (the switch, re-exported)
 
 __all__ = ["bspline_features_backward", "bspline_features_forward", "extension", "usable"]
 
