@@ -12,7 +12,8 @@ Every instrument is side-effect free (see ``side_effect_free``): training with i
 bit-identical losses to training without it.
 """
 from . import collapse, dynamics, hessian, krylov, landscape, ntk, probes, similarity, spectra, theory
+from . import curvature  # curvature helper (issue 17): Hessian diagonal, Gauss-Newton/residual operators, edge of stability
 from ._util import LossFn, side_effect_free
 
-__all__ = ["LossFn", "collapse", "dynamics", "hessian", "krylov", "landscape", "ntk", "probes",
+__all__ = ["LossFn", "collapse", "curvature", "dynamics", "hessian", "krylov", "landscape", "ntk", "probes",
            "side_effect_free", "similarity", "spectra", "theory"]
