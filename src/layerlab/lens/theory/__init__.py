@@ -2,15 +2,18 @@
 
 - ``deep_linear``: Saxe, McClelland & Ganguli 2013 mode trajectories of deep linear networks;
 - ``linear_regression``: Advani & Saxe 2017 error curves of high-dimensional linear regression;
-- ``kernels``: the infinite-width NTK (and NNGP) of a 2-layer ReLU network (arc-cosine kernels).
+- ``kernels``: the infinite-width NTK (and NNGP) of a 2-layer ReLU network (arc-cosine kernels);
+- ``finite_width``: PDLT (Roberts, Yaida & Hanin 2021) kurtosis of preactivations at criticality.
 """
 from .deep_linear import (deep_linear_mode, deep_linear_rise_time, effective_initial_strength,
                           learning_rate_to_tau, mode_strengths)
+from . import finite_width  # theory helper (issue 17)
+from . import eigenlearning, infinite_width  # deep NNGP/NTK, kernel regression, eigenframework (issue 17)
 from .kernels import TwoLayerReLU, arccos_kernel, relu_nngp, relu_ntk
 from .linear_regression import (generalization_error, generalization_error_limit, mp_density, mp_edges,
                                 training_error, training_error_limit)
 
-__all__ = ["TwoLayerReLU", "arccos_kernel", "deep_linear_mode", "deep_linear_rise_time",
+__all__ = ["TwoLayerReLU", "eigenlearning", "finite_width", "infinite_width", "arccos_kernel", "deep_linear_mode", "deep_linear_rise_time",
            "effective_initial_strength", "generalization_error", "generalization_error_limit",
            "learning_rate_to_tau", "mode_strengths", "mp_density", "mp_edges", "relu_nngp", "relu_ntk",
            "training_error", "training_error_limit"]
