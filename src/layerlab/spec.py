@@ -120,6 +120,9 @@ class TrainSpec:
     time_budget_s: float | None = None  # stop once training time exceeds this (not deterministic)
     checkpoint_every: int = 0  # 0: at every evaluation
     dtype: str = "float32"
+    # torch.compile the model (opt-in): same math, kernels fused by TorchInductor; the loss curve
+    # matches eager to float rounding, not bit for bit, so a compiled run is a run of its own
+    compile: bool = False
 
     def __post_init__(self) -> None:
         if self.steps < 1:
@@ -254,6 +257,8 @@ class RunSpec:
             del data["probes"]
         elif not self.probes.stride:  # added later: runs without it keep their identity
             del data["probes"]["stride"]
+        if not self.train.compile:  # added later: uncompiled runs keep their identity
+            del data["train"]["compile"]
         return data
 
     @property

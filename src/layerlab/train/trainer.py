@@ -30,6 +30,7 @@ from ..models import build_model, count_parameters
 from ..spec import RunSpec
 from ..tasks import Task, build_task
 from .checkpoint import CorruptCheckpoint, load_checkpoint, save_checkpoint
+from .compile import compile_model, fall_back_to_eager
 from .footprint import inference_state_size, train_step_memory
 from .optim import build_optimizer, lr_at
 from .recorder import MemoryRecorder, Recorder
@@ -46,6 +47,19 @@ class RunResult:
     stop_reason: str = ""  # "steps", "target", "time budget", "diverged", "interrupted"
     n_params: int = 0
     train_time_s: float = 0.0
+
+
+def close_window(window: list[torch.Tensor], step: int) -> list[tuple[float, int | None]]:
+    """Close a logging window: `window` holds the training loss of each step up to `step` since the last
+    log (scalars, or one loss per seed of a group: shape (K,)). Per run: the window's mean loss and the
+    step of its first non-finite loss (None: all finite). Empties the window."""
+    columns = torch.stack(window).float().cpu().reshape(len(window), -1).T.tolist()
+    window.clear()
+    out = []
+    for values in columns:
+        bad = next((i for i, v in enumerate(values) if not math.isfinite(v)), None)
+        out.append((sum(values) / len(values), None if bad is None else step - len(values) + bad + 1))
+    return out
 
 
 def resolve_device(device: str | torch.device | None) -> torch.device:
@@ -105,6 +119,9 @@ class Trainer:
         result = RunResult(status="done", steps=0, n_params=count_parameters(model))
 
         start, prior_time, finished = self._resume(model, optimizer, data_gen)
+        if tr.compile:
+            compile_model(model)
+        compiling = tr.compile  # until the first compiled step has run
         total = tr.steps
         model.train()
         window: list[torch.Tensor] = []
@@ -137,12 +154,26 @@ class Trainer:
                     batch = type(batch)(batch.inputs.to(self.dtype), batch.targets, batch.mask)
                 batch = methods.transform_batch(batch, step)
             inputs = batch.inputs.to(self.dtype) if batch.inputs.is_floating_point() else batch.inputs
-            outputs = model(inputs)
-            loss = task.loss(outputs, batch)
-            if methods.has_loss:
-                loss = methods.transform_loss(loss, outputs, batch, step)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+
+            def forward_backward() -> torch.Tensor:
+                outputs = model(inputs)
+                loss = task.loss(outputs, batch)
+                if methods.has_loss:
+                    loss = methods.transform_loss(loss, outputs, batch, step)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                return loss
+
+            if compiling:  # the first compiled call generates the kernels, or fails
+                try:
+                    loss = forward_backward()
+                except Exception as e:  # noqa: BLE001 - any compiler failure: train eagerly
+                    fall_back_to_eager(model, e)
+                    self.recorder.event(f"train.compile failed ({type(e).__name__}); trained eagerly")
+                    loss = forward_backward()
+                compiling = False
+            else:
+                loss = forward_backward()
             if clip:  # None or 0: no clipping
                 nn.utils.clip_grad_norm_(model.parameters(), clip)
             if methods.has_gradients:
@@ -154,14 +185,12 @@ class Trainer:
             step += 1
 
             if step % tr.log_every == 0 or step == total:
-                values = torch.stack(window).float().cpu().tolist()
-                window.clear()
-                bad = next((i for i, v in enumerate(values) if not math.isfinite(v)), None)
+                [(mean, bad)] = close_window(window, step)
                 if bad is not None:
-                    result.diverged_step = step - len(values) + bad + 1
+                    result.diverged_step = bad
                     stop_reason = "diverged"
                     break
-                self.recorder.log(step, "train", {"loss": sum(values) / len(values), "lr": lr})
+                self.recorder.log(step, "train", {"loss": mean, "lr": lr})
                 if self.on_progress is not None:
                     self.on_progress(step, total)
 
@@ -173,11 +202,8 @@ class Trainer:
                 if probe:
                     self._probe(probes, step, model, lr, optimizer)
                     self._check_probe_cost(trained)
-                if evaluate:
-                    val = task.evaluate(model, "val", batch_size=tr.eval_batch_size)
-                    self.recorder.log(step, "val", val)
-                    if tr.target is not None and task.reached(val[task.metric], tr.target):
-                        stop_reason = "target"
+                if evaluate and self._validate(model, step):
+                    stop_reason = "target"
                 if tr.time_budget_s is not None and train_time() >= tr.time_budget_s:
                     stop_reason = "time budget"
                 if checkpoint and stop_reason == "steps":
@@ -188,23 +214,40 @@ class Trainer:
         result.steps = step
         result.stop_reason = stop_reason
         result.train_time_s = elapsed = train_time()
-        if stop_reason == "diverged":
+        return self._conclude(result, model, lambda final: self._checkpoint(model, optimizer, data_gen, step,
+                                                                            elapsed, final=final))
+
+    # ------------------------------------------------------------------------------------
+    # Pieces of the loop that SeedGroupTrainer (seed_group.py) shares, one run at a time.
+    def _validate(self, model: nn.Module, step: int) -> bool:
+        """Log the validation metrics at `step`; True once they reach ``train.target``."""
+        tr, task = self.spec.train, self.task
+        val = task.evaluate(model, "val", batch_size=tr.eval_batch_size)
+        self.recorder.log(step, "val", val)
+        return tr.target is not None and task.reached(val[task.metric], tr.target)
+
+    def _conclude(self, result: RunResult, model: nn.Module, save: Callable[[bool], None]) -> RunResult:
+        """The end of a fit (``result`` holds its steps, stop reason and training time): a diverged run
+        says so, an interrupted one is checkpointed, a finished one is evaluated on every split and
+        checkpointed as final (``save(final)`` writes the checkpoint)."""
+        step, elapsed = result.steps, result.train_time_s
+        if result.stop_reason == "diverged":
             result.status = "diverged"
             self.recorder.event(f"diverged: non-finite training loss at step {result.diverged_step}")
-        elif stop_reason == "interrupted":
+        elif result.stop_reason == "interrupted":
             result.status = "interrupted"
-            self._checkpoint(model, optimizer, data_gen, step, elapsed)
+            save(False)
         else:
             result.results = self._final_evaluation(model)
             result.results["train"] = {"steps": float(step), "n_params": float(result.n_params),
                                        "time_per_step_ms": 1000.0 * elapsed / max(step, 1),
                                        **self._footprint(model)}
-            if spec.probes.names:  # what the probes cost, over the whole run (resumes included)
+            if self.spec.probes.names:  # what the probes cost, over the whole run (resumes included)
                 result.results["train"]["probe_time_s"] = self._probe_seconds
                 result.results["train"]["probe_overhead"] = self._probe_seconds / max(elapsed, 1e-9)
                 for name, seconds in self._probe_seconds_by.items():
                     result.results["train"][f"probe_time_s/{name}"] = seconds
-            self._checkpoint(model, optimizer, data_gen, step, elapsed, final=True)
+            save(True)
         self.recorder.flush()
         return result
 
@@ -262,6 +305,16 @@ class Trainer:
                     step: int, train_time: float, final: bool = False) -> None:
         if self.checkpoint_path is None:
             return
+        self._write_checkpoint(model.state_dict(), optimizer.state_dict(), data_gen, step, train_time, final,
+                               torch_rng=torch.get_rng_state(),
+                               cuda_rng=torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None)
+
+    def _write_checkpoint(self, model_state: dict[str, Any], optimizer_state: dict[str, Any],
+                          data_gen: torch.Generator, step: int, train_time: float, final: bool, *,
+                          torch_rng: torch.Tensor, cuda_rng: torch.Tensor | None = None) -> None:
+        """The checkpoint format (one for the Trainer and the seed group), written atomically."""
+        if self.checkpoint_path is None:
+            return
         self.recorder.flush()  # metrics up to `step` are durable before the checkpoint says so
         state: dict[str, Any] = {
             "run_id": self.spec.run_id,
@@ -270,24 +323,39 @@ class Trainer:
             "train_time": train_time,
             "probe_time": self._probe_seconds,
             "probe_times": dict(self._probe_seconds_by),
-            "model": model.state_dict(),
-            "optimizer": optimizer.state_dict(),
+            "model": model_state,
+            "optimizer": optimizer_state,
             "methods": self.methods.state_dict(),
             "data_rng": data_gen.get_state(),
-            "torch_rng": torch.get_rng_state(),
+            "torch_rng": torch_rng,
         }
-        if self.device.type == "cuda":
-            state["cuda_rng"] = torch.cuda.get_rng_state(self.device)
+        if cuda_rng is not None:
+            state["cuda_rng"] = cuda_rng
         save_checkpoint(state, self.checkpoint_path)
 
     def _resume(self, model: nn.Module, optimizer: torch.optim.Optimizer,
                 data_gen: torch.Generator) -> tuple[int, float, bool]:
-        """Load the checkpoint if there is one: (start step, training time so far, finished);
-        the probes' time so far goes to ``_probe_seconds`` (by probe: ``_probe_seconds_by``)."""
+        """Load the checkpoint if there is one: (start step, training time so far, finished)."""
+        state = self._saved_state()
+        if state is None:
+            return 0, 0.0, False
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        self.methods.load_state_dict(state.get("methods", []))
+        data_gen.set_state(state["data_rng"])
+        torch.set_rng_state(state["torch_rng"])
+        if "cuda_rng" in state and self.device.type == "cuda":
+            torch.cuda.set_rng_state(state["cuda_rng"], self.device)
+        return int(state["step"]), float(state["train_time"]), bool(state.get("final"))
+
+    def _saved_state(self) -> dict[str, Any] | None:
+        """The run's checkpoint, or None (no checkpoint; a corrupt one or another run's is noted as an
+        event and deleted, and the run starts from scratch). The recorder forgets what was logged after
+        the checkpoint; the probes' time so far goes to ``_probe_seconds`` (by probe: ``_probe_seconds_by``)."""
         self._probe_seconds, self._probe_seconds_by = 0.0, {}
         self._probe_calls, self._probe_cost_warned = 0, False
         if self.checkpoint_path is None:
-            return 0, 0.0, False
+            return None
         try:
             state = load_checkpoint(self.checkpoint_path)
             if state is not None and state.get("run_id") != self.spec.run_id:
@@ -299,16 +367,9 @@ class Trainer:
             state = None
         if state is None:
             self.recorder.truncate(0)
-            return 0, 0.0, False
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        self.methods.load_state_dict(state.get("methods", []))
-        data_gen.set_state(state["data_rng"])
-        torch.set_rng_state(state["torch_rng"])
-        if "cuda_rng" in state and self.device.type == "cuda":
-            torch.cuda.set_rng_state(state["cuda_rng"], self.device)
+            return None
         self.recorder.truncate(state["step"])
         self.recorder.event(f"resumed from checkpoint at step {state['step']}")
         self._probe_seconds = float(state.get("probe_time", 0.0))
         self._probe_seconds_by = {k: float(v) for k, v in state.get("probe_times", {}).items()}
-        return int(state["step"]), float(state["train_time"]), bool(state.get("final"))
+        return state
