@@ -3,7 +3,8 @@
 Modules: ``spectra`` (weight spectra, power laws, Marchenko–Pastur), ``krylov`` (Lanczos,
 Hutchinson/Hutch++ and SLQ density of any symmetric operator), ``hessian`` (the Hessian as that
 operator: products, eigenvalues, trace, density, edge of stability), ``ntk`` (empirical neural tangent kernel), ``similarity``
-(CKA), ``collapse`` (neural collapse), ``landscape`` (mode connectivity, loss slices),
+(CKA), ``collapse`` (neural collapse), ``landscape`` (mode connectivity, loss slices), ``permutation``
+(weight matching before interpolation),
 ``dynamics`` (gradient/update norms, massive activations, attention entropy, activation
 patterns) and ``theory`` (closed forms they are tested against). ``probes`` attaches them to
 a training run.
@@ -12,8 +13,9 @@ Every instrument is side-effect free (see ``side_effect_free``): training with i
 bit-identical losses to training without it.
 """
 from . import collapse, dynamics, hessian, krylov, landscape, ntk, probes, similarity, spectra, theory
+from . import permutation
 from . import curvature  # curvature helper (issue 17): Hessian diagonal, Gauss-Newton/residual operators, edge of stability
 from ._util import LossFn, side_effect_free
 
-__all__ = ["LossFn", "collapse", "curvature", "dynamics", "hessian", "krylov", "landscape", "ntk", "probes",
+__all__ = ["LossFn", "collapse", "curvature", "dynamics", "hessian", "krylov", "landscape", "ntk", "permutation", "probes",
            "side_effect_free", "similarity", "spectra", "theory"]
