@@ -95,7 +95,9 @@ class LocalMQA(Mixer):
         if mode == "parallel":
             t = torch.arange(L, device=x.device)
             band = (t[None, :] <= t[:, None]) & (t[:, None] - t[None, :] < self.window)
-            o = F.scaled_dot_product_attention(q, k.unsqueeze(1), v.unsqueeze(1), attn_mask=band)
+            # one key/value head for all query heads: enable_gqa lets the kernel share it; a
+            # broadcast (B, 1, L, d_h) key instead sends SDPA to its slower path (2x the step here)
+            o = F.scaled_dot_product_attention(q, k.unsqueeze(1), v.unsqueeze(1), attn_mask=band, enable_gqa=True)
         else:
             wide = wide_dtype(x.dtype)
             outs = []
