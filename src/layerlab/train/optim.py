@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
+from typing import Any
 
 import torch
 from torch import nn
@@ -39,10 +40,10 @@ def no_weight_decay_parameters(model: nn.Module) -> set[int]:
     return skip
 
 
-def build_optimizer(model: nn.Module, spec: OptimSpec) -> torch.optim.Optimizer:
-    """AdamW or SGD with two groups. Weight decay applies to tensors with >= 2 dims (weights,
+def decay_groups(model: nn.Module, spec: OptimSpec) -> list[dict[str, Any]]:
+    """The optimizer's parameter groups: weight decay applies to tensors with >= 2 dims (weights,
     embeddings) except those a block lists in ``no_weight_decay``; biases, gains and the other
-    vectors are never decayed."""
+    vectors are never decayed. Empty groups are left out."""
     skip = no_weight_decay_parameters(model)
     decay, no_decay = [], []
     for p in model.parameters():
@@ -50,10 +51,19 @@ def build_optimizer(model: nn.Module, spec: OptimSpec) -> torch.optim.Optimizer:
             (decay if p.ndim >= 2 and id(p) not in skip else no_decay).append(p)
     groups = [{"params": decay, "weight_decay": spec.weight_decay},
               {"params": no_decay, "weight_decay": 0.0}]
-    groups = [g for g in groups if g["params"]]
+    return [g for g in groups if g["params"]]
+
+
+def optimizer_for(groups: list[dict[str, Any]], spec: OptimSpec) -> torch.optim.Optimizer:
+    """AdamW or SGD over `groups` (``decay_groups``' layout), with the spec's hyperparameters."""
     if spec.name == "adamw":
         return torch.optim.AdamW(groups, lr=spec.lr, betas=tuple(spec.betas), eps=spec.eps)
     return torch.optim.SGD(groups, lr=spec.lr, momentum=spec.momentum, nesterov=spec.nesterov)
+
+
+def build_optimizer(model: nn.Module, spec: OptimSpec) -> torch.optim.Optimizer:
+    """AdamW or SGD with two groups (``decay_groups``)."""
+    return optimizer_for(decay_groups(model, spec), spec)
 
 
 def lr_at(step: int, total_steps: int, spec: OptimSpec) -> float:
