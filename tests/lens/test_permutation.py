@@ -157,12 +157,17 @@ def test_align_to_a_permuted_copy_recovers_the_permutation(kind):
     spec = perm.permutation_spec(model)
     q = perm.random_permutations(spec, generator=torch.Generator().manual_seed(7))
     shuffled = perm.apply_permutation(model, q, spec)
+    state = {n: t.clone() for n, t in shuffled.state_dict().items()}
     aligned, found, info = perm.align(model, shuffled, seed=1)
+    assert all(torch.equal(t, state[n]) for n, t in shuffled.state_dict().items())  # B is left as it was
     for p in spec.sizes:  # aligned[i] = shuffled[found[i]] = model[q[found[i]]] = model[i]
         assert torch.equal(q[p][found[p]], torch.arange(spec.sizes[p]))
     for (n, a), b in zip(model.named_parameters(), aligned.parameters()):
         assert torch.equal(a, b), n
     assert info["converged"] and info["distance_after"] == 0.0 < info["distance_before"]
+    # started at the answer, one sweep changes nothing
+    again, info2 = perm.weight_matching(model, shuffled, init=found)
+    assert info2["sweeps"] == 1 and info2["converged"] and all(torch.equal(again[p], found[p]) for p in found)
     x = torch.randn(32, 7, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
     y = torch.randint(0, 5, (32,), generator=torch.Generator().manual_seed(1))
     loss = lambda m, batch: nn.functional.cross_entropy(m(batch[0]), batch[1])
