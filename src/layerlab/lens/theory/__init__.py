@@ -10,10 +10,11 @@ from .deep_linear import (deep_linear_mode, deep_linear_rise_time, effective_ini
 from . import finite_width  # theory helper (issue 17)
 from . import eigenlearning, infinite_width  # deep NNGP/NTK, kernel regression, eigenframework (issue 17)
 from .kernels import TwoLayerReLU, arccos_kernel, relu_nngp, relu_ntk
+from . import quadratic  # curvature helper (issue 17): neural quadratic models (Zhu et al. 2022)
 from .linear_regression import (generalization_error, generalization_error_limit, mp_density, mp_edges,
                                 training_error, training_error_limit)
 
-__all__ = ["TwoLayerReLU", "eigenlearning", "finite_width", "infinite_width", "arccos_kernel", "deep_linear_mode", "deep_linear_rise_time",
+__all__ = ["TwoLayerReLU", "eigenlearning", "finite_width", "infinite_width", "quadratic", "arccos_kernel", "deep_linear_mode", "deep_linear_rise_time",
            "effective_initial_strength", "generalization_error", "generalization_error_limit",
            "learning_rate_to_tau", "mode_strengths", "mp_density", "mp_edges", "relu_nngp", "relu_ntk",
            "training_error", "training_error_limit"]
