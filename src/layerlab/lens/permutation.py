@@ -30,8 +30,8 @@ stops after the first sweep that changes nothing (or ``max_iter`` sweeps).
 General form. A ``PermutationSpec`` says which permutation acts on each axis of each tensor
 (``axes[name] = (perm or None, ...)``). Every parameter with a permuted axis enters the
 objective, ``Σ_θ <θ^A, π(θ^B)>`` — weights, biases and norm gains alike (the paper's equation
-writes the weights; biases and norm parameters carry the same permutation and enter the same
-way). The linear cost of permutation ``p`` is ``C_p[i, j] = Σ_{(θ, axis) ∋ p} <θ^A[i along axis],
+writes the weights; the authors' released implementation sums over every parameter that carries
+the permutation, as here, and stops at the first sweep without a gain above 1e-12). The linear cost of permutation ``p`` is ``C_p[i, j] = Σ_{(θ, axis) ∋ p} <θ^A[i along axis],
 π_{−p}(θ^B)[j along axis]>`` with ``π_{−p}`` every other permutation applied; then
 ``<θ^A, π(θ^B)>`` summed over those tensors is ``Σ_i C_p[i, p(i)]``. A tensor that carries the same
 permutation on two axes would make this quadratic; ``PermutationSpec`` rejects it.
