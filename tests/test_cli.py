@@ -335,3 +335,37 @@ def test_blocks_show_their_source_file(capsys):
     assert main(["blocks", "--kind", "mixer"]) == 0
     out = said(capsys)
     assert "blocks/mixers/attention.py" in out and "blocks/mixers/mamba.py" in out
+
+
+def test_lens_summary_table_json_csv(tmp_path, capsys):
+    suite = tmp_path / "plain.toml"
+    suite.write_text('name = "plain"\nseeds = [0]\nlr = [3e-3]\n[train]\nsteps = 6\nbatch_size = 32\n'
+                     'eval_every = 6\n[[tasks]]\nname = "digits"\n'
+                     '[[models]]\nlabel = "mlp"\nbackbone = "classifier"\nd_model = 16\nn_layers = 1\n')
+    store = str(tmp_path / "runs")
+    assert main(["run", str(suite), "--store", store]) == 0
+    from layerlab.arena.inspect_run import checkpoint_model
+    from layerlab.arena.store import Store
+    from layerlab.lens.spectra import model_summary
+
+    s = Store(store)
+    rid = s.runs()[0]["run_id"]
+    expected = model_summary(checkpoint_model(s, rid)[2])
+    assert len(expected.layers) >= 2
+    capsys.readouterr()
+    assert main(["lens", rid[:10], "--summary", "--format", "json", "--store", store]) == 0
+    got = json.loads(capsys.readouterr().out)
+    assert got["run_id"] == rid and got["step"] == 6
+    assert [r["name"] for r in got["layers"]] == [r["name"] for r in expected.layers]
+    assert [r["alpha"] for r in got["layers"]] == [r["alpha"] for r in expected.layers]
+    assert got["average"] == expected.average
+    assert main(["lens", rid, "--summary", "--format", "csv", "--store", store]) == 0
+    rows = list(csv.DictReader(capsys.readouterr().out.splitlines()))
+    assert [r["name"] for r in rows] == [r["name"] for r in expected.layers] + ["average"]
+    assert float(rows[-1]["alpha"]) == expected.average["alpha"]
+    assert main(["lens", rid, "--summary", "--randomize", "--store", store]) == 0
+    out = said(capsys)
+    assert "weight spectra" in out and "average" in out and f"{expected.average['alpha']:.4g}" in out
+    assert main(["lens", rid, "--store", store]) == 2
+    assert "give --probe NAMES" in said(capsys)
+    assert main(["lens", rid, "--summary", "--probe", "weights", "--store", store]) == 2

@@ -392,6 +392,12 @@ def cmd_lens(args: argparse.Namespace, console: Console) -> int:
     from .arena.inspect_run import probe_checkpoint
     from .lens.probes import check_probes
 
+    if args.summary:
+        return _lens_summary(args, console)
+    if args.format != "table":
+        raise ConfigError(f"--format {args.format} applies to --summary; probes print a table")
+    if not args.probe:
+        raise ConfigError("give --probe NAMES (e.g. hessian,spectra) or --summary (the weight-spectra table)")
     names = tuple(n.strip() for n in args.probe.split(",") if n.strip())
     if not names:
         raise ConfigError(f"--probe {args.probe!r} names no probe: give comma-separated names, e.g. hessian,spectra")
@@ -425,6 +431,43 @@ def cmd_lens(args: argparse.Namespace, console: Console) -> int:
     console.print(t)
     if out.arrays:
         _say(console, f"{len(out.arrays)} arrays stored under {store.artifact_dir(run_id)}/{step}/")
+    return 0
+
+
+def _lens_summary(args: argparse.Namespace, console: Console) -> int:
+    """`layerlab lens RUN_ID --summary`: WeightWatcher's analyze() table of the checkpoint's weights."""
+    from .arena.inspect_run import checkpoint_model
+    from .lens.spectra import model_summary
+
+    if args.probe or args.option:
+        raise ConfigError("--summary prints the weight-spectra table; run --probe/--option separately")
+    _check_device(args.device)
+    store = _existing_store(args)
+    run_id = _find_run(store, args.run_id, args.store)["run_id"]
+    state, _, model = checkpoint_model(store, run_id, args.device)
+    summary = model_summary(model, method=args.fit, fix_fingers=args.fix_fingers, randomize=args.randomize)
+    if args.format == "json":
+        print(json.dumps({"run_id": run_id, "step": int(state["step"]), "layers": summary.layers,
+                          "average": summary.average}, indent=1))
+        return 0
+    keys = list(dict.fromkeys(k for row in summary.layers for k in row))
+    if args.format == "csv":
+        writer = csv.DictWriter(sys.stdout, fieldnames=keys, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(summary.layers)
+        writer.writerow({"name": "average", **summary.average})
+        return 0
+    keys = [k for k in ("name", "N", "M", "alpha", "ks_distance", "log_norm", "log_spectral_norm", "alpha_weighted",
+                        "log_alpha_norm", "stable_rank", "n_fingers", "num_traps", "warning") if k in keys]
+    t = Table(title=escape(f"run {run_id} at step {state['step']}: weight spectra ({args.fit} fit; all columns: "
+                           "--format json or csv)"), title_justify="left")
+    for k in keys:
+        t.add_column(k, justify="left" if k in ("name", "warning") else "right", overflow="fold")
+    fmt = lambda v: f"{v:.4g}" if isinstance(v, float) else str(v)  # noqa: E731
+    for row in summary.layers:
+        t.add_row(*(escape(fmt(row.get(k, ""))) for k in keys))
+    t.add_row(*("average" if k == "name" else fmt(summary.average[k]) if k in summary.average else "" for k in keys))
+    console.print(t)
     return 0
 
 
@@ -658,7 +701,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(fn=cmd_show)
     ln = with_store(sub.add_parser("lens", help="run instruments (probes) on a stored run's checkpoint"))
     ln.add_argument("run_id", help="a run id or a unique prefix of one")
-    ln.add_argument("--probe", required=True, help="comma-separated probe names, e.g. hessian,spectra")
+    ln.add_argument("--probe", help="comma-separated probe names, e.g. hessian,spectra")
+    ln.add_argument("--summary", action="store_true",
+                    help="instead of probes: the weight-spectra table per layer and averaged (WeightWatcher's analyze())")
+    ln.add_argument("--format", choices=("table", "json", "csv"), default="table", help="--summary's output")
+    ln.add_argument("--fit", choices=("weightwatcher", "csn"), default="weightwatcher",
+                    help="--summary's power-law fit (lens.spectra.power_law's method)")
+    ln.add_argument("--fix-fingers", choices=("clip_xmax", "xmin_peak"), help="--summary: WeightWatcher's fix_fingers")
+    ln.add_argument("--randomize", action="store_true", help="--summary: count correlation traps (num_traps)")
     ln.add_argument("--option", action="append", help="probe option PROBE.OPTION=VALUE (repeatable), e.g. hessian.k=3")
     ln.add_argument("--batch-size", type=int, default=256, help="validation examples the probes look at")
     ln.add_argument("--device", default="cpu")

@@ -196,3 +196,78 @@ def test_quality_metrics_against_hand_computation():
                                                 rel=1e-12)
     with pytest.raises(ShapeError, match="ESD"):
         S.quality_metrics([0.0, 0.0], alpha=2.0)
+
+
+# --------------------------------------------------------------------------------------------
+# Correlation traps
+
+
+def test_correlation_traps_gaussian_none_planted_entry_one():
+    w = torch.randn(300, 150, generator=_gen(8), dtype=torch.float64)
+    clean = S.correlation_traps(w, generator=_gen(9))
+    assert clean.n_traps == 0 and clean.replicas == 1
+    assert clean.mp.sigma2 == pytest.approx(1.0, rel=0.05)  # the shuffled bulk is MP with the entries' variance
+    assert clean.eigenvalues.max() < clean.threshold
+    # the margin: λ+ + sqrt(σ² s_TW), by hand
+    q, m, s2 = 2.0, 150, clean.mp.sigma2
+    s_tw = s2 * (1 + q ** -0.5) ** (4 / 3) / (q ** 0.5 * m ** (2 / 3))
+    assert clean.threshold == pytest.approx(s2 * (1 + q ** -0.5) ** 2 + math.sqrt(s2 * s_tw), rel=1e-12)
+    w[3, 5] = 60.0  # one large entry: an eigenvalue near 60² / 300 = 12 whatever the shuffle
+    trapped = S.correlation_traps(w, generator=_gen(9))
+    assert trapped.n_traps == 1
+    assert trapped.eigenvalues.max() == pytest.approx(3600 / 300, rel=0.15)
+    # a small matrix gets 5 replicas; the count is per replica; the global RNG is not used
+    small = torch.randn(40, 20, generator=_gen(10), dtype=torch.float64)
+    small[0, 0] = 40.0
+    state = torch.get_rng_state()
+    few = S.correlation_traps(small)
+    assert torch.equal(state, torch.get_rng_state())
+    assert few.replicas == 5 and few.eigenvalues.numel() == 100 and few.n_traps == 1
+    with pytest.raises(ConfigError, match="replicas"):
+        S.correlation_traps(small, replicas=0)
+
+
+# --------------------------------------------------------------------------------------------
+# Whole-model summary
+
+
+class _Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(4, 8, 3)
+        self.fc1 = nn.Linear(64, 96)
+        self.fc2 = nn.Linear(96, 5)  # 5 eigenvalues < min_evals = 8: skipped
+        self.norm = nn.LayerNorm(96)  # 1-D: skipped
+
+
+def conv_traps(model: nn.Module) -> float:
+    return S.correlation_traps(model.conv.weight.detach()).n_traps
+
+
+def test_model_summary_rows_and_average():
+    torch.manual_seed(0)
+    model = _Net().double()
+    model.train()
+    summary = S.model_summary(model, randomize=True, fix_fingers="clip_xmax")
+    assert model.training  # side-effect free
+    assert [r["name"] for r in summary.layers] == ["conv.weight", "fc1.weight"]
+    row = summary.layers[1]
+    w = model.fc1.weight.detach()
+    lam = S.esd(w, normalize=False)
+    fit = S.power_law(lam, method="weightwatcher", fix_fingers="clip_xmax")
+    assert (row["N"], row["M"], row["n_evals"]) == (96, 64, 64)
+    assert (row["alpha"], row["xmin"], row["n_tail"], row["n_fingers"]) == (fit.alpha, fit.xmin, fit.n_tail,
+                                                                            fit.n_fingers)
+    m = S.quality_metrics(lam, fit.alpha)
+    for key in ("log_norm", "log_spectral_norm", "alpha_weighted", "log_alpha_norm", "stable_rank"):
+        assert row[key] == pytest.approx(m[key], rel=1e-12)
+    assert row["num_traps"] == 0 == conv_traps(model)  # i.i.d. uniform initial weights: no large entries
+    assert row["warning"] == ("over-trained" if fit.alpha < 2 else "under-trained" if fit.alpha > 6 else "")
+    conv = summary.layers[0]
+    assert conv["num_traps"] == 0
+    assert (conv["N"], conv["M"], conv["n_evals"]) == (8, 4, 36)  # 9 positions x 4
+    for key in S.SUMMARY_AVERAGED:
+        assert summary.average[key] == pytest.approx((conv[key] + row[key]) / 2, rel=1e-12)
+    csn = S.model_summary(model, method="csn", min_evals=5)
+    assert [r["name"] for r in csn.layers] == ["conv.weight", "fc1.weight", "fc2.weight"]
+    assert csn.layers[1]["alpha"] == S.power_law(lam).alpha

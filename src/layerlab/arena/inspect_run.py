@@ -22,18 +22,10 @@ def probe_checkpoint(store: Store, run_id: str, names: tuple[str, ...], *,
     """
     run_id = store.run(run_id)["run_id"]
     spec = store.spec(run_id)
-    state = load_checkpoint(store.checkpoint_path(run_id))
-    if state is None:
-        raise DataError(f"run {run_id} has no checkpoint in {store.root} (it has not reached its first "
-                        "evaluation yet); run its suite first, or probe a finished run")
-    task = build_task(spec.task.name, **spec.task.params)
-    dev = resolve_device(device)
+    state, task, model = checkpoint_model(store, run_id, device)
     import torch
 
-    dtype = getattr(torch, spec.train.dtype)
-    model = build_model(spec.model, task).to(device=dev, dtype=dtype)
-    model.load_state_dict(state["model"])
-    model.train()  # as the trainer leaves it; the probes switch to eval themselves
+    dev, dtype = resolve_device(device), getattr(torch, spec.train.dtype)
     recorder = StoreRecorder(store, run_id)
     runner = ProbeRunner(names, options or {}, task, batch_size=batch_size, device=dev, dtype=dtype,
                          load_array=recorder.load_artifact)
@@ -46,3 +38,21 @@ def probe_checkpoint(store: Store, run_id: str, names: tuple[str, ...], *,
     for name, array in out.arrays.items():
         store.write_artifact(run_id, step, name, array)
     return step, out
+
+
+def checkpoint_model(store: Store, run_id: str, device: str = "cpu") -> tuple[dict[str, Any], Any, Any]:
+    """The run's latest checkpoint (its state dict), task and model with the checkpoint's weights
+    loaded, in the run's dtype on ``device``, in train mode (as the trainer leaves it)."""
+    run_id = store.run(run_id)["run_id"]
+    spec = store.spec(run_id)
+    state = load_checkpoint(store.checkpoint_path(run_id))
+    if state is None:
+        raise DataError(f"run {run_id} has no checkpoint in {store.root} (it has not reached its first "
+                        "evaluation yet); run its suite first, or probe a finished run")
+    task = build_task(spec.task.name, **spec.task.params)
+    import torch
+
+    model = build_model(spec.model, task).to(device=resolve_device(device), dtype=getattr(torch, spec.train.dtype))
+    model.load_state_dict(state["model"])
+    model.train()  # as the trainer leaves it; the probes switch to eval themselves
+    return state, task, model

@@ -69,6 +69,7 @@ from ._util import side_effect_free
 
 __all__ = [
     "CONV_MODES",
+    "CorrelationTraps",
     "ESD_METHODS",
     "MP_METHODS",
     "MPFit",
@@ -76,12 +77,16 @@ __all__ = [
     "POWER_LAW_METHODS",
     "PowerLawFit",
     "QUALITY_METRICS",
+    "SUMMARY_AVERAGED",
+    "SpectraSummary",
     "condition_number",
+    "correlation_traps",
     "effective_rank",
     "esd",
     "layer_esds",
     "layer_spectra",
     "marchenko_pastur",
+    "model_summary",
     "mp_density",
     "mp_edges",
     "power_law",
@@ -916,3 +921,161 @@ def layer_spectra(
             )
             out[name] = row
     return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Correlation traps (WeightWatcher's randomized ESD)
+
+
+class CorrelationTraps(NamedTuple):
+    """Eigenvalues of the element-shuffled weight beyond the Marchenko–Pastur bulk.
+
+    ``n_traps``: eigenvalues above ``threshold``, per replica (mean over ``replicas``);
+    ``threshold``: ``λ+`` plus the Tracy–Widom margin; ``mp``: the bulk fitted to the randomized
+    ESD; ``eigenvalues``: the pooled randomized ESD (of ``W_rand^T W_rand / N``, ascending);
+    ``replicas``: shuffles drawn."""
+
+    n_traps: float
+    threshold: float
+    mp: MPFit
+    eigenvalues: Tensor
+    replicas: int
+
+
+def correlation_traps(
+    weight: Tensor,
+    *,
+    generator: torch.Generator | None = None,
+    tw_margin: float | None = None,
+    replicas: int | None = None,
+    conv: str = "per_position",
+) -> CorrelationTraps:
+    """Correlation traps (Martin & Mahoney; WeightWatcher's ``randomize=True``): shuffle the entries
+    of ``W`` (each slice of a pooled kernel on its own), which destroys every correlation between
+    them, and look at the ESD of the shuffled matrix. Its bulk is Marchenko–Pastur whatever the
+    entries' distribution (if they have a variance); an eigenvalue beyond the bulk edge can only
+    come from a few unusually large entries, which "trap" the layer's correlations: a *trap*.
+
+    The bulk of the randomized ESD (of ``X = W_rand^T W_rand / N``) is fitted by
+    ``marchenko_pastur(method="mean")``; a trap is an eigenvalue above
+    ``threshold = λ+ + √(σ² s_TW)`` with ``s_TW = σ² (1 + 1/√Q)^(4/3) / (√Q M^(2/3))`` the
+    Tracy–Widom scale (see ``marchenko_pastur``) — WeightWatcher's margin ``λ+ + √TW``, written
+    in units where ``σ² = 1`` (it rescales the ESD to mean 1 and fits σ by a kernel density; we
+    fit σ² to the bulk's mean). At ``Q = 2, M = 512`` the margin is about 6.7 Tracy–Widom scales,
+    so a Gaussian matrix shows no trap. ``tw_margin`` replaces it by ``λ+ + tw_margin · s_TW``.
+
+    Args:
+        weight: ``(out, in)`` matrix or ``(out, in, *k)`` kernel.
+        generator: for the shuffles (default: seeded with 0; the global RNG is never used).
+        tw_margin: see above; ``None`` for WeightWatcher's margin.
+        replicas: shuffles drawn; ``None``: 5 when the ESD has fewer than 100 eigenvalues (as
+            WeightWatcher), else 1. ``n_traps`` is the count per replica.
+        conv: kernel handling (see ``esd``).
+
+    Raises:
+        ShapeError / UnknownNameError: as ``esd``; ConfigError: ``replicas < 1``, ``tw_margin < 0``.
+    """
+    w = _matrices(weight, conv)
+    p, n, m = w.shape
+    if replicas is None:
+        replicas = 5 if p * m < 100 else 1
+    if replicas < 1:
+        raise ConfigError(f"replicas must be >= 1, got {replicas}")
+    if tw_margin is not None and not tw_margin >= 0:
+        raise ConfigError(f"tw_margin must be >= 0 (Tracy-Widom units) or None, got {tw_margin}")
+    gen = generator if generator is not None else torch.Generator().manual_seed(0)
+    flat = w.reshape(p, -1)
+    lams = []
+    for _ in range(replicas):
+        perm = torch.stack([torch.randperm(n * m, generator=gen) for _ in range(p)]).to(w.device)
+        shuffled = torch.gather(flat, 1, perm).reshape(p, n, m)
+        lams.append(torch.linalg.eigvalsh(shuffled.transpose(1, 2) @ shuffled).clamp_min(0).reshape(-1) / n)
+    lam = torch.sort(torch.cat(lams)).values
+    q = n / m
+    mp = marchenko_pastur(lam, aspect_ratio=q, matrix_size=m)
+    s_tw = mp.sigma2 * (1 + 1 / math.sqrt(q)) ** (4 / 3) / (math.sqrt(q) * m ** (2 / 3))
+    margin = math.sqrt(mp.sigma2 * s_tw) if tw_margin is None else tw_margin * s_tw
+    threshold = mp.lambda_plus + margin
+    return CorrelationTraps(float((lam > threshold).sum()) / replicas, threshold, mp, lam, replicas)
+
+
+# ---------------------------------------------------------------------------------------------
+# A whole model, per layer and averaged (WeightWatcher's analyze() and get_summary())
+
+SUMMARY_AVERAGED = ("alpha", "alpha_weighted", "log_norm", "log_alpha_norm", "log_spectral_norm", "stable_rank")
+OVER_TRAINED_ALPHA, UNDER_TRAINED_ALPHA = 2.0, 6.0
+
+
+@dataclass(frozen=True)
+class SpectraSummary:
+    """Per-layer rows (dicts, in ``named_parameters`` order) and their average (the mean of each
+    of ``SUMMARY_AVERAGED`` over the layers where it is finite, as WeightWatcher's
+    ``get_summary()``, which averages the same metrics)."""
+
+    layers: list[dict[str, float | int | str]]
+    average: dict[str, float]
+
+
+def model_summary(
+    model: nn.Module,
+    *,
+    method: str = "weightwatcher",
+    fix_fingers: str | None = None,
+    randomize: bool = False,
+    min_evals: int = 8,
+    conv: str = "per_position",
+    generator: torch.Generator | None = None,
+) -> SpectraSummary:
+    """Spectral quality of every >= 2-D floating-point parameter with at least ``min_evals``
+    eigenvalues (WeightWatcher's default), as WeightWatcher's ``analyze()`` table:
+
+    ``name``, ``N``, ``M`` (oriented shape; a kernel's slices pooled), ``n_evals``; the power law
+    ``power_law(esd(W, normalize=False), method=method, fix_fingers=...)``: ``alpha``, ``xmin``,
+    ``ks_distance``, ``alpha_sigma``, ``n_tail`` (and ``n_fingers``, ``raw_alpha`` with
+    ``fix_fingers``); ``quality_metrics``: ``log_norm``, ``log_spectral_norm``,
+    ``alpha_weighted``, ``log_alpha_norm``, ``stable_rank``; ``mp_sigma2`` and ``n_spikes``
+    (``marchenko_pastur`` of the ESD of ``WᵀW/N``); ``num_traps`` with ``randomize=True``
+    (``correlation_traps``, one more eigen-decomposition per layer); ``warning``:
+    ``"over-trained"`` for ``α < 2``, ``"under-trained"`` for ``α > 6`` (WeightWatcher's
+    thresholds), else ``""``. A layer whose tail cannot be fitted has NaN fit entries and
+    ``warning = "fit failed"``. Side-effect free.
+    """
+    if method not in POWER_LAW_METHODS:
+        raise unknown_name("power-law fit method", method, POWER_LAW_METHODS)
+    if conv not in CONV_MODES:
+        raise unknown_name("conv handling", conv, CONV_MODES)
+    if min_evals < 2:
+        raise ConfigError(f"min_evals must be >= 2, got {min_evals}")
+    gen = generator if generator is not None else torch.Generator().manual_seed(0)
+    rows: list[dict[str, float | int | str]] = []
+    with side_effect_free(model):
+        for name, w in _weights(model):
+            lam, n, m = _gram_eigenvalues(w, conv)
+            if lam.numel() < min_evals:
+                continue
+            row: dict[str, float | int | str] = {"name": name, "N": n, "M": m, "n_evals": lam.numel()}
+            try:
+                fit = power_law(lam, method=method, fix_fingers=fix_fingers)
+                row.update(alpha=fit.alpha, xmin=fit.xmin, ks_distance=fit.ks_distance, alpha_sigma=fit.sigma,
+                           n_tail=fit.n_tail)
+                if fix_fingers == "clip_xmax":
+                    row.update(n_fingers=fit.n_fingers, raw_alpha=fit.raw_alpha)
+                alpha = fit.alpha
+            except ShapeError:
+                row.update(alpha=math.nan, xmin=math.nan, ks_distance=math.nan, alpha_sigma=math.nan, n_tail=0)
+                alpha = math.nan
+            if bool((lam > 0).any()):
+                row.update({k: v for k, v in quality_metrics(lam, alpha).items() if k not in ("norm", "spectral_norm")})
+            mp = marchenko_pastur(lam / n, aspect_ratio=n / m, matrix_size=m)
+            row.update(mp_sigma2=mp.sigma2, n_spikes=mp.n_spikes)
+            if randomize:
+                row["num_traps"] = correlation_traps(w, generator=gen, conv=conv).n_traps
+            row["warning"] = ("fit failed" if math.isnan(alpha) else "over-trained" if alpha < OVER_TRAINED_ALPHA
+                              else "under-trained" if alpha > UNDER_TRAINED_ALPHA else "")
+            rows.append(row)
+    average = {}
+    for key in SUMMARY_AVERAGED:
+        vals = [float(r[key]) for r in rows if key in r and math.isfinite(float(r[key]))]
+        if vals:
+            average[key] = math.fsum(vals) / len(vals)
+    return SpectraSummary(rows, average)
