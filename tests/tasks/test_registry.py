@@ -12,9 +12,9 @@ import layerlab.tasks as tasks_module
 from layerlab.errors import ConfigError, UnknownNameError
 from layerlab.tasks import Batch, Task, build_task, register_task, task_names
 
-ALL = ["digits", "domain_shift", "linear_teacher", "mod_count", "modular", "mqar", "parity", "permutation",
+ALL = ["digits", "domain_shift", "in_context_regression", "linear_teacher", "mod_count", "modular", "mqar", "parity", "permutation",
        "permuted_digits", "selective_copy", "symbolic", "text"]
-CLASSIFICATION = [n for n in ALL if n not in ("linear_teacher", "symbolic")]
+CLASSIFICATION = [n for n in ALL if n not in ("in_context_regression", "linear_teacher", "symbolic")]
 
 
 def small_params(name: str, shakespeare: Path) -> dict:
@@ -30,6 +30,7 @@ def small_params(name: str, shakespeare: Path) -> dict:
         "permuted_digits": dict(phases=2, phase_steps=3),
         "linear_teacher": dict(in_features=4, out_features=3, singular_values=[2, 1], n_train=8, n_eval=16),
         "symbolic": dict(n_train=16, n_eval=16),
+        "in_context_regression": dict(dim=3, context=4, n_eval=16),
         "text": dict(path=str(shakespeare), length=32, eval_tokens=256),
     }[name]
 
