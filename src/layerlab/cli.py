@@ -159,6 +159,17 @@ def _check_workers(n: int) -> None:
         raise ConfigError(f"--workers must be >= 1 (1: train in this process), got {n}")
 
 
+def _check_threads(n: int | None) -> None:
+    if n is not None and n < 1:
+        raise ConfigError(f"--threads must be >= 1 (threads per worker; default: cores // workers), got {n}")
+
+
+def _executor(args: argparse.Namespace):
+    from .arena.executor import LocalExecutor
+
+    return LocalExecutor(args.workers, args.threads, vmap_seeds=args.vmap_seeds)
+
+
 def _check_device(device: str) -> None:
     """Refuse a device that cannot run here before anything is written."""
     import torch
@@ -231,16 +242,16 @@ def cmd_suites(args: argparse.Namespace, console: Console) -> int:
 
 
 def cmd_run(args: argparse.Namespace, console: Console) -> int:
-    from .arena.executor import LocalExecutor
     from .arena.runner import run_suite
     from .arena.suite import load_suite
 
     _check_workers(args.workers)
+    _check_threads(args.threads)
     _check_device(args.device)
     store = _store(args)
     suite = load_suite(args.suite)
     # run_suite expands (validates) the whole suite before its first write: a bad suite leaves no store
-    counts = run_suite(suite, store, executor=LocalExecutor(args.workers), device=args.device, console=console)
+    counts = run_suite(suite, store, executor=_executor(args), device=args.device, console=console)
     return 0 if counts.get("failed", 0) == 0 else 1
 
 
@@ -506,16 +517,16 @@ def _selected_cards(args: argparse.Namespace) -> list:
 def cmd_check(args: argparse.Namespace, console: Console) -> int:
     import time
 
-    from .arena.executor import LocalExecutor
     from .claims.check import check_cards, verdict_table
 
     _check_workers(args.workers)
+    _check_threads(args.threads)
     _check_device(args.device)
     store = _store(args)
     cards = _selected_cards(args)
     t0 = time.time()
     # check_cards plans (validates) every card before the first one trains or writes
-    results = check_cards(cards, store, executor=LocalExecutor(args.workers), device=args.device,
+    results = check_cards(cards, store, executor=_executor(args), device=args.device,
                           console=console, show_board=args.board)
     if len(results) > 1:
         counts = {v: sum(r.outcome.verdict == v for r in results) for v in ("supported", "contradicted", "inconclusive")}
@@ -681,6 +692,9 @@ def build_parser() -> argparse.ArgumentParser:
     r = with_store(sub.add_parser("run", help="run a suite (built-in name or TOML path); skips finished runs"))
     r.add_argument("suite")
     r.add_argument("--workers", type=int, default=1, help="worker processes (default 1: in this process)")
+    r.add_argument("--threads", type=int, help="torch threads per worker (default: cores // workers)")
+    r.add_argument("--vmap-seeds", action="store_true",
+                   help="train the seeds of each (task, model, lr) cell as one vmapped model (same runs and ids)")
     r.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 or auto (default cpu)")
     r.set_defaults(fn=cmd_run)
     bd = with_store(sub.add_parser("board", help="leaderboard: test metric, mean ± 95%% CI over seeds"))
@@ -723,6 +737,9 @@ def build_parser() -> argparse.ArgumentParser:
     ck.add_argument("--kind", help="only cards of this claim kind (comparative, absolute, closed-form, scaling, "
                     "qualitative) or paper kind (block, training, theory, instrument, efficiency)")
     ck.add_argument("--workers", type=int, default=1, help="worker processes (default 1: in this process)")
+    ck.add_argument("--threads", type=int, help="torch threads per worker (default: cores // workers)")
+    ck.add_argument("--vmap-seeds", action="store_true",
+                    help="train the seeds of each (task, model, lr) cell as one vmapped model (same runs and ids)")
     ck.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 or auto (default cpu)")
     ck.add_argument("--board", action="store_true", help="also print each card's leaderboard")
     ck.set_defaults(fn=cmd_check)

@@ -12,7 +12,10 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from pathlib import Path
 
-from .execute import execute_run, init_worker
+from ..errors import ConfigError
+from ..train.seed_group import cell_key
+from .execute import execute_group, init_worker
+from .store import Store
 
 OnProgress = Callable[[str, int, int], None]  # run_id, step, total
 OnFinished = Callable[[str, str], None]  # run_id, status
@@ -27,34 +30,60 @@ class Executor(ABC):
         """Run every id to a final status (done, diverged, failed)."""
 
 
-class LocalExecutor(Executor):
-    """`workers` = 1: in this process. More: a pool of spawned processes sharing the cores."""
+def seed_groups(store_root: str | Path, run_ids: Sequence[str]) -> list[list[str]]:
+    """The runs grouped by cell (same spec but the seed), in the order their first run comes."""
+    store = Store(store_root)
+    groups: dict[str, list[str]] = {}
+    for rid in run_ids:
+        groups.setdefault(cell_key(store.spec(rid)), []).append(rid)
+    store.close()
+    return list(groups.values())
 
-    def __init__(self, workers: int = 1, threads_per_worker: int | None = None) -> None:
+
+class LocalExecutor(Executor):
+    """`workers` = 1: in this process. More: a pool of spawned processes sharing the cores.
+
+    ``threads_per_worker`` (default: cores // workers) is set in every worker, and in this process
+    for the time of ``execute`` when ``workers`` = 1. ``vmap_seeds``: the seeds of one cell train as one
+    vmapped model (``layerlab.train.seed_group``), one job per cell; runs, ids and records are unchanged.
+    """
+
+    def __init__(self, workers: int = 1, threads_per_worker: int | None = None, *, vmap_seeds: bool = False) -> None:
         if workers < 1:
-            raise ValueError(f"workers must be >= 1, got {workers}")
+            raise ConfigError(f"workers must be >= 1, got {workers}")
+        if threads_per_worker is not None and threads_per_worker < 1:
+            raise ConfigError(f"threads per worker must be >= 1 (or None: cores // workers), got {threads_per_worker}")
         self.workers = workers
         self.threads = threads_per_worker or max(1, (os.cpu_count() or 1) // workers)
+        self.vmap_seeds = vmap_seeds
 
     def execute(self, store_root, run_ids, *, device="cpu", on_progress=None, on_finished=None, on_poll=None):
+        jobs = seed_groups(store_root, run_ids) if self.vmap_seeds else [[rid] for rid in run_ids]
         if self.workers == 1:
-            for rid in run_ids:
-                progress = (lambda s, t, rid=rid: on_progress(rid, s, t)) if on_progress else None
-                status = execute_run(store_root, rid, device=device, on_progress=progress)
-                if on_finished:
-                    on_finished(rid, status)
+            import torch
+
+            previous = torch.get_num_threads()
+            torch.set_num_threads(self.threads)
+            try:
+                for job in jobs:
+                    for rid, status in execute_group(store_root, job, device=device, on_progress=on_progress).items():
+                        if on_finished:
+                            on_finished(rid, status)
+            finally:
+                torch.set_num_threads(previous)
             return
         ctx = mp.get_context("spawn")  # fork after torch has started threads can deadlock
         with ProcessPoolExecutor(self.workers, mp_context=ctx, initializer=init_worker,
                                  initargs=(self.threads, os.getpid())) as pool:
-            pending: dict[Future, str] = {pool.submit(execute_run, str(store_root), rid, device=device): rid
-                                          for rid in run_ids}
+            pending: dict[Future, list[str]] = {pool.submit(execute_group, str(store_root), job, device=device): job
+                                                for job in jobs}
             while pending:
                 done, _ = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
                 for fut in done:
-                    rid = pending.pop(fut)
-                    status = fut.result() if fut.exception() is None else "failed"
-                    if on_finished:
-                        on_finished(rid, status)
+                    job = pending.pop(fut)
+                    statuses = fut.result() if fut.exception() is None else dict.fromkeys(job, "failed")
+                    for rid in job:
+                        if on_finished:
+                            on_finished(rid, statuses[rid])
                 if on_poll:
                     on_poll()
