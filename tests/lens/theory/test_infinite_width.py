@@ -84,6 +84,46 @@ def test_relu_expectations_against_one_dimensional_quadrature() -> None:
         assert abs(k.item() - ref) < 1e-10 and abs(kdot.item() - dref) < 1e-10, (s11, s12, s22)
 
 
+def _relu_quad(s11: float, s12: float, s22: float) -> tuple[float, float]:
+    """E[relu(u) relu(v)], E[step(u) step(v)] by 1-D adaptive quadrature (z2 integrated in closed form)."""
+    from scipy import integrate
+    from scipy.stats import norm
+    l11 = math.sqrt(s11)
+    l21 = s12 / l11
+    l22 = math.sqrt(max(s22 - l21 * l21, 1e-300))
+    k = integrate.quad(lambda z: l11 * z * (l21 * z * norm.cdf(l21 * z / l22) + l22 * norm.pdf(l21 * z / l22))
+                       * norm.pdf(z), 0, np.inf, epsabs=1e-13, epsrel=1e-13)[0]
+    kdot = integrate.quad(lambda z: norm.cdf(l21 * z / l22) * norm.pdf(z), 0, np.inf, epsabs=1e-13, epsrel=1e-13)[0]
+    return k, kdot
+
+
+def _erf_quad(s11: float, s12: float, s22: float) -> tuple[float, float]:
+    from scipy.special import erf
+    return (_gauss_expectation(lambda u, v: erf(u) * erf(v), s11, s12, s22),
+            _gauss_expectation(lambda u, v: 4 / math.pi * np.exp(-u * u - v * v), s11, s12, s22))
+
+
+@pytest.mark.parametrize("activation", ["relu", "erf"])
+def test_recursion_against_a_reference_by_quadrature(activation: str) -> None:
+    """The whole recursion for one pair of inputs, written as the math with every Gaussian expectation
+    taken by numerical integration instead of a closed form: depth 4, per-layer sigma_w, sigma_b."""
+    x = _x(2, 3, 14)
+    ws, bs = [1.3, 1.6, 0.9, 1.2], [0.2, 0.5, 0.0, 0.3]
+    quad = _relu_quad if activation == "relu" else _erf_quad
+    c = [[ws[0] ** 2 * float(x[i] @ x[j]) / 3 + bs[0] ** 2 for j in range(2)] for i in range(2)]
+    theta = c[0][1]
+    for l in range(1, 4):
+        k11 = quad(c[0][0], c[0][0], c[0][0])[0]
+        k22 = quad(c[1][1], c[1][1], c[1][1])[0]
+        k12, kdot12 = quad(c[0][0], c[0][1], c[1][1])
+        w2, b2 = ws[l] ** 2, bs[l] ** 2
+        c = [[w2 * k11 + b2, w2 * k12 + b2], [w2 * k12 + b2, w2 * k22 + b2]]
+        theta = theta * w2 * kdot12 + c[0][1]
+    s, t = nngp_ntk(x, depth=4, activation=activation, w_std=ws, b_std=bs)
+    assert abs(s[0, 1].item() - c[0][1]) < 1e-8 and abs(t[0, 1].item() - theta) < 1e-8, (s[0, 1], c[0][1], t[0, 1], theta)
+    assert abs(s[1, 1].item() - c[1][1]) < 1e-8
+
+
 @pytest.mark.parametrize("activation", ["relu", "erf"])
 def test_nngp_matches_monte_carlo_over_random_networks(activation: str) -> None:
     """Output covariance of 12 random depth-3 nets of width 1024 (1024 outputs each: i.i.d. given
