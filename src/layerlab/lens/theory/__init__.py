@@ -5,11 +5,12 @@
 - ``kernels``: the infinite-width NTK (and NNGP) of a 2-layer ReLU network (arc-cosine kernels);
 - ``finite_width``: PDLT (Roberts, Yaida & Hanin 2021) kurtosis of preactivations at criticality;
 - ``icl_linear_regression``: Zhang, Frei & Bartlett 2023, the LSA global minimum and its risk;
-- ``implicit_acceleration``: Arora, Cohen & Hazan 2018, the end-to-end update of balanced deep linear nets.
+- ``implicit_acceleration``: Arora, Cohen & Hazan 2018, the end-to-end update of balanced deep linear nets;
+- ``autodiff_correctness``: Lee, Park & Aiken 2023, AD of ReLU networks at representable parameters.
 """
 from .deep_linear import (deep_linear_mode, deep_linear_rise_time, effective_initial_strength,
                           learning_rate_to_tau, mode_strengths)
-from . import finite_width, icl_linear_regression, implicit_acceleration  # theory helper (issue 17)
+from . import autodiff_correctness, finite_width, icl_linear_regression, implicit_acceleration  # theory helper (issue 17)
 from . import eigenlearning, infinite_width  # deep NNGP/NTK, kernel regression, eigenframework (issue 17)
 from .kernels import TwoLayerReLU, arccos_kernel, relu_nngp, relu_ntk
 from . import quadratic  # curvature helper (issue 17): neural quadratic models (Zhu et al. 2022)
