@@ -290,7 +290,7 @@ class FullyConnected(nn.Module):
     r"""``depth`` dense layers in the NTK parameterization (see the module docstring).
 
     ``z^{l+1} = (σ_w^{l+1}/√n_l) W^{l+1} φ(z^l) + σ_b^{l+1} b^{l+1}`` with ``W``, ``b`` standard
-    normal; a layer with ``σ_b = 0`` has no bias parameter. Hidden width ``width`` for every
+    normal (``layers[l].weight`` and ``biases``); a layer with ``σ_b = 0`` has no bias parameter. Hidden width ``width`` for every
     hidden layer; ``lens.ntk.empirical`` of this module converges to ``ntk(...)`` with the same
     ``depth``, ``activation``, ``w_std``, ``b_std`` as the width grows, and the covariance of its
     outputs over initializations to ``nngp(...)``.
@@ -330,7 +330,13 @@ class FullyConnected(nn.Module):
             return nn.Parameter(t.to(device=device, dtype=dtype))
 
         sizes = [self.in_features] + [self.width] * (depth - 1) + [self.out_features]
-        self.weights = nn.ParameterList([draw(sizes[i + 1], sizes[i]) for i in range(depth)])
+        # nn.Linear (no bias) holds W, applied to the scaled input (σ_w/√n) h: the same function, and
+        # lens.ntk's "structured" method can take the weight blocks from layer inputs and output grads
+        self.layers = nn.ModuleList()
+        for i in range(depth):
+            lin = nn.utils.skip_init(nn.Linear, sizes[i], sizes[i + 1], bias=False, device=device, dtype=dtype)
+            lin.weight = draw(sizes[i + 1], sizes[i])
+            self.layers.append(lin)
         self.biases = nn.ParameterList([draw(sizes[i + 1]) for i in range(depth) if self.b_std[i] > 0])
 
     def forward(self, x: Tensor) -> Tensor:
@@ -338,10 +344,10 @@ class FullyConnected(nn.Module):
             raise ShapeError(f"FullyConnected: expected inputs (*, {self.in_features}), got shape {tuple(x.shape)}")
         phi = torch.relu if self.activation == "relu" else torch.erf
         h, biases = x, iter(self.biases)
-        for layer, w in enumerate(self.weights):
+        for layer, lin in enumerate(self.layers):
             if layer > 0:
                 h = phi(h)
-            h = (h @ w.T) * (self.w_std[layer] / math.sqrt(w.shape[1]))
+            h = lin(h * (self.w_std[layer] / math.sqrt(lin.in_features)))
             if self.b_std[layer] > 0:
                 h = h + self.b_std[layer] * next(biases)
         return h
