@@ -291,6 +291,19 @@ def test_wide_networks_trained_by_gd_follow_the_infinite_width_predictor() -> No
     assert errors[1] < errors[0] and errors[1] < 0.15, errors
 
 
+def test_fully_connected_leaves_the_global_rng_and_its_ntk_methods_agree() -> None:
+    state = torch.get_rng_state()
+    net = FullyConnected(3, 32, 3, "erf", w_std=1.2, b_std=[0.0, 0.4, 0.1], dtype=F64)
+    assert torch.equal(state, torch.get_rng_state())
+    assert [n for n, _ in net.named_parameters()] == ["layers.0.weight", "layers.1.weight", "layers.2.weight",
+                                                      "biases.0", "biases.1"]
+    x = _x(5, 3, 15)
+    k = empirical_ntk.empirical(net, x, output="trace")
+    for method in ("ntvp", "structured"):
+        torch.testing.assert_close(empirical_ntk.empirical(net, x, method=method, output="trace"), k,
+                                   rtol=1e-10, atol=1e-12)
+
+
 def test_bad_inputs_raise_clear_errors() -> None:
     x = _x(4, 3, 13)
     with pytest.raises(ConfigError, match="activation"):
