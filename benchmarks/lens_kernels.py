@@ -7,7 +7,7 @@ Times (medians of ``--repeats`` after one warm-up call), float64 on the CPU:
 
 - the layer recursion ``lens.theory.infinite_width.nngp_ntk`` for ``--inputs`` points in 16
   dimensions, ReLU and erf, depth ``--depth`` (and depth 10 for the cost per layer);
-- the empirical NTK (``lens.ntk.empirical``, ``output="trace"``, methods ``jacobian`` and ``ntvp``)
+- the empirical NTK (``lens.ntk.empirical``, ``output="trace"``, methods ``jacobian``, ``ntvp``, ``structured``)
   of ``FullyConnected`` at width ``--width`` and the same depth on the same inputs, also in units
   of one full-batch training step of that network (forward, backward, SGD update), and its
   relative Frobenius distance to the recursion (the finite-width fluctuation, ~ width^-1/2);
@@ -82,7 +82,7 @@ def main() -> None:
     t_step = _median_time(step, args.repeats)
     limit = nngp_ntk(x, depth=args.depth, activation="relu", **opts)[1]
     gap = None
-    for method in ("jacobian", "ntvp"):
+    for method in ("jacobian", "ntvp", "structured"):
         t = _median_time(lambda: ntk.empirical(net, x, method=method, output="trace"), args.repeats)
         k = ntk.empirical(net, x, method=method, output="trace")
         gap = float((k - limit).norm() / limit.norm())
