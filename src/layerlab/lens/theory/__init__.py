@@ -6,18 +6,21 @@
 - ``finite_width``: PDLT (Roberts, Yaida & Hanin 2021) kurtosis of preactivations at criticality;
 - ``icl_linear_regression``: Zhang, Frei & Bartlett 2023, the LSA global minimum and its risk;
 - ``implicit_acceleration``: Arora, Cohen & Hazan 2018, the end-to-end update of balanced deep linear nets;
-- ``autodiff_correctness``: Lee, Park & Aiken 2023, AD of ReLU networks at representable parameters.
+- ``autodiff_correctness``: Lee, Park & Aiken 2023, AD of ReLU networks at representable parameters;
+- ``sparse_dendrites``: Ahmad & Hawkins 2016, false matches of a dendritic segment on sparse patterns.
 """
 from .deep_linear import (deep_linear_mode, deep_linear_rise_time, effective_initial_strength,
                           learning_rate_to_tau, mode_strengths)
-from . import autodiff_correctness, finite_width, icl_linear_regression, implicit_acceleration  # theory helper (issue 17)
+from . import (autodiff_correctness, finite_width, icl_linear_regression, implicit_acceleration,  # theory helper
+               sparse_dendrites)  # (issue 17)
 from . import eigenlearning, infinite_width  # deep NNGP/NTK, kernel regression, eigenframework (issue 17)
 from .kernels import TwoLayerReLU, arccos_kernel, relu_nngp, relu_ntk
 from . import quadratic  # curvature helper (issue 17): neural quadratic models (Zhu et al. 2022)
 from .linear_regression import (generalization_error, generalization_error_limit, mp_density, mp_edges,
                                 training_error, training_error_limit)
 
-__all__ = ["TwoLayerReLU", "eigenlearning", "finite_width", "infinite_width", "quadratic", "arccos_kernel", "deep_linear_mode", "deep_linear_rise_time",
+__all__ = ["TwoLayerReLU", "autodiff_correctness", "eigenlearning", "finite_width", "icl_linear_regression",
+           "implicit_acceleration", "sparse_dendrites", "infinite_width", "quadratic", "arccos_kernel", "deep_linear_mode", "deep_linear_rise_time",
            "effective_initial_strength", "generalization_error", "generalization_error_limit",
            "learning_rate_to_tau", "mode_strengths", "mp_density", "mp_edges", "relu_nngp", "relu_ntk",
            "training_error", "training_error_limit"]
