@@ -55,10 +55,10 @@ def outputs_and_grads(fn, tensors: dict, seed: int = 99):
     return out.detach(), state.detach(), {name: t.grad for name, t in leaves.items()}
 
 
-def assert_forms_agree(fn, tensors: dict, dtype) -> None:
-    """fn(mode=..., **tensors): chunk and recurrent agree on output, final state and every gradient."""
+def assert_forms_agree(fn, tensors: dict, dtype, fast: str = "chunk") -> None:
+    """fn(mode=..., **tensors): the `fast` mode and recurrent agree on output, final state and every gradient."""
     o_r, s_r, g_r = outputs_and_grads(lambda **t: fn(mode="recurrent", **t), tensors)
-    o_c, s_c, g_c = outputs_and_grads(lambda **t: fn(mode="chunk", **t), tensors)
+    o_c, s_c, g_c = outputs_and_grads(lambda **t: fn(mode=fast, **t), tensors)
     tol = TOL[dtype]
     assert o_c.dtype == dtype and s_c.dtype == dtype
     assert o_c.shape == o_r.shape and s_c.shape == s_r.shape

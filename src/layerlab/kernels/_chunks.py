@@ -10,7 +10,7 @@ from torch import Tensor
 
 from ..errors import ConfigError, ShapeError
 
-MODES = ("recurrent", "chunk")
+MODES = ("recurrent", "chunk", "fused")  # fused: the C++ kernel where it serves, else chunk
 
 
 def check_mode(mode: str) -> None:

@@ -73,3 +73,12 @@ class LazyExtension:
                               f"(slower; set {NO_EXTENSIONS_ENV}=1 to silence this)", RuntimeWarning, stacklevel=4)
                 self.module = None
         return self.module
+
+    def serves(self, tensors: Sequence[torch.Tensor]) -> bool:
+        """Whether the kernel can take these tensors: all on the CPU, no torch.func transform active
+        (the kernels have no batching rules), and the kernel built."""
+        if any(t.device.type != "cpu" for t in tensors):
+            return False
+        if torch._C._functorch.peek_interpreter_stack() is not None:  # vmap, grad, jvp of torch.func
+            return False
+        return self() is not None

@@ -35,7 +35,7 @@ from torch import Tensor
 
 from ..errors import ShapeError
 from ._chunks import check_chunk_size, check_mode, check_per_token, zero_state
-from .delta_rule import delta_rule_chunk
+from .delta_rule import delta_rule_chunk, delta_rule_fused
 
 
 def _check(q: Tensor, k: Tensor, v: Tensor, beta: Tensor, g: Tensor | None,
@@ -75,13 +75,26 @@ def delta_product_recurrent(q: Tensor, k: Tensor, v: Tensor, beta: Tensor, initi
 def delta_product_chunk(q: Tensor, k: Tensor, v: Tensor, beta: Tensor, chunk_size: int = 64,
                         initial_state: Tensor | None = None, g: Tensor | None = None) -> tuple[Tensor, Tensor]:
     """Fast form: the interleaved sequence of L * n_h steps through the delta-rule chunk kernel."""
-    B, H, L, n_h, _ = k.shape
+    n_h = k.shape[3]
     C = max(n_h, chunk_size - chunk_size % n_h)  # sub-steps per chunk, whole tokens
-    g_steps = None
-    if g is not None:  # the token's decay on its first sub-step
-        g_steps = torch.cat([g[..., None], g.new_zeros(B, H, L, n_h - 1)], dim=-1).flatten(2)
     return delta_rule_chunk(q, k.flatten(2, 3), v.flatten(2, 3), beta.flatten(2), C,
-                            initial_state, g=g_steps, steps_per_token=n_h)
+                            initial_state, g=_token_decay_on_first_step(g, n_h), steps_per_token=n_h)
+
+
+def _token_decay_on_first_step(g: Tensor | None, n_h: int) -> Tensor | None:
+    """(B, H, L) log decays -> (B, H, L * n_h): each token's decay on its first sub-step."""
+    if g is None:
+        return None
+    B, H, L = g.shape
+    return torch.cat([g[..., None], g.new_zeros(B, H, L, n_h - 1)], dim=-1).flatten(2)
+
+
+def delta_product_fused(q: Tensor, k: Tensor, v: Tensor, beta: Tensor, initial_state: Tensor | None = None,
+                        g: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    """Fused form: the interleaved sequence through the compiled delta-rule kernel."""
+    n_h = k.shape[3]
+    return delta_rule_fused(q, k.flatten(2, 3), v.flatten(2, 3), beta.flatten(2), initial_state,
+                            g=_token_decay_on_first_step(g, n_h), steps_per_token=n_h)
 
 
 def delta_product(q: Tensor, k: Tensor, v: Tensor, beta: Tensor, *, mode: str = "chunk", chunk_size: int = 64,
@@ -91,5 +104,7 @@ def delta_product(q: Tensor, k: Tensor, v: Tensor, beta: Tensor, *, mode: str = 
     _check(q, k, v, beta, g, initial_state)
     if mode == "recurrent":
         return delta_product_recurrent(q, k, v, beta, initial_state, g)
+    if mode == "fused":
+        return delta_product_fused(q, k, v, beta, initial_state, g)
     chunk_size = check_chunk_size(chunk_size)
     return delta_product_chunk(q, k, v, beta, chunk_size, initial_state, g)

@@ -16,13 +16,27 @@ Tensors are per head: q, k (B, H, L, D_k), v (B, H, L, D_v), beta (B, H, L). The
 normalize k nor scale q (the calling module does); beta in (0, 2) keeps the transition's
 eigenvalues in [-1, 1] for unit-norm keys.
 
-The two forms here also take an optional per-token log decay g (the gated delta rule,
+The forms here also take an optional per-token log decay g (the gated delta rule,
 ``layerlab.kernels.gated_delta_rule``, documented there); ``g=None`` is the plain delta rule.
+
+Three forms, tested equal: ``delta_rule_recurrent`` (the reference, the equation above token by
+token), ``delta_rule_chunk`` (the UT transform in chunks, batched matmuls: PyTorch only, so it runs
+on any device and under torch.func), and ``delta_rule_fused``: the recurrence itself in a small
+C++/OpenMP kernel (``delta_rule.cpp``) with a hand-written backward. At the heads' sizes of the
+arena (D_k = D_v = 12 to 64) the state is a few kB: a token costs two passes over it, so the fused
+loop does O(L D_k D_v) work without the chunk form's O(L C D) extra products and the ~30 small
+operations per chunk whose overhead dominates at these sizes. It keeps the state entering every
+16th sub-step and recomputes the others in its backward. Built on first use, CPU only; elsewhere
+(GPU, torch.func transforms, no compiler) the chunk form serves.
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 from torch import Tensor
+
+from ._extensions import LazyExtension, compile_inline
 
 from ._chunks import (
     causal_mask,
@@ -176,13 +190,83 @@ def delta_rule_chunk(q: Tensor, k: Tensor, v: Tensor, beta: Tensor, chunk_size: 
     return O.view(B, H, -1, Dv)[:, :, :L], M.reshape(B, H, Dk, Dv)
 
 
+# --- the compiled kernel -------------------------------------------------------------------
+
+SOURCE = Path(__file__).with_name("delta_rule.cpp")
+CHECKPOINT = 16  # sub-steps between the states the fused forward keeps for its backward
+
+# ``extension()``: the compiled kernel, built on first use; None where it is switched off or cannot be built.
+extension = LazyExtension(
+    lambda: compile_inline("delta_rule", SOURCE, ["delta_rule_forward", "delta_rule_backward"], ["-O3", "-fopenmp"]),
+    what="the fused delta rule", fallback="chunked PyTorch form")
+
+
+class _FusedDeltaRule(torch.autograd.Function):
+    """Rows z = (batch, head) flattened: q (Z, L, D_k), k (Z, T, D_k), v (Z, T, D_v), beta, g (Z, T)."""
+
+    @staticmethod
+    def forward(ctx, q, k, v, beta, g, M0, s):  # type: ignore[override]
+        empty = v.new_empty(0)
+        o, M, ckpt = extension().delta_rule_forward(q, k, v, beta, empty if g is None else g,
+                                                    empty if M0 is None else M0, s, CHECKPOINT)
+        ctx.save_for_backward(q, k, v, beta, g, M0, ckpt)
+        ctx.s = s
+        ctx.set_materialize_grads(False)  # an unused final state (the usual case) costs no zero tensor
+        return o, M
+
+    @staticmethod
+    def backward(ctx, do, dM):  # type: ignore[override]
+        q, k, v, beta, g, M0, ckpt = ctx.saved_tensors
+        s = ctx.s
+        wanted = ctx.needs_input_grad[:6]
+        if do is None:
+            do = torch.zeros(q.shape[:2] + v.shape[-1:], dtype=v.dtype, device=v.device)
+        if torch.is_grad_enabled():  # create_graph: differentiate the chunk form, keeping its graph
+            inputs = [t for t, w in zip((q, k, v, beta, g, M0), wanted) if w]
+            o, M = delta_rule_chunk(*(t[:, None] for t in (q, k, v, beta)), max(s, 64 - 64 % s),
+                                    None if M0 is None else M0[:, None], g=None if g is None else g[:, None],
+                                    steps_per_token=s)
+            outputs, cotangents = ((o[:, 0], M[:, 0]), (do, dM)) if dM is not None else ((o[:, 0],), (do,))
+            grads = iter(torch.autograd.grad(outputs, inputs, cotangents, create_graph=True, allow_unused=True))
+            return (*(next(grads) if w else None for w in wanted), None)
+        empty = v.new_empty(0)
+        dq, dk, dv, db, dg, dM0 = extension().delta_rule_backward(
+            q, k, v, beta, empty if g is None else g, ckpt, do.contiguous(),
+            empty if dM is None else dM.contiguous(), s, CHECKPOINT)
+        return (dq, dk, dv, db, dg if g is not None else None, dM0 if M0 is not None else None, None)
+
+
+def fused_serves(*tensors: Tensor | None) -> bool:
+    """Whether ``delta_rule_fused`` runs the compiled kernel on these tensors (else the chunk form)."""
+    return extension.serves([t for t in tensors if t is not None])
+
+
+def delta_rule_fused(q: Tensor, k: Tensor, v: Tensor, beta: Tensor, initial_state: Tensor | None = None,
+                     g: Tensor | None = None, steps_per_token: int = 1) -> tuple[Tensor, Tensor]:
+    """Fused form: the recurrence in the compiled kernel (module docstring), where it serves
+    (``fused_serves``); else ``delta_rule_chunk`` with 64-token chunks. ``steps_per_token`` as in
+    ``delta_rule_chunk``: k, v, beta, g over L * s sub-steps, q read after every s-th."""
+    s = int(steps_per_token)
+    if not fused_serves(q, k, v, beta, g, initial_state):
+        return delta_rule_chunk(q, k, v, beta, max(s, 64 - 64 % s), initial_state, g=g, steps_per_token=s)
+    B, H, L, Dk = q.shape
+    Dv = v.shape[-1]
+    rows = (lambda t: None if t is None else t.reshape(B * H, *t.shape[2:]).contiguous())
+    o, M = _FusedDeltaRule.apply(rows(q), rows(k), rows(v), rows(beta), rows(g), rows(initial_state), s)
+    return o.view(B, H, L, Dv), M.view(B, H, Dk, Dv)
+
+
 def delta_rule(q: Tensor, k: Tensor, v: Tensor, beta: Tensor, *, mode: str = "chunk", chunk_size: int = 64,
                initial_state: Tensor | None = None) -> tuple[Tensor, Tensor]:
-    """The delta rule; returns (output (B, H, L, D_v), final state (B, H, D_k, D_v))."""
+    """The delta rule; returns (output (B, H, L, D_v), final state (B, H, D_k, D_v)).
+
+    ``mode``: "recurrent" (reference), "chunk" (``chunk_size`` tokens per chunk) or "fused"."""
     check_mode(mode)
     check_qkv(q, k, v, initial_state)
     check_per_token("beta", beta, q)
     if mode == "recurrent":
         return delta_rule_recurrent(q, k, v, beta, initial_state)
+    if mode == "fused":
+        return delta_rule_fused(q, k, v, beta, initial_state)
     chunk_size = check_chunk_size(chunk_size)
     return delta_rule_chunk(q, k, v, beta, chunk_size, initial_state)

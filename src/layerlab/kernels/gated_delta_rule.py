@@ -29,7 +29,7 @@ from __future__ import annotations
 from torch import Tensor
 
 from ._chunks import check_chunk_size, check_mode, check_per_token, check_qkv
-from .delta_rule import delta_rule_chunk, delta_rule_recurrent
+from .delta_rule import delta_rule_chunk, delta_rule_fused, delta_rule_recurrent
 
 
 def gated_delta_rule(q: Tensor, k: Tensor, v: Tensor, beta: Tensor, g: Tensor, *, mode: str = "chunk",
@@ -41,5 +41,7 @@ def gated_delta_rule(q: Tensor, k: Tensor, v: Tensor, beta: Tensor, g: Tensor, *
     check_per_token("g (the log decay)", g, q)
     if mode == "recurrent":
         return delta_rule_recurrent(q, k, v, beta, initial_state, g=g)
+    if mode == "fused":
+        return delta_rule_fused(q, k, v, beta, initial_state, g=g)
     chunk_size = check_chunk_size(chunk_size)
     return delta_rule_chunk(q, k, v, beta, chunk_size, initial_state, g=g)

@@ -188,11 +188,7 @@ class _FusedScan(torch.autograd.Function):
 
 
 def _fused_applies(tensors: list[Tensor]) -> bool:
-    if any(t.device.type != "cpu" for t in tensors):
-        return False
-    if torch._C._functorch.peek_interpreter_stack() is not None:  # vmap, grad, jvp of torch.func
-        return False
-    return extension() is not None
+    return extension.serves(tensors)
 
 
 def selective_scan(delta: Tensor, A: Tensor, B: Tensor, C: Tensor, x: Tensor, h0: Tensor | None = None, *,

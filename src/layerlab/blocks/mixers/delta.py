@@ -42,7 +42,7 @@ class _DeltaMixer(MultiHeadMixer):
         y_t = W_o Concat_h(RMSNorm(o_t) [* SiLU(W_g x_t) if gated])
     """
 
-    modes = ("chunk", "reference")
+    modes = ("fused", "chunk", "reference")
     recurrent = True
     _name = "delta"
     _product = False  # run the DeltaProduct kernel (keys/values/betas with an n_h axis)
@@ -148,7 +148,7 @@ class _DeltaMixer(MultiHeadMixer):
 
     # --- forward ---------------------------------------------------------------------------
     def _kernel(self, q: Tensor, k: Tensor, v: Tensor, beta: Tensor, g: Tensor | None, mode: str) -> Tensor:
-        opts = {"mode": "chunk" if mode == "chunk" else "recurrent", "chunk_size": self.chunk_size}
+        opts = {"mode": "recurrent" if mode == "reference" else mode, "chunk_size": self.chunk_size}
         if self._product:
             out, _ = kernels.delta_product(q, k, v, beta, g=g, **opts)
         elif g is not None:
@@ -236,7 +236,8 @@ class DeltaNet(_DeltaMixer):
 
     Shape: ``(B, L, D) -> (B, L, D)``; output ``t`` depends on inputs ``<= t``.
 
-    Modes: ``"chunk"`` (default): the kernel's chunked UT-transform form; ``"reference"``: the
+    Modes: ``"fused"`` (default): the kernel's compiled recurrence on the CPU (the chunk form
+    elsewhere); ``"chunk"``: the kernel's chunked UT-transform form; ``"reference"``: the
     kernel's token-by-token recurrence. ``step`` keeps ``(M, conv_buffer)``: the memory
     ``M = S^T`` (B, H, d, d) and the last ``conv_size - 1`` projected inputs (B, conv_size - 1, 3 D);
     ``state_size = H d^2 + (conv_size - 1) 3 D``.
@@ -368,8 +369,9 @@ class DeltaProduct(_DeltaMixer):
     [0, 1] by default for ``n_h <= 2`` (a product of two PSD contractions) and reach [-1, 1] (and
     complex rotations) with ``negative_eigenvalues``.
 
-    Shape: ``(B, L, D) -> (B, L, D)``; causal. Modes: ``"chunk"`` (default) and ``"reference"``
-    (the kernel's token-by-token recurrence). State ``(M, conv_buffer)``, ``M = S^T`` (B, H, d, d),
+    Shape: ``(B, L, D) -> (B, L, D)``; causal. Modes: ``"fused"`` (default; the compiled
+    recurrence on the CPU, the chunk form elsewhere), ``"chunk"`` and ``"reference"`` (the kernel's
+    token-by-token recurrence). State ``(M, conv_buffer)``, ``M = S^T`` (B, H, d, d),
     buffer (B, conv_size - 1, (1 + 2 n_h) D).
 
     Initialization: as DeltaNet (and Gated DeltaNet's for ``A_log``, ``dt_bias``, ``w_a``, ``W_g``
