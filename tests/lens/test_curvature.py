@@ -262,3 +262,14 @@ def test_edge_of_stability_summary_reads_sharpening_then_hovering():
         C.edge_of_stability_summary([0], [1.0], lr)
     with pytest.raises(ConfigError, match="lr"):
         C.edge_of_stability_summary([0, 1], [1.0, 2.0], -1.0)
+
+
+def test_edge_of_stability_of_run_reads_probe_and_lr_series():
+    sharp = [(0, 4.0), (100, 12.0), (200, 19.0), (300, 21.0), (400, 20.0)]
+    lrs = [(1, 0.1), (150, 0.1), (250, 0.05)]  # lr halved at step 250: the edge moves to 40
+    s = C.edge_of_stability_of_run(sharp, lrs, tail=0.4)
+    assert s.ratio.tolist() == pytest.approx([0.2, 0.6, 0.95, 0.525, 0.5])
+    assert s.reach_step == 200 and s.tail_median == pytest.approx(0.5)
+    assert C.edge_of_stability_of_run(sharp, 0.1).ratio[-1] == pytest.approx(1.0)
+    with pytest.raises(ConfigError, match="lr series is empty"):
+        C.edge_of_stability_of_run(sharp, [])

@@ -82,6 +82,7 @@ __all__ = [
     "gauss_newton_split",
     "EdgeOfStability",
     "edge_of_stability_summary",
+    "edge_of_stability_of_run",
 ]
 
 OUTPUT_LOSSES = ("cross_entropy", "mse", "half_mse")
@@ -493,3 +494,26 @@ def edge_of_stability_summary(
         steps=s, ratio=ratio, initial_ratio=initial, max_ratio=float(ratio.max()), reach_step=reach_step,
         tail_median=tail_median, sharpened=initial < reach and reach_step is not None,
         at_edge=band[0] <= tail_median <= band[1])
+
+
+def edge_of_stability_of_run(
+    sharpness: Sequence[tuple[int, float]],
+    lr: float | Sequence[tuple[int, float]],
+    **options: Any,
+) -> EdgeOfStability:
+    """`edge_of_stability_summary` of a run's series: ``sharpness`` as ``(step, value)`` pairs (the
+    ``hessian`` probe's ``hessian/sharpness``, e.g. ``Recorder.series("probe", "hessian/sharpness")``)
+    and ``lr`` a number or the run's ``(step, lr)`` series (``Recorder.series("train", "lr")``):
+    each probe step takes the last learning rate logged at or before it (the first one before
+    any is logged). ``options``: those of `edge_of_stability_summary`."""
+    pairs = sorted((int(t), float(v)) for t, v in sharpness)
+    if isinstance(lr, (int, float)):
+        rates = [float(lr)] * len(pairs)
+    else:
+        logged = sorted((int(t), float(v)) for t, v in lr)
+        if not logged:
+            raise ConfigError("the lr series is empty; pass the run's learning rate as a number")
+        steps = torch.tensor([t for t, _ in logged])
+        at = torch.searchsorted(steps, torch.tensor([t for t, _ in pairs]), right=True) - 1
+        rates = [logged[max(int(i), 0)][1] for i in at]
+    return edge_of_stability_summary([t for t, _ in pairs], [v for _, v in pairs], rates, **options)
