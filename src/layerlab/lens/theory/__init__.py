@@ -7,12 +7,13 @@
 - ``icl_linear_regression``: Zhang, Frei & Bartlett 2023, the LSA global minimum and its risk;
 - ``implicit_acceleration``: Arora, Cohen & Hazan 2018, the end-to-end update of balanced deep linear nets;
 - ``autodiff_correctness``: Lee, Park & Aiken 2023, AD of ReLU networks at representable parameters;
-- ``sparse_dendrites``: Ahmad & Hawkins 2016, false matches of a dendritic segment on sparse patterns.
+- ``sparse_dendrites``: Ahmad & Hawkins 2016, false matches of a dendritic segment on sparse patterns;
+- ``imbalanced_collapse``: Dang et al. 2023, the imbalanced bias-free UFM minimizer with MSE loss.
 """
 from .deep_linear import (deep_linear_mode, deep_linear_rise_time, effective_initial_strength,
                           learning_rate_to_tau, mode_strengths)
 from . import (autodiff_correctness, finite_width, icl_linear_regression, implicit_acceleration,  # theory helper
-               sparse_dendrites)  # (issue 17)
+               imbalanced_collapse, sparse_dendrites)  # (issue 17)
 from . import eigenlearning, infinite_width  # deep NNGP/NTK, kernel regression, eigenframework (issue 17)
 from .kernels import TwoLayerReLU, arccos_kernel, relu_nngp, relu_ntk
 from . import quadratic  # curvature helper (issue 17): neural quadratic models (Zhu et al. 2022)
@@ -20,7 +21,7 @@ from .linear_regression import (generalization_error, generalization_error_limit
                                 training_error, training_error_limit)
 
 __all__ = ["TwoLayerReLU", "autodiff_correctness", "eigenlearning", "finite_width", "icl_linear_regression",
-           "implicit_acceleration", "sparse_dendrites", "infinite_width", "quadratic", "arccos_kernel", "deep_linear_mode", "deep_linear_rise_time",
+           "imbalanced_collapse", "implicit_acceleration", "sparse_dendrites", "infinite_width", "quadratic", "arccos_kernel", "deep_linear_mode", "deep_linear_rise_time",
            "effective_initial_strength", "generalization_error", "generalization_error_limit",
            "learning_rate_to_tau", "mode_strengths", "mp_density", "mp_edges", "relu_nngp", "relu_ntk",
            "training_error", "training_error_limit"]
