@@ -63,3 +63,60 @@ def implicit_acceleration_update(seed: int, *, depth: int = 3, in_features: int 
     return {"error": abs(order - 2), "order": order, "relative_gap": errs[0] / steps[0],
             "naive_order": math.log2(naive[0] / naive[1]), "naive_relative_gap": naive[0] / steps[0],
             "balance_violation": balance}
+
+
+def _lp_loss(w: torch.Tensor, x: torch.Tensor, y: torch.Tensor, p: float) -> torch.Tensor:
+    return (x @ w.reshape(-1) - y).abs().pow(p).mean()
+
+
+def _final_loss(factors: list[torch.Tensor], x: torch.Tensor, y: torch.Tensor, p: float, lr: float,
+                steps: int) -> float:
+    """Training loss after ``steps`` of gradient descent on the factors (inf if it diverges)."""
+    ws = [f.clone().requires_grad_(True) for f in factors]
+    for _ in range(steps):
+        loss = _lp_loss(ia._product(ws), x, y, p)
+        if not torch.isfinite(loss) or loss.item() > 1e12:
+            return math.inf
+        grads = torch.autograd.grad(loss, ws)
+        with torch.no_grad():
+            for w, g in zip(ws, grads):
+                w.sub_(lr * g)
+    with torch.no_grad():
+        final = float(_lp_loss(ia._product(ws), x, y, p))
+    return final if math.isfinite(final) else math.inf
+
+
+@register_measure("implicit_acceleration_lp", metric="log_loss_ratio",
+                  paper=Paper("On the Optimization of Deep Networks: Implicit Acceleration by Overparameterization",
+                              2018, "1802.06509"))
+def implicit_acceleration_lp(seed: int, *, depth: int = 3, width: int = 8, in_features: int = 20, samples: int = 200,
+                             p: float = 4.0, steps: int = 1000, lrs: tuple[float, ...] | list[float] = (
+                                 1e-3, 2e-3, 5e-3, 1e-2, 2e-2, 3e-2, 5e-2, 7e-2, 0.1, 0.2, 0.5, 1.0),
+                             condition: float = 10.0, noise: float = 0.1) -> dict[str, float]:
+    r"""The paper's experiment at small scale: ``l_p`` linear regression (``p > 2``) by gradient descent on
+    the linear model (depth 1) and on a depth-``depth`` linear network (width ``width``, balanced
+    factorization of the same initial end-to-end vector), each at its best step in ``lrs``; the
+    statistic is ``log(best loss of the deep network / best loss of the linear model)`` after ``steps``
+    steps (negative: depth accelerated). Inputs have column scales spread geometrically over a factor
+    ``condition``; targets ``y = X w* + noise``; the initial end-to-end vector is ``N(0, I/d)``."""
+    if depth < 2 or steps < 1 or not lrs or not p >= 1:
+        raise ConfigError(f"implicit_acceleration_lp: need depth >= 2, steps >= 1, a learning-rate grid and p >= 1; "
+                          f"got depth={depth}, steps={steps}, lrs={list(lrs)}, p={p}")
+    g = torch.Generator().manual_seed(seed)
+    scales = condition ** (-torch.linspace(0, 1, in_features, dtype=torch.float64))
+    x = torch.randn(samples, in_features, generator=g, dtype=torch.float64) * scales
+    w_star = torch.randn(in_features, generator=g, dtype=torch.float64)
+    y = x @ w_star + noise * torch.randn(samples, generator=g, dtype=torch.float64)
+    w0 = torch.randn(1, in_features, generator=g, dtype=torch.float64) / math.sqrt(in_features)
+    deep = balanced_factors(w0, depth, width, generator=g)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny matrices on a shared machine; restored below
+    try:
+        shallow_losses = [_final_loss([w0], x, y, p, lr, steps) for lr in lrs]
+        deep_losses = [_final_loss(deep, x, y, p, lr, steps) for lr in lrs]
+    finally:
+        torch.set_num_threads(threads)
+    best_s, best_d = min(shallow_losses), min(deep_losses)
+    return {"log_loss_ratio": math.log(best_d / best_s), "shallow_loss": best_s, "deep_loss": best_d,
+            "shallow_lr": float(lrs[shallow_losses.index(best_s)]), "deep_lr": float(lrs[deep_losses.index(best_d)]),
+            "initial_loss": float(_lp_loss(w0, x, y, p))}
