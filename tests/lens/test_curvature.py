@@ -3,6 +3,7 @@ torch.autograd.functional.hessian, Jacobians from torch.func.jacrev, and closed 
 from __future__ import annotations
 
 import math
+import warnings
 
 import pytest
 import torch
@@ -273,3 +274,25 @@ def test_edge_of_stability_of_run_reads_probe_and_lr_series():
     assert C.edge_of_stability_of_run(sharp, 0.1).ratio[-1] == pytest.approx(1.0)
     with pytest.raises(ConfigError, match="lr series is empty"):
         C.edge_of_stability_of_run(sharp, [])
+
+
+@pytest.mark.slow
+def test_edge_of_stability_of_a_run_with_the_hessian_probe():
+    from layerlab.spec import ModelSpec, OptimSpec, ProbeSpec, RunSpec, TaskSpec, TrainSpec
+    from layerlab.train import MemoryRecorder, Trainer
+
+    spec = RunSpec(task=TaskSpec("digits"), model=ModelSpec(backbone="classifier", channel="mlp", d_model=8, n_layers=1),
+                   optim=OptimSpec(lr=3e-3, warmup_steps=3), train=TrainSpec(steps=10, batch_size=16, log_every=1),
+                   seed=0, probes=ProbeSpec(names=("hessian",), schedule="every", every=5, batch_size=32))
+    rec = MemoryRecorder()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # the probe-cost advice of a 10-step run
+        Trainer(spec, recorder=rec).fit()
+    sharp, lrs = rec.series("probe", "hessian/sharpness"), rec.series("train", "lr")
+    ratios = dict(rec.series("probe", "hessian/gd_edge_ratio"))
+    s = C.edge_of_stability_of_run(sharp, lrs)
+    assert [int(t) for t in s.steps] == [t for t, _ in sorted(sharp)] and len(sharp) >= 2
+    # the probe's own ratio uses the lr of its step: the lr series read at or before it agrees after warmup
+    for t, r in zip(s.steps.tolist(), s.ratio.tolist()):
+        if t >= 3:
+            assert r == pytest.approx(ratios[int(t)], rel=1e-6)
