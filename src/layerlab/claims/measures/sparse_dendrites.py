@@ -13,7 +13,6 @@ standard errors.
 """
 from __future__ import annotations
 
-import math
 
 import torch
 
