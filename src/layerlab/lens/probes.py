@@ -444,7 +444,7 @@ def spectra_probe(ctx: ProbeContext, *, min_size: int = 50, arrays: bool = True)
     exponent ``alpha.<p>``, alpha_sigma, ks_distance, n_spikes (above the Marchenko–Pastur edge)
     and effective_rank. Summaries ``alpha_mean``, ``stable_rank_mean``, ``spectral_norm_max``.
     Arrays ``esd.<p>``: the eigenvalues of WᵀW/N, from the M x M Gram matrix in float64 (2-3x
-    faster than the SVD ``lens.spectra.esd`` takes; equal to it within ~1e-16·λ_max)."""
+    faster than an SVD, ``lens.spectra.esd``'s default form; equal to the SVD within ~1e-16·λ_max)."""
     import layerlab.lens.spectra as spectra
 
     scalars: dict[str, float] = {}
