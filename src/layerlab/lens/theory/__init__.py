@@ -8,11 +8,12 @@
 - ``implicit_acceleration``: Arora, Cohen & Hazan 2018, the end-to-end update of balanced deep linear nets;
 - ``autodiff_correctness``: Lee, Park & Aiken 2023, AD of ReLU networks at representable parameters;
 - ``sparse_dendrites``: Ahmad & Hawkins 2016, false matches of a dendritic segment on sparse patterns;
-- ``imbalanced_collapse``: Dang et al. 2023, the imbalanced bias-free UFM minimizer with MSE loss.
+- ``imbalanced_collapse``: Dang et al. 2023, the imbalanced bias-free UFM minimizer with MSE loss;
+- ``boolean_influence``: Abbe et al. 2022, Boolean influence and the canonical-holdout error.
 """
 from .deep_linear import (deep_linear_mode, deep_linear_rise_time, effective_initial_strength,
                           learning_rate_to_tau, mode_strengths)
-from . import (autodiff_correctness, finite_width, icl_linear_regression, implicit_acceleration,  # theory helper
+from . import (autodiff_correctness, boolean_influence, finite_width, icl_linear_regression, implicit_acceleration,  # theory helper
                imbalanced_collapse, sparse_dendrites)  # (issue 17)
 from . import eigenlearning, infinite_width  # deep NNGP/NTK, kernel regression, eigenframework (issue 17)
 from .kernels import TwoLayerReLU, arccos_kernel, relu_nngp, relu_ntk
@@ -20,7 +21,7 @@ from . import quadratic  # curvature helper (issue 17): neural quadratic models 
 from .linear_regression import (generalization_error, generalization_error_limit, mp_density, mp_edges,
                                 training_error, training_error_limit)
 
-__all__ = ["TwoLayerReLU", "autodiff_correctness", "eigenlearning", "finite_width", "icl_linear_regression",
+__all__ = ["TwoLayerReLU", "autodiff_correctness", "boolean_influence", "eigenlearning", "finite_width", "icl_linear_regression",
            "imbalanced_collapse", "implicit_acceleration", "sparse_dendrites", "infinite_width", "quadratic", "arccos_kernel", "deep_linear_mode", "deep_linear_rise_time",
            "effective_initial_strength", "generalization_error", "generalization_error_limit",
            "learning_rate_to_tau", "mode_strengths", "mp_density", "mp_edges", "relu_nngp", "relu_ntk",
