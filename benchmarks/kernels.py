@@ -1,10 +1,12 @@
-"""Chunked kernels against their token-by-token references: forward+backward time, one run.
+"""Chunked and fused kernels against their token-by-token references: forward+backward time, one run.
 
     python benchmarks/kernels.py [--lengths 256 1024 4096] [--chunks 32 64] [--threads 2] [--repeats 5]
+                                 [--head-dim 64]
 
-B = 4, H = 4, head dim 64 (issue 4's setting), float32. For each kernel (delta_rule,
+B = 4, H = 4, head dim 64 (issue 4's setting; ``--head-dim``), float32. The rows "fused" time the
+compiled recurrence of the delta-rule family (``mode="fused"``; linear attention has none). For each kernel (delta_rule,
 gated_delta_rule, delta_product with n_h = 2, linear_attention) and length L, prints the best
-time of each form over the repeats, the ratio recurrent / chunk, and the chunk form's time per
+time of each form over the repeats, the ratio recurrent / (chunk or fused), and that form's time per
 token (flat in L if its cost grows linearly). The backward pass gets a fixed random dense
 cotangent for the output and the final state, as in training (``out.sum()`` would hand the
 kernels a stride-0 gradient that no training loss produces). Several ``--chunks`` values are
@@ -44,11 +46,12 @@ def main() -> None:
     ap.add_argument("--chunks", type=int, nargs="+", default=[32, 64])
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--head-dim", type=int, default=64)
     ap.add_argument("--kernels", nargs="+",
                     default=["delta_rule", "gated_delta_rule", "delta_product", "linear_attention"])
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    B, H, D, n_h = 4, 4, 64, 2
+    B, H, D, n_h = 4, 4, args.head_dim, 2
     g = torch.Generator().manual_seed(0)
     print(f"B={B} H={H} D={D} float32, {torch.get_num_threads()} threads; best of {args.repeats} "
           f"(recurrent at L >= 4096: best of {min(2, args.repeats)}); delta_product n_h={n_h}")
@@ -70,15 +73,18 @@ def main() -> None:
             "linear_attention": ([q, k, v], linear_attention),
         }
         cases = {name: cases[name] for name in args.kernels}
-        forms = [("recurrent", None)] + [("chunk", c) for c in args.chunks]
+        forms = [("recurrent", None), ("fused", None)] + [("chunk", c) for c in args.chunks]
         best = {(name, form): float("inf") for name in cases for form in forms}
         for name, (tensors, kernel) in cases.items():  # warm-up (allocator, first-call costs), untimed
             short = [t[:, :, :64] for t in tensors]
             for form in forms:
-                fwd_bwd_seconds(kernel, form, short, [cot[0][:, :, :64], cot[1]])
+                if not (form[0] == "fused" and name == "linear_attention"):
+                    fwd_bwd_seconds(kernel, form, short, [cot[0][:, :, :64], cot[1]])
         for r in range(args.repeats):
             for name, (tensors, kernel) in cases.items():
                 for form in forms:
+                    if form[0] == "fused" and name == "linear_attention":
+                        continue
                     if form[0] == "recurrent" and L >= 4096 and r >= 2:
                         continue
                     seconds = fwd_bwd_seconds(kernel, form, tensors, cot)
@@ -87,7 +93,9 @@ def main() -> None:
             rec = best[name, ("recurrent", None)]
             for form in forms[1:]:
                 chk = best[name, form]
-                print(f"{name:18} {L:>5} {form[1]:>5} {rec:>12.3f} {chk:>9.4f} {rec / chk:>7.1f} "
+                if chk == float("inf"):
+                    continue
+                print(f"{name:18} {L:>5} {form[1] or 'fused':>5} {rec:>12.3f} {chk:>9.4f} {rec / chk:>7.1f} "
                       f"{1e6 * chk / (B * L):>15.2f}", flush=True)
 
 

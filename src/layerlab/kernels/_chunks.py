@@ -13,9 +13,9 @@ from ..errors import ConfigError, ShapeError
 MODES = ("recurrent", "chunk", "fused")  # fused: the C++ kernel where it serves, else chunk
 
 
-def check_mode(mode: str) -> None:
-    if mode not in MODES:
-        raise ConfigError(f"unknown kernel mode {mode!r}; modes: {', '.join(MODES)}")
+def check_mode(mode: str, modes: tuple[str, ...] = MODES) -> None:
+    if mode not in modes:
+        raise ConfigError(f"unknown kernel mode {mode!r}; modes: {', '.join(modes)}")
 
 
 def check_chunk_size(chunk_size: int) -> int:

@@ -44,18 +44,18 @@ void forward_row(const Shape& d, const T* q, const T* k, const T* v, const T* be
   if (M0) std::copy(M0, M0 + S, M.begin());
   for (int64_t t = 0; t < d.T; ++t) {
     if (t % d.K == 0) std::copy(M.begin(), M.end(), ckpt + (t / d.K) * S);
-    if (g) {
-      const T a = std::exp(g[t]);
-      for (int64_t e = 0; e < S; ++e) M[e] *= a;
-    }
+    const T a = g ? std::exp(g[t]) : T(1);
     const T* kt = k + t * d.Dk;
     const T* vt = v + t * d.Dv;
     std::copy(vt, vt + d.Dv, r.begin());
-    for (int64_t i = 0; i < d.Dk; ++i) {
+    for (int64_t i = 0; i < d.Dk; ++i) {  // P = a M and r = v - P^T k in one pass over the state
       const T ki = kt[i];
-      const T* row = M.data() + i * d.Dv;
+      T* row = M.data() + i * d.Dv;
 #pragma omp simd
-      for (int64_t j = 0; j < d.Dv; ++j) r[j] -= ki * row[j];
+      for (int64_t j = 0; j < d.Dv; ++j) {
+        row[j] *= a;
+        r[j] -= ki * row[j];
+      }
     }
     const T b = beta[t];
     for (int64_t i = 0; i < d.Dk; ++i) {
@@ -90,20 +90,21 @@ void backward_row(const Shape& d, const T* q, const T* k, const T* v, const T* b
     const int64_t t0 = c * d.K, t1 = std::min(d.T, t0 + d.K);
     std::copy(ckpt + c * S, ckpt + (c + 1) * S, M.begin());
     for (int64_t t = t0; t < t1; ++t) {  // recompute P_t and r_t of this interval
-      if (g) {
-        const T a = std::exp(g[t]);
-        for (int64_t e = 0; e < S; ++e) M[e] *= a;
-      }
+      const T a = g ? std::exp(g[t]) : T(1);
       T* Pt = P.data() + (t - t0) * S;
       T* rt = R.data() + (t - t0) * d.Dv;
-      std::copy(M.begin(), M.end(), Pt);
       const T* kt = k + t * d.Dk;
       std::copy(v + t * d.Dv, v + (t + 1) * d.Dv, rt);
-      for (int64_t i = 0; i < d.Dk; ++i) {
+      for (int64_t i = 0; i < d.Dk; ++i) {  // P_t = a M, kept, and r_t, in one pass
         const T ki = kt[i];
-        const T* row = M.data() + i * d.Dv;
+        T* row = M.data() + i * d.Dv;
+        T* Prow = Pt + i * d.Dv;
 #pragma omp simd
-        for (int64_t j = 0; j < d.Dv; ++j) rt[j] -= ki * row[j];
+        for (int64_t j = 0; j < d.Dv; ++j) {
+          row[j] *= a;
+          Prow[j] = row[j];
+          rt[j] -= ki * row[j];
+        }
       }
       const T b = beta[t];
       for (int64_t i = 0; i < d.Dk; ++i) {
@@ -163,18 +164,28 @@ void backward_row(const Shape& d, const T* q, const T* k, const T* v, const T* b
         }
         dkt[i] = b * acc_g - acc_p;
       }
-      for (int64_t i = 0; i < d.Dk; ++i) {  // dP = G - k dr^T
-        const T ki = kt[i];
-        T* Grow = G.data() + i * d.Dv;
-#pragma omp simd
-        for (int64_t j = 0; j < d.Dv; ++j) Grow[j] -= ki * dr[j];
-      }
-      if (g) {
-        T acc = 0;
-        for (int64_t e = 0; e < S; ++e) acc += G[e] * Pt[e];
-        dg[t] = acc;
+      if (g) {  // dP = G - k dr^T, dg_t = <dP, P_t>, G <- a dP, in one pass
         const T a = std::exp(g[t]);
-        for (int64_t e = 0; e < S; ++e) G[e] *= a;
+        T acc = 0;
+        for (int64_t i = 0; i < d.Dk; ++i) {
+          const T ki = kt[i];
+          T* Grow = G.data() + i * d.Dv;
+          const T* Prow = Pt + i * d.Dv;
+#pragma omp simd reduction(+ : acc)
+          for (int64_t j = 0; j < d.Dv; ++j) {
+            const T dP = Grow[j] - ki * dr[j];
+            acc += dP * Prow[j];
+            Grow[j] = a * dP;
+          }
+        }
+        dg[t] = acc;
+      } else {
+        for (int64_t i = 0; i < d.Dk; ++i) {  // dP = G - k dr^T
+          const T ki = kt[i];
+          T* Grow = G.data() + i * d.Dv;
+#pragma omp simd
+          for (int64_t j = 0; j < d.Dv; ++j) Grow[j] -= ki * dr[j];
+        }
       }
     }
   }

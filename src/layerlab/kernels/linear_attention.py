@@ -50,7 +50,7 @@ def linear_attention_chunk(q: Tensor, k: Tensor, v: Tensor, chunk_size: int = 64
 def linear_attention(q: Tensor, k: Tensor, v: Tensor, *, mode: str = "chunk", chunk_size: int = 64,
                      initial_state: Tensor | None = None) -> tuple[Tensor, Tensor]:
     """Causal linear attention; returns (output (B, H, L, D_v), final state (B, H, D_k, D_v))."""
-    check_mode(mode)
+    check_mode(mode, ("recurrent", "chunk"))
     check_qkv(q, k, v, initial_state)
     if mode == "recurrent":
         return linear_attention_recurrent(q, k, v, initial_state)

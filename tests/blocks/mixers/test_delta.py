@@ -308,7 +308,7 @@ def test_deltaproduct_options_and_registry():
         with pytest.raises(ConfigError, match="n_householder"):
             DeltaProduct(8, n_heads=2, n_householder=bad)
     dp = DeltaProduct(8, n_heads=2)
-    assert dp.n_householder == 2 and not dp.gated and dp.modes == ("chunk", "reference") and dp.recurrent
+    assert dp.n_householder == 2 and not dp.gated and dp.modes == ("fused", "chunk", "reference") and dp.recurrent
     assert dp.k_proj.out_features == 2 * 8 and dp.b_proj.out_features == 2 * 2
     for name in CLASSES:
         assert get("mixer", name).width_multiple({"n_heads": 8}) == 8
