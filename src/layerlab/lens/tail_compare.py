@@ -63,8 +63,9 @@ _GL_NODES, _GL_WEIGHTS = (torch.from_numpy(a) for a in np.polynomial.legendre.le
 def tpl_log_normalizer(alpha: Tensor | float, lam: Tensor | float, xmin: float) -> Tensor:
     """``ln Z`` with ``Z = ∫_{xmin}^∞ t^(−α) e^(−λt) dt`` (``λ > 0``), differentiable in ``α`` and
     ``λ``: ``Z = xmin^(1−α) ∫_0^∞ exp(g(u)) du``, ``g(u) = (1−α)u − c e^u``, ``c = λ xmin``, by
-    8-point Gauss–Legendre on panels of ``[0, U]`` no wider than ``1/(|1−α| + c)``, ``1/2`` and
-    ``U/64``, where ``U`` is past the point where ``g`` has fallen below ``e^(−60)`` of its peak."""
+    8-point Gauss–Legendre on panels of ``[0, U]`` no wider than ``1/2``, ``U/64`` and the
+    integrand's scale (``1/(|1−α| + c)`` for ``α >= 1``, ``1/√(1−α+c)`` for ``α < 1``), where ``U``
+    is past the point where ``g`` has fallen below ``e^(−60)`` of its peak."""
     alpha = torch.as_tensor(alpha, dtype=torch.float64)
     lam = torch.as_tensor(lam, dtype=torch.float64)
     a, c = float(alpha.detach()), float(lam.detach()) * xmin
@@ -76,8 +77,10 @@ def tpl_log_normalizer(alpha: Tensor | float, lam: Tensor | float, xmin: float) 
         u_end = math.log1p((60.0 + max(0.0, s) * u_end) / c)
     if s < 0:
         u_end = min(u_end, 60.0 / -s + 1.0)
-    width = min(0.5, 1.0 / (abs(s) + c), u_end / 64)
-    panels = max(1, math.ceil(u_end / width))
+    # the integrand's scale: 1/(|1-α| + c) where it falls from u = 0 (α >= 1), 1/√(1-α+c) at the
+    # bump of an α < 1; panels capped for the far-off trial points of a line search
+    width = min(0.5, u_end / 64, 1.0 / (abs(s) + c) if s <= 0 else 1.0 / math.sqrt(s + c))
+    panels = min(20_000, max(1, math.ceil(u_end / width)))
     edges = torch.linspace(0.0, u_end, panels + 1, dtype=torch.float64)
     half = 0.5 * (edges[1:] - edges[:-1])
     u = ((edges[:-1] + half)[:, None] + half[:, None] * _GL_NODES[None, :]).reshape(-1)
