@@ -24,8 +24,13 @@ and how far the default Clauset et al. fit (two-sided KS) is from WeightWatcher'
 Time on 1024 x 512 (medians of ``--repeats``, ``--threads`` threads on both sides): WeightWatcher's
 ``analyze()`` on the one-layer model, and its floor (``svd_vals`` + ``WWFit``, the two calls
 ``analyze()`` makes for α), against layerlab's α (the Gram-matrix ``esd`` + the fit), and the
-SVD ``esd`` + fit and the Clauset et al. default fit for context. Timings on a loaded machine
-vary; compare ratios within one run. This script asserts nothing about time.
+SVD ``esd`` + fit and the Clauset et al. default fit for context.
+
+Part 2 (also alone with ``--instruments-only``): the whole-model instruments (``model_summary``
+plain, with ``fix_fingers`` and with ``randomize``; ``layer_spectra``; ``tail_compare``'s tests on
+one layer's ESD) on benchmarks/lens.py's model (a), in seconds and in its training steps.
+Timings on a loaded machine vary; compare ratios within one run. This script asserts nothing
+about time.
 """
 from __future__ import annotations
 
@@ -165,14 +170,48 @@ def timed_call(fn) -> float:
     return time.perf_counter() - t
 
 
+def instruments_in_steps(repeats: int) -> None:
+    """Part 2: the whole-model instruments on benchmarks/lens.py's model (a), in its training steps."""
+    sys.path.insert(0, str(Path(__file__).parent))
+    from lens import classifier_case, step_seconds, timed
+
+    from layerlab.lens import tail_compare
+
+    device = torch.device("cpu")
+    case = classifier_case(device, 512, 1.0)
+    model, batch, task = case["model"], case["batch"], case["task"]
+    step = step_seconds(model, lambda m: task.loss(m(batch.inputs), batch), device)
+    largest = max((p for p in model.parameters() if p.dim() == 2), key=lambda p: p.numel()).detach()
+    lam = spectra.esd(largest, normalize=False)  # the largest matrix's ESD
+    rows = [
+        ("model_summary (weightwatcher fit)", lambda: spectra.model_summary(model)),
+        ("model_summary, fix_fingers='clip_xmax'", lambda: spectra.model_summary(model, fix_fingers="clip_xmax")),
+        ("model_summary, randomize=True (traps)", lambda: spectra.model_summary(model, randomize=True)),
+        ("layer_spectra (CSN fit, SVD; for comparison)", lambda: spectra.layer_spectra(model)),
+        ("likelihood_ratio vs truncated_power_law, one ESD",
+         lambda: tail_compare.likelihood_ratio(lam, "truncated_power_law", method="weightwatcher")),
+        ("likelihood_ratio vs lognormal, one ESD", lambda: tail_compare.likelihood_ratio(lam, "lognormal",
+                                                                                          method="weightwatcher")),
+    ]
+    print(f"\nInstruments on {case['name']}: one training step = {step * 1e3:.1f} ms")
+    print("| instrument | seconds | training steps |")
+    print("|---|---|---|")
+    for label, fn in rows:
+        t, _, _ = timed(fn, device, repeats=repeats)
+        print(f"| {label} | {t:.3f} | {t / step:.1f} |")
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--ww-python", default="/work/wwenv/bin/python")
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--repeats", type=int, default=9)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--instruments-only", action="store_true", help="part 2 only (no WeightWatcher)")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
+    if args.instruments_only:
+        return instruments_in_steps(args.repeats)
     mats = matrices(args.seeds)
     timed_key = "student_t3/0"
     with tempfile.TemporaryDirectory() as d:
@@ -239,6 +278,7 @@ def main(argv: list[str] | None = None) -> None:
         r1 = f"{med['WeightWatcher analyze()'] / t:.2f}x" if ww else "-"
         r2 = f"{med['WeightWatcher svd_vals + WWFit'] / t:.2f}x" if ww else "-"
         print(f"| {label} | {t:.4f} ({min(times[label]):.4f}) | {r1} | {r2} |")
+    instruments_in_steps(args.repeats)
 
 
 if __name__ == "__main__":
