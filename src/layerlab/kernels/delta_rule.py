@@ -238,7 +238,8 @@ class _FusedDeltaRule(torch.autograd.Function):
 
 def fused_serves(*tensors: Tensor | None) -> bool:
     """Whether ``delta_rule_fused`` runs the compiled kernel on these tensors (else the chunk form)."""
-    return extension.serves([t for t in tensors if t is not None])
+    present = [t for t in tensors if t is not None]
+    return all(t.dtype in (torch.float32, torch.float64) for t in present) and extension.serves(present)
 
 
 def delta_rule_fused(q: Tensor, k: Tensor, v: Tensor, beta: Tensor, initial_state: Tensor | None = None,

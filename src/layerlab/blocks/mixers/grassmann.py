@@ -13,28 +13,13 @@ from torch import Tensor, nn
 
 from ...errors import ConfigError, ShapeError
 from ...registry import Paper, register
+from ...kernels.plucker import plucker, plucker_mean_fused, plucker_mean_pairs  # noqa: F401  (plucker re-exported)
 from .base import Mixer, State
 
 GRASSMANN = Paper(
     "Attention Is Not What You Need: Grassmann Flows as an Attention-Free Alternative for Sequence Modeling",
     2025, "2512.19428",
 )
-
-
-def plucker(a: Tensor, b: Tensor) -> Tensor:
-    r"""Plücker coordinates of the 2-plane spanned by ``a`` and ``b`` in ``R^r``::
-
-        p_ij = a_i b_j - a_j b_i,   1 <= i < j <= r
-
-    the 2x2 minors of the r x 2 matrix ``[a b]``, in row-major order of ``(i, j)``:
-    ``(1,2), (1,3), ..., (1,r), (2,3), ...``. ``a, b`` of shape ``(..., r)`` -> ``(..., r(r-1)/2)``.
-    Changing the basis of the plane, ``[a' b'] = [a b] G`` with ``G`` 2x2 invertible, scales
-    ``p`` by ``det G``: the point of the projective space (the plane) is unchanged.
-    """
-    if a.shape[-1] != b.shape[-1] or a.shape[-1] < 2:
-        raise ShapeError(f"plucker: a and b need the same last dimension r >= 2; got {tuple(a.shape)}, {tuple(b.shape)}")
-    i, j = torch.triu_indices(a.shape[-1], a.shape[-1], offset=1, device=a.device)
-    return a[..., i] * b[..., j] - a[..., j] * b[..., i]
 
 
 @register("mixer", "grassmann", paper=GRASSMANN)
@@ -61,7 +46,9 @@ class CausalGrassmann(Mixer):
     Shape: ``(B, L, D) -> (B, L, D)``.
 
     Modes:
-        ``"vectorized"`` (default): the pairs of all offsets at once (a gather of the shifted
+        ``"fused"`` (default): the mean of the normalised pairs in a compiled loop on the CPU
+        (:mod:`layerlab.kernels.plucker`; the vectorized form elsewhere and without ``normalize``).
+        ``"vectorized"``: the pairs of all offsets at once (a gather of the shifted
         ``z``), averaged before the (linear) projection ``W_plu``.
         ``"reference"``: per position and per offset, each pair projected and then averaged,
         as written above.
@@ -82,7 +69,7 @@ class CausalGrassmann(Mixer):
     which adds ``y`` to its residual stream.
     """
 
-    modes = ("vectorized", "reference")
+    modes = ("fused", "vectorized", "reference")
     recurrent = True
 
     def __init__(
@@ -127,16 +114,11 @@ class CausalGrassmann(Mixer):
     def _forward(self, x: Tensor, mode: str) -> Tensor:
         B, L, D = x.shape
         z = self.w_red(x)  # (B, L, r)
-        if mode == "vectorized":
-            deltas = torch.tensor(self.windows, device=x.device)  # (W,)
-            t = torch.arange(L, device=x.device)
-            m = self.windows[-1]
-            padded = F.pad(z, (0, 0, m, 0))  # z_{t-δ} = padded[:, m + t - δ]
-            past = padded[:, m + t[None, :] - deltas[:, None]]  # (B, W, L, r)
-            p = self._encode(z.unsqueeze(1), past)  # (B, W, L, P)
-            valid = (t[None, :] >= deltas[:, None]).to(x.dtype)  # (W, L)
-            count = valid.sum(dim=0)  # (L,)
-            mean_p = (p * valid[..., None]).sum(dim=1) / count.clamp_min(1)[:, None]
+        if mode in ("fused", "vectorized"):
+            if mode == "fused" and self.normalize:
+                mean_p, count = plucker_mean_fused(z, self.windows, self.eps)
+            else:
+                mean_p, count = plucker_mean_pairs(z, self.windows, self.eps, self.normalize)
             g = F.linear(mean_p, self.w_plu.weight) + (count > 0).to(x.dtype)[:, None] * self.w_plu.bias
         else:
             gs = []
