@@ -109,6 +109,21 @@ def test_hessian_diagonal_of_a_model_matches_autograd_within_its_error():
     assert torch.allclose(est.values, Hd.diagonal(), atol=6 * float(sigma.max()))
 
 
+def test_blocked_diagonal_equals_one_block_and_the_per_probe_loop():
+    g = torch.Generator().manual_seed(8)
+    A = torch.randn(12, 12, generator=g, dtype=DT)
+    A = A + A.T
+    one = C.diagonal(A, n_samples=10, block=None, generator=torch.Generator().manual_seed(1))
+    blocked = C.diagonal(A, n_samples=10, block=3, generator=torch.Generator().manual_seed(1))
+    assert torch.allclose(one.values, blocked.values, rtol=1e-12, atol=1e-14)
+    assert torch.allclose(one.standard_error, blocked.standard_error, rtol=1e-10, atol=1e-14)
+    # the reference: the same Rademacher probes one at a time, z ⊙ (A z) averaged
+    gen = torch.Generator().manual_seed(1)
+    Z = (torch.randint(0, 2, (10, 12), generator=gen, dtype=torch.int8).to(DT) * 2 - 1)
+    ref = torch.stack([z * (A @ z) for z in Z]).mean(0)
+    assert torch.allclose(one.values, ref, rtol=1e-12, atol=1e-14)
+
+
 def test_diagonal_bad_input_is_a_clear_error():
     with pytest.raises(ConfigError, match="n_samples"):
         C.diagonal(torch.eye(3, dtype=DT), n_samples=1)

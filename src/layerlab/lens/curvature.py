@@ -149,7 +149,8 @@ def diagonal(op: krylov.LinearOperator | Tensor, *, n_samples: int = 100, block:
     total = torch.zeros(op.dim, dtype=torch.float64, device=op.device)
     squares = torch.zeros_like(total)
     for start in range(0, n_samples, step):
-        Z = krylov._rademacher(gen, (op.dim, min(step, n_samples - start)), op.device, dt)
+        # drawn probe by probe (rows, then transposed): the same probes whatever the block size
+        Z = krylov._rademacher(gen, (min(step, n_samples - start), op.dim), op.device, dt).T
         S = (Z * krylov._apply_as(op, Z)).to(torch.float64)  # column k: z_k ⊙ A z_k
         total += S.sum(1)
         squares += S.square().sum(1)
