@@ -2,7 +2,8 @@
 
 Modules: ``spectra`` (weight spectra, power laws, Marchenko–Pastur), ``krylov`` (Lanczos,
 Hutchinson/Hutch++ and SLQ density of any symmetric operator), ``hessian`` (the Hessian as that
-operator: products, eigenvalues, trace, density, edge of stability), ``ntk`` (empirical neural tangent kernel), ``similarity``
+operator: products, eigenvalues, trace, density, edge of stability), ``curvature`` (the Hessian's
+diagonal, its Gauss–Newton and residual parts as operators, the edge of stability of a run), ``ntk`` (empirical neural tangent kernel), ``similarity``
 (CKA), ``collapse`` (neural collapse), ``landscape`` (mode connectivity, loss slices), ``permutation``
 (weight matching before interpolation),
 ``dynamics`` (gradient/update norms, massive activations, attention entropy, activation
