@@ -72,6 +72,7 @@ from ..errors import ConfigError, ShapeError
 from ..models.classifier import Classifier
 from ..models.deep_linear import DeepLinear
 from ..models.sequence import Residual
+from .similarity import insert_row
 
 __all__ = ["PermutationSpec", "permutation_spec", "apply_permutation", "random_permutations",
            "solve_assignment", "weight_matching", "matching_objective", "align"]
@@ -356,31 +357,7 @@ def solve_assignment(score: np.ndarray, v: np.ndarray | None = None) -> tuple[np
     matched[owner[1:][owner[1:] > 0]] = True
     way = np.zeros(n + 1, dtype=np.int64)
     for i in np.nonzero(~matched[1:])[0] + 1:
-        owner[0] = i
-        j0 = 0
-        minv = np.full(n + 1, np.inf)
-        used = np.zeros(n + 1, dtype=bool)
-        while True:
-            used[j0] = True
-            i0 = owner[j0]
-            free = ~used[1:]
-            reduced = c[i0 - 1] - u[i0] - vv[1:]
-            better = free & (reduced < minv[1:])
-            minv[1:][better] = reduced[better]
-            way[1:][better] = j0
-            masked = np.where(free, minv[1:], np.inf)
-            j1 = int(np.argmin(masked)) + 1
-            delta = masked[j1 - 1]
-            u[owner[used]] += delta  # the owners of the used columns are distinct rows
-            vv[used] -= delta
-            minv[~used] -= delta
-            j0 = j1
-            if owner[j0] == 0:
-                break
-        while j0:  # flip the path
-            j1 = way[j0]
-            owner[j0] = owner[j1]
-            j0 = j1
+        insert_row(c, u, vv, owner, way, int(i))
     q = np.empty(n, dtype=np.int64)
     q[owner[1:] - 1] = np.arange(n)
     return q, vv[1:]

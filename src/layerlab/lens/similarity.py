@@ -376,6 +376,43 @@ class MinibatchCKA:
 
 
 # ----------------------------------------------------------------------------- neuron matching
+def insert_row(cost: np.ndarray, u: np.ndarray, v: np.ndarray, owner: np.ndarray, way: np.ndarray, i: int) -> None:
+    """One step of the shortest-augmenting-path assignment: insert the 1-based row ``i``.
+
+    A Dijkstra search over columns on the reduced costs ``cost[i', j] - u[i'] - v[j]`` (1-based
+    potentials ``u``, ``v``; ``owner[j]`` the 1-based row holding column ``j``, 0 if free) until a
+    free column is reached; the potentials shift so matched edges stay tight, and the path is
+    flipped. Updates ``u``, ``v``, ``owner`` and ``way`` in place. Inner steps are vectorized
+    over columns.
+    """
+    c = cost.shape[1]
+    owner[0] = i
+    j0 = 0
+    minv = np.full(c + 1, np.inf)
+    used = np.zeros(c + 1, dtype=bool)
+    while True:
+        used[j0] = True
+        i0 = owner[j0]
+        free = ~used[1:]
+        reduced = cost[i0 - 1] - u[i0] - v[1:]
+        better = free & (reduced < minv[1:])
+        minv[1:][better] = reduced[better]
+        way[1:][better] = j0
+        masked = np.where(free, minv[1:], np.inf)
+        j1 = int(np.argmin(masked)) + 1
+        delta = masked[j1 - 1]
+        u[owner[used]] += delta  # owners of used columns are distinct rows
+        v[used] -= delta
+        minv[~used] -= delta
+        j0 = j1
+        if owner[j0] == 0:
+            break
+    while j0:  # flip the path
+        j1 = way[j0]
+        owner[j0] = owner[j1]
+        j0 = j1
+
+
 def _assign_min(cost: np.ndarray) -> np.ndarray:
     """Minimum-cost assignment of every row of cost (r, c), r ≤ c, to a distinct column.
 
@@ -390,31 +427,7 @@ def _assign_min(cost: np.ndarray) -> np.ndarray:
     owner = np.zeros(c + 1, dtype=np.int64)  # owner[j]: 1-based row matched to column j (0 = free)
     way = np.zeros(c + 1, dtype=np.int64)
     for i in range(1, r + 1):
-        owner[0] = i
-        j0 = 0
-        minv = np.full(c + 1, np.inf)
-        used = np.zeros(c + 1, dtype=bool)
-        while True:
-            used[j0] = True
-            i0 = owner[j0]
-            free = ~used[1:]
-            reduced = cost[i0 - 1] - u[i0] - v[1:]
-            better = free & (reduced < minv[1:])
-            minv[1:][better] = reduced[better]
-            way[1:][better] = j0
-            masked = np.where(free, minv[1:], np.inf)
-            j1 = int(np.argmin(masked)) + 1
-            delta = masked[j1 - 1]
-            u[owner[used]] += delta  # owners of used columns are distinct rows
-            v[used] -= delta
-            minv[~used] -= delta
-            j0 = j1
-            if owner[j0] == 0:
-                break
-        while j0:
-            j1 = way[j0]
-            owner[j0] = owner[j1]
-            j0 = j1
+        insert_row(cost, u, v, owner, way, i)
     rows_to_cols = np.empty(r, dtype=np.int64)
     matched = np.nonzero(owner[1:])[0]
     rows_to_cols[owner[1:][matched] - 1] = matched
