@@ -47,7 +47,8 @@ Papers and the quantities taken from them
   falling non-monotonically. `edge_of_stability_summary` reads that off a series of
   sharpness values (the ``hessian`` probe's ``sharpness`` at each probe step, or any other):
   the ratio :math:`\eta\lambda_{\max}/2` (1 at the edge), when it first reached the edge, and
-  its median over the last part of the run.
+  its median over the last part of the run; `edge_of_stability_of_run` reads the probe's series
+  and the run's learning-rate series directly.
 
 Units: as `layerlab.lens.hessian` (loss per squared parameter unit).
 """
