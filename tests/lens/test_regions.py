@@ -59,7 +59,9 @@ def test_deep_walk_equals_layerwise_reference_and_dense_sampling(seed):
     b = -a
     ref = regions.mlp_line_regions(*regions.mlp_weights(net), a, b)
     walk = regions.line_regions(net, a[None], b[None])[0]
-    assert walk.n_regions == ref.n_regions > 8
+    sequential = regions.line_regions(net, a[None], b[None], grid=1)[0]  # the plain walk, region by region
+    assert walk.n_regions == ref.n_regions == sequential.n_regions > 8
+    assert torch.allclose(sequential.breakpoints, ref.breakpoints, rtol=0, atol=1e-8)
     assert torch.allclose(walk.breakpoints, ref.breakpoints, rtol=0, atol=1e-8)
     assert torch.allclose(walk.slopes, ref.slopes, rtol=1e-9, atol=1e-9)
     # dense sampling can only miss regions narrower than its grid: equal here at 4e5 points

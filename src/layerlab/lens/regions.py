@@ -33,7 +33,8 @@ Forms:
       (``dynamics.threshold_modules``) and their ``t``-derivatives as Jacobian-vector products, all lines of
       a batch at once. Exact for piecewise-linear networks (Linear, ReLU, residual sums); for a
       network with smooth parts (norms, GELU) it counts the sign changes of pre-activations that
-      its local linearizations predict (a proxy, as ``dynamics.activation_patterns``).
+      its local linearizations predict: a proxy, as ``dynamics.activation_patterns``, and one
+      that depends on the sampling (``grid``), since neighbouring linearizations disagree.
 
 Regions narrower than ``step`` (relative, default 1e-9 of the segment in float64) are stepped
 over. Both forms work in float64 on copies; the model is not changed.
@@ -141,19 +142,27 @@ def _jvp(z: Tensor, x: Tensor, v: Tensor) -> Tensor:
 
 
 def line_regions(model: nn.Module, starts: Tensor, ends: Tensor, *, modules: Sequence[str] | None = None,
-                 at: str | None = None, inputs: Tensor | None = None,
-                 step: float = 1e-9, max_regions: int = 100_000) -> list[LineRegions]:
-    """Activation regions along each segment ``starts[i] -> ends[i]`` (``(N, *input)``), by the
-    walk of the module docstring, on a float64 copy of ``model``. ``modules`` name the modules
-    whose inputs are the pre-activations (default: every activation unit). With ``at`` (a module
-    name) the segments live in that module's output space instead (e.g. the token embedding of a
-    sequence model): the model runs on ``inputs`` (N rows) and the output of ``at`` is replaced by
-    the point of the segment. A segment with more than ``max_regions`` regions is an error."""
+                 at: str | None = None, inputs: Tensor | None = None, grid: int = 64,
+                 step: float = 1e-9, max_regions: int = 100_000, chunk: int = 2048) -> list[LineRegions]:
+    """Activation regions along each segment ``starts[i] -> ends[i]`` (``(N, *input)``), on a
+    float64 copy of ``model``. ``modules`` name the modules whose inputs are the pre-activations
+    (default: every activation unit). With ``at`` (a module name) the segments live in that
+    module's output space instead (e.g. the token embedding of a sequence model): the model runs
+    on ``inputs`` (N rows) and the output of ``at`` is replaced by the point of the segment.
+
+    The walk of the module docstring, batched: the region around each of ``grid`` points per
+    segment (``t = 0`` and ``(m + 1/2) / grid``) is bracketed in one pass, ``[t + max{-z/z' < 0},
+    t + min{-z/z' > 0}]``; wherever two consecutive regions found do not touch, the walk steps
+    ``step`` past the end of the first, and repeats until every segment is covered (``grid=1`` is
+    the plain sequential walk; each walk point's region reaches beyond it, so the walk ends even
+    where smooth units make the brackets of neighbouring points disagree). Regions narrower than
+    ``step`` can be stepped over; regions whose ends agree to ``step`` are one. More than ``max_regions`` regions on a segment
+    is an error; ``chunk`` points are evaluated at a time."""
     if starts.shape != ends.shape or starts.dim() < 2:
         raise ShapeError(f"starts and ends must be batches (N, *input) of the same shape, got "
                          f"{tuple(starts.shape)} and {tuple(ends.shape)}")
-    if not 0 < step < 1e-3:
-        raise ConfigError(f"step must be in (0, 1e-3), got {step}")
+    if not 0 < step < 1e-3 or grid < 1 or chunk < 1:
+        raise ConfigError(f"need 0 < step < 1e-3, grid >= 1 and chunk >= 1; got {step}, {grid}, {chunk}")
     with side_effect_free(model):
         net = copy.deepcopy(model).double().eval().requires_grad_(False)
     names = threshold_modules(net) if modules is None else list(modules)
@@ -168,66 +177,91 @@ def line_regions(model: nn.Module, starts: Tensor, ends: Tensor, *, modules: Seq
         raise ConfigError(f"line_regions: at={at!r} needs inputs=... with one row per segment ({len(starts)})")
     a, d = starts.detach().double(), (ends - starts).detach().double()
     n = a.shape[0]
-    t = torch.zeros(n, dtype=torch.float64)
-    active = torch.ones(n, dtype=torch.bool)
-    breaks: list[list[float]] = [[] for _ in range(n)]
-    slopes: list[list[Tensor]] = [[] for _ in range(n)]
     seen: list[Tensor] = []
-    hooks = [named[m].register_forward_hook(lambda mod, args, out: seen.append(args[0])) for m in names]
     point: list[Tensor] = []
+    hooks = [named[m].register_forward_hook(lambda mod, args, out: seen.append(args[0])) for m in names]
     if at is not None:
         hooks.append(named[at].register_forward_hook(lambda mod, args, out: point[0]))
+
+    def bracket(seg: Tensor, t: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """(start, end, df/dt) of the activation region around each point (segment seg, t)."""
+        los, his, slopes = [], [], []
+        for i in range(0, len(seg), chunk):
+            sg, tt = seg[i:i + chunk], t[i:i + chunk]
+            shape = (-1,) + (1,) * (a.dim() - 1)
+            seen.clear()
+            x = (a[sg] + tt.view(shape) * d[sg]).requires_grad_(True)
+            with torch.enable_grad():
+                if at is not None:
+                    point[:] = [x]
+                out = net(inputs[sg] if at is not None else x)
+                k = out[0].numel()
+                z = torch.cat([s.reshape(len(sg), -1) for s in seen] + [out.reshape(len(sg), -1)], 1)
+                dz = _jvp(z, x, d[sg])
+            z, slope, dz = z[:, :-k].detach(), dz[:, -k:], dz[:, :-k]
+            inf = torch.full_like(z, float("inf"))
+            ratio = torch.where(dz != 0, -z / dz, inf)
+            los.append((tt + torch.where(ratio < 0, ratio, -inf).amax(1)).clamp_min(0.0))
+            his.append((tt + torch.where(ratio > 0, ratio, inf).amin(1)).clamp_max(1.0))
+            slopes.append(slope)
+        return torch.cat(los), torch.cat(his), torch.cat(slopes)
+
+    # per segment: (round(start / step), round(end / step)) -> (start, end, slope)
+    found: list[dict[tuple[int, int], tuple[float, float, Tensor]]] = [{} for _ in range(n)]
+    ts = torch.cat([torch.zeros(1, dtype=torch.float64), (torch.arange(grid, dtype=torch.float64) + 0.5) / grid])
+    seg, t = torch.arange(n).repeat_interleave(len(ts)), ts.repeat(n)
     try:
         with sdpa_kernel([SDPBackend.MATH]):  # the double backward of attention
-            while bool(active.any()):
-                idx = active.nonzero().flatten()
-                shape = (-1,) + (1,) * (a.dim() - 1)
-                seen.clear()
-                x = (a[idx] + t[idx].view(shape) * d[idx]).requires_grad_(True)
-                with torch.enable_grad():
-                    if at is not None:
-                        point[:] = [x]
-                    out = net(inputs[idx] if at is not None else x)
-                    z = torch.cat([s.reshape(len(idx), -1) for s in seen] + [out.reshape(len(idx), -1)], 1)
-                    dz = _jvp(z, x, d[idx])
-                out, z, dz = dz[:, -out[0].numel():], z[:, :-out[0].numel()].detach(), dz[:, :-out[0].numel()]
-                ratio = torch.where(dz != 0, -z / dz, torch.full_like(z, float("inf")))
-                ratio = torch.where(ratio > 0, ratio, torch.full_like(z, float("inf")))
-                nxt = t[idx] + ratio.amin(dim=1)
-                for j, i in enumerate(idx.tolist()):
-                    slopes[i].append(out[j].reshape(-1))
-                    if float(nxt[j]) >= 1.0:
-                        active[i] = False
-                    else:
-                        breaks[i].append(float(nxt[j]))
-                        if len(breaks[i]) >= max_regions:
-                            raise ConfigError(f"line_regions: segment {i} has more than {max_regions} regions; "
-                                              "raise max_regions or use a shorter segment")
-                t[idx] = torch.where(nxt >= 1.0, t[idx], nxt + step)
+            while len(seg):
+                lo, hi, slope = bracket(seg, t)
+                for i, l, h, s in zip(seg.tolist(), lo.tolist(), hi.tolist(), slope):
+                    found[i].setdefault((round(l / step), round(h / step)), (l, h, s))
+                    if len(found[i]) > max_regions:
+                        raise ConfigError(f"line_regions: segment {i} has more than {max_regions} regions; "
+                                          "raise max_regions or use a shorter segment")
+                nxt_seg, nxt_t = [], []
+                for i in range(n):
+                    covered = 0.0  # [0, covered] is covered by the regions found so far (sorted by start)
+                    for l, h, _ in sorted(found[i].values(), key=lambda r: r[0]):
+                        if l > covered + step:  # a gap: walk into it from its start
+                            nxt_seg.append(i)
+                            nxt_t.append(covered + step)
+                        covered = max(covered, h)
+                    if covered < 1.0 - step:
+                        nxt_seg.append(i)
+                        nxt_t.append(covered + step)
+                seg, t = torch.tensor(nxt_seg, dtype=torch.long), torch.tensor(nxt_t, dtype=torch.float64)
     finally:
         for h in hooks:
             h.remove()
-    return [LineRegions(torch.tensor(b, dtype=torch.float64), torch.stack(s)) for b, s in zip(breaks, slopes)]
+    out = []
+    for spans in found:
+        items = sorted(spans.values(), key=lambda r: r[0])
+        out.append(LineRegions(torch.tensor([r[0] for r in items[1:]], dtype=torch.float64),
+                               torch.stack([r[2] for r in items])))
+    return out
 
 
 def _check_regions(options: dict) -> None:
     _require("regions", options, "n_lines", lambda v: _is_int(v, 1), "an integer >= 1")
+    _require("regions", options, "grid", lambda v: _is_int(v, 1), "an integer >= 1")
 
 
 @register_probe("regions", check=_check_regions)
-def regions_probe(ctx: ProbeContext, *, n_lines: int = 4) -> ProbeOutput:
+def regions_probe(ctx: ProbeContext, *, n_lines: int = 1, grid: int = 32) -> ProbeOutput:
     """Linear regions along the segments between consecutive probe examples ``x_{2i} -> x_{2i+1}``
-    (``n_lines`` of them): ``regions`` (mean activation regions per segment), ``pieces`` (mean
-    linear pieces) and ``density`` (regions per unit distance). Token inputs: the segments join
-    the two sequences' token embeddings (the output of the model's ``embed`` module; the tokens of
-    the first sequence run the rest of the model)."""
+    (``n_lines`` of them, ``grid`` starting points each): ``regions`` (mean activation regions per
+    segment), ``pieces`` (mean linear pieces) and ``density`` (regions per unit distance). Exact
+    for ReLU networks without norms; a grid-dependent proxy otherwise (see ``line_regions``).
+    Token inputs: the segments join the two sequences' token embeddings (the output of the
+    model's ``embed`` module; the tokens of the first sequence run the rest of the model)."""
     x = ctx.batch.inputs
     m = min(n_lines, len(x) // 2)
     if m < 1:
         raise ConfigError("the regions probe needs at least 2 probe examples (probes.batch_size >= 2)")
     if x.is_floating_point():
         starts, ends = x[0:2 * m:2], x[1:2 * m:2]
-        found = line_regions(ctx.model, starts, ends)
+        found = line_regions(ctx.model, starts, ends, grid=grid)
     else:
         embed = getattr(ctx.model, "embed", None)
         if not isinstance(embed, nn.Embedding):
@@ -235,7 +269,7 @@ def regions_probe(ctx: ProbeContext, *, n_lines: int = 4) -> ProbeOutput:
                               "(nn.Embedding)")
         with torch.no_grad():
             starts, ends = embed(x[0:2 * m:2]).double(), embed(x[1:2 * m:2]).double()
-        found = line_regions(ctx.model, starts, ends, at="embed", inputs=x[0:2 * m:2])
+        found = line_regions(ctx.model, starts, ends, at="embed", inputs=x[0:2 * m:2], grid=grid)
     lengths = (ends - starts).double().flatten(1).norm(dim=1)
     regions = torch.tensor([float(r.n_regions) for r in found], dtype=torch.float64)
     pieces = torch.tensor([float(r.n_pieces()) for r in found], dtype=torch.float64)

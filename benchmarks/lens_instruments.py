@@ -1,0 +1,177 @@
+"""The issue-17 instruments of the instruments helper: the time of each, in training steps of the
+model it observes, and the overhead of their probes on a training run.
+
+    python benchmarks/lens_instruments.py [--width 128] [--run-steps 1000] [--every 100]
+                                          [--threads 1] [--skip-run]
+
+Part 1, instruments, each called once through its public function (repeated, median, when a call
+takes under 0.3 s), in seconds and in units of one training step (forward, backward, AdamW) of
+the model it observes:
+  - ``regions.line_regions``: 4 segments between digits examples through layerlab's classifier
+    backbone (2 residual MLP blocks of width ``--width``, GELU: the count is the proxy there) and
+    through an ``nn.Sequential`` ReLU MLP 64-w-w-10 (exact), beside the layer-wise reference
+    ``mlp_line_regions`` on the same 4 segments;
+  - ``lipschitz.local_lipschitz_bound``: the ReLU MLP at one digits example, eps 0.1;
+  - ``capacity``: simulation of a 50-unit tanh ESN on 20,000 inputs and its empirical memory
+    capacity (100 delays), and the linear closed form (1,000 delays) (unit: a step of the MLP);
+  - ``information.information_plane``: every activation unit's output of the classifier on 256
+    examples, 30 adaptive bins;
+  - ``diffusion_entropy.dse`` and ``dsmi``: the classifier head's input on 256 examples.
+Part 2, probes: one ``Trainer.fit()`` of the classifier on `digits` (batch 64, ``--run-steps``)
+without probes (first and last) and with each probe every ``--every`` steps (probe batch 256):
+overhead in-run = (fit - its training time) / its training time (the Trainer's clock, so load
+between fits does not enter) against the issue's 10%, the whole-fit ratio beside it, and whether
+the training loss curve is bit-identical. Probes: regions (defaults: 1 segment, grid 32),
+information_plane, diffusion_entropy, depth.
+
+Timings on a loaded machine vary from run to run; compare the ratios within one run. This script
+asserts nothing about time.
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import nn
+
+from layerlab.lens import capacity, diffusion_entropy, dynamics, information, lipschitz, regions
+from layerlab.models import build_model
+from layerlab.spec import ModelSpec, OptimSpec, ProbeSpec, RunSpec, TaskSpec, TrainSpec
+from layerlab.tasks import build_task
+from layerlab.train import Trainer
+
+PROBES = ("regions", "information_plane", "diffusion_entropy", "depth")
+
+
+def timed(fn: Callable[[], Any], *, quick: float = 0.3, repeats: int = 5) -> float:
+    t0 = time.perf_counter()
+    fn()
+    first = time.perf_counter() - t0
+    if first >= quick:
+        return first
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def step_seconds(model: nn.Module, x: torch.Tensor, y: torch.Tensor, repeats: int = 10) -> float:
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+
+    def step() -> None:
+        opt.zero_grad()
+        nn.functional.cross_entropy(model(x), y).backward()
+        opt.step()
+
+    out = timed(step, quick=0.0, repeats=repeats)
+    model.load_state_dict(state)
+    return out
+
+
+def relu_mlp(width: int) -> nn.Sequential:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(64, width), nn.ReLU(), nn.Linear(width, width), nn.ReLU(), nn.Linear(width, 10))
+
+
+def instruments(width: int) -> None:
+    task = build_task("digits")
+    torch.manual_seed(0)
+    clf = build_model(ModelSpec(backbone="classifier", d_model=width, n_layers=2), task)
+    mlp = relu_mlp(width)
+    batch = task.train_batch(256, torch.Generator().manual_seed(0))
+    x, y = batch.inputs.float(), batch.targets
+    step_clf, step_mlp = step_seconds(clf, x, y), step_seconds(mlp, x, y)
+    starts, ends = x[0:8:2], x[1:8:2]
+    ws, bs = regions.mlp_weights(mlp)
+    units = dynamics.capture(clf, x, dynamics.threshold_modules(clf), kind="output")
+    head = dynamics.capture(clf, x, ["head"], kind="input")["head"]
+    g = torch.Generator().manual_seed(0)
+    A = torch.randn(50, 50, generator=g, dtype=torch.float64)
+    A = 0.9 * A / torch.linalg.eigvals(A).abs().max()
+    C, z = torch.randn(50, generator=g, dtype=torch.float64), torch.randn(20_000, generator=g, dtype=torch.float64)
+    counts: dict[str, Any] = {}
+
+    def walk_clf() -> None:
+        counts["clf"] = sum(r.n_regions for r in regions.line_regions(clf, starts, ends))
+
+    def walk_mlp() -> None:
+        counts["mlp"] = sum(r.n_regions for r in regions.line_regions(mlp, starts, ends))
+
+    rows = [
+        ("regions.line_regions, classifier, 4 segments", walk_clf, step_clf),
+        ("regions.line_regions, ReLU MLP, 4 segments", walk_mlp, step_mlp),
+        ("regions.mlp_line_regions (reference), 4 segments",
+         lambda: [regions.mlp_line_regions(ws, bs, a, b) for a, b in zip(starts, ends)], step_mlp),
+        ("lipschitz.local_lipschitz_bound, ReLU MLP, eps 0.1", lambda: lipschitz.local_lipschitz_bound(ws, bs, x[0], 0.1),
+         step_mlp),
+        ("capacity: ESN N=50, T=20000 + MC (100 delays)",
+         lambda: capacity.memory_capacity(capacity.esn_states(A, C, z), z[100:], 100), step_mlp),
+        ("capacity.linear_memory_capacity (1000 delays)", lambda: capacity.linear_memory_capacity(A, C, 1000), step_mlp),
+        ("information.information_plane, classifier units", lambda: information.information_plane(
+            {n: t.reshape(256, -1) for n, t in units.items()}, y), step_clf),
+        ("diffusion_entropy.dse + dsmi, head input", lambda: (diffusion_entropy.dse(head), diffusion_entropy.dsmi(head, y)),
+         step_clf),
+    ]
+    print(f"training step: classifier d={width} x2 {step_clf * 1e3:.2f} ms, ReLU MLP 64-{width}-{width}-10 "
+          f"{step_mlp * 1e3:.2f} ms (batch 256)")
+    print(f"{'instrument':52} {'seconds':>9} {'steps':>9}")
+    for label, fn, unit in rows:
+        s = timed(fn)
+        print(f"{label:52} {s:9.4f} {s / unit:9.1f}")
+    print(f"regions met by the 4 segments: classifier {counts['clf']}, ReLU MLP {counts['mlp']}")
+
+
+def fit(spec: RunSpec) -> tuple[float, float, list[float]]:
+    """(wall seconds of fit(), the Trainer's training time without probes, the loss curve)."""
+    trainer = Trainer(spec)
+    t0 = time.perf_counter()
+    result = trainer.fit()
+    wall = time.perf_counter() - t0
+    assert result.status == "done", result
+    return wall, result.train_time_s, [v for _, v in trainer.recorder.series("train", "loss")]
+
+
+def run(width: int, steps: int, every: int) -> None:
+    def spec(names: tuple[str, ...]) -> RunSpec:
+        return RunSpec(task=TaskSpec("digits"), model=ModelSpec(backbone="classifier", d_model=width, n_layers=2),
+                       optim=OptimSpec(lr=1e-3, warmup_steps=50),
+                       train=TrainSpec(steps=steps, batch_size=64, eval_every=0, log_every=1),
+                       probes=ProbeSpec(names=names, schedule="every", every=every))
+
+    first, _, curve = fit(spec(()))
+    results = [(name, *fit(spec((name,)))) for name in PROBES]
+    last, _, _ = fit(spec(()))
+    print(f"\nrun: classifier d={width} x2 on digits, batch 64, {steps} steps; probes every {every} steps "
+          f"(probe batch 256); without probes {first:.2f} s / {last:.2f} s")
+    print("overhead in-run: (fit - its training time) / its training time (robust to load between fits); "
+          "whole: (fit - the faster fit without probes) / that fit")
+    print(f"{'probe':20} {'fit s':>8} {'train s':>8} {'in-run':>8} {'whole':>8} {'<= 10%':>7} {'identical':>10}")
+    for name, wall, train, probed in results:
+        inrun, whole = (wall - train) / train, (wall - min(first, last)) / min(first, last)
+        print(f"{name:20} {wall:8.2f} {train:8.2f} {inrun:8.1%} {whole:8.1%} {'yes' if inrun <= 0.10 else 'NO':>7} "
+              f"{'yes' if probed == curve else 'NO':>10}")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--width", type=int, default=128)
+    p.add_argument("--run-steps", type=int, default=1000)
+    p.add_argument("--every", type=int, default=100)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--skip-run", action="store_true")
+    args = p.parse_args()
+    torch.set_num_threads(args.threads)
+    instruments(args.width)
+    if not args.skip_run:
+        run(args.width, args.run_steps, args.every)
+
+
+if __name__ == "__main__":
+    main()
