@@ -16,12 +16,14 @@ the model it observes:
     capacity (100 delays), and the linear closed form (1,000 delays) (unit: a step of the MLP);
   - ``information.information_plane``: every activation unit's output of the classifier on 256
     examples, 30 adaptive bins;
-  - ``diffusion_entropy.dse`` and ``dsmi``: the classifier head's input on 256 examples.
+  - ``diffusion_entropy.dse`` and ``dsmi``: the classifier head's input on 256 examples;
+  - ``depth.contributions`` and ``skip_effects`` of the classifier's 2 blocks on 256 examples;
+  - ``layer_gradients.nuclear_norms`` of one batch's gradients of the classifier.
 Part 2, probes: one ``Trainer.fit()`` of the classifier on `digits` (batch 64, ``--run-steps``)
 without probes (first and last) and with each probe every ``--every`` steps (probe batch 256):
 overhead in-run = (fit - its training time) / its training time (the Trainer's clock, so load
 between fits does not enter) against the issue's 10%, the whole-fit ratio beside it, and whether
-the training loss curve is bit-identical. Probes: regions (defaults: 1 segment, grid 32),
+the training loss curve is bit-identical. Probes: regions (defaults: 1 segment, grid 128),
 information_plane, diffusion_entropy, depth.
 
 Timings on a loaded machine vary from run to run; compare the ratios within one run. This script
@@ -38,7 +40,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from layerlab.lens import capacity, diffusion_entropy, dynamics, information, lipschitz, regions
+from layerlab.lens import capacity, depth, diffusion_entropy, dynamics, information, layer_gradients, lipschitz, regions
 from layerlab.models import build_model
 from layerlab.spec import ModelSpec, OptimSpec, ProbeSpec, RunSpec, TaskSpec, TrainSpec
 from layerlab.tasks import build_task
@@ -97,6 +99,9 @@ def instruments(width: int) -> None:
     A = 0.9 * A / torch.linalg.eigvals(A).abs().max()
     C, z = torch.randn(50, generator=g, dtype=torch.float64), torch.randn(20_000, generator=g, dtype=torch.float64)
     counts: dict[str, Any] = {}
+    nn.functional.cross_entropy(clf(x), y).backward()
+    grads = {n: p.grad.clone() for n, p in clf.named_parameters()}
+    clf.zero_grad(set_to_none=True)
 
     def walk_clf() -> None:
         counts["clf"] = sum(r.n_regions for r in regions.line_regions(clf, starts, ends))
@@ -118,6 +123,9 @@ def instruments(width: int) -> None:
             {n: t.reshape(256, -1) for n, t in units.items()}, y), step_clf),
         ("diffusion_entropy.dse + dsmi, head input", lambda: (diffusion_entropy.dse(head), diffusion_entropy.dsmi(head, y)),
          step_clf),
+        ("depth.contributions + skip_effects, classifier", lambda: (depth.contributions(clf, x), depth.skip_effects(clf, x)),
+         step_clf),
+        ("layer_gradients.nuclear_norms, classifier", lambda: layer_gradients.nuclear_norms(clf, grads), step_clf),
     ]
     print(f"training step: classifier d={width} x2 {step_clf * 1e3:.2f} ms, ReLU MLP 64-{width}-{width}-10 "
           f"{step_mlp * 1e3:.2f} ms (batch 256)")

@@ -248,7 +248,7 @@ def _check_regions(options: dict) -> None:
 
 
 @register_probe("regions", check=_check_regions)
-def regions_probe(ctx: ProbeContext, *, n_lines: int = 1, grid: int = 32) -> ProbeOutput:
+def regions_probe(ctx: ProbeContext, *, n_lines: int = 1, grid: int = 128) -> ProbeOutput:
     """Linear regions along the segments between consecutive probe examples ``x_{2i} -> x_{2i+1}``
     (``n_lines`` of them, ``grid`` starting points each): ``regions`` (mean activation regions per
     segment), ``pieces`` (mean linear pieces) and ``density`` (regions per unit distance). Exact
