@@ -15,10 +15,10 @@ bit-identical losses to training without it.
 """
 from . import collapse, dynamics, hessian, krylov, landscape, ntk, probes, similarity, spectra, theory
 from . import permutation
-from . import capacity, depth, diffusion_entropy, information, layer_gradients, lipschitz, regions, simplicity  # instruments helper (issue 17): after probes, registers its probes
+from . import capacity, depth, diffroar, diffusion_entropy, information, layer_gradients, lipschitz, regions, simplicity  # instruments helper (issue 17): after probes, registers its probes
 from . import tail_compare  # spectra helper (issue 17): power law vs truncated power law / lognormal
 from . import curvature  # curvature helper (issue 17): Hessian diagonal, Gauss-Newton/residual operators, edge of stability
 from ._util import LossFn, side_effect_free
 
-__all__ = ["LossFn", "capacity", "collapse", "curvature", "depth", "diffusion_entropy", "dynamics", "hessian", "information", "krylov", "landscape", "layer_gradients", "lipschitz", "ntk", "permutation", "probes", "regions", "simplicity",
+__all__ = ["LossFn", "capacity", "collapse", "curvature", "depth", "diffroar", "diffusion_entropy", "dynamics", "hessian", "information", "krylov", "landscape", "layer_gradients", "lipschitz", "ntk", "permutation", "probes", "regions", "simplicity",
            "side_effect_free", "similarity", "spectra", "tail_compare", "theory"]
