@@ -7,7 +7,10 @@ diagonal, its Gauss–Newton and residual parts as operators, the edge of stabil
 (CKA), ``collapse`` (neural collapse), ``landscape`` (mode connectivity, loss slices), ``permutation``
 (weight matching before interpolation),
 ``dynamics`` (gradient/update norms, massive activations, attention entropy, activation
-patterns) and ``theory`` (closed forms they are tested against). ``probes`` attaches them to
+patterns), ``regions`` (exact linear regions on segments), ``lipschitz`` (local Lipschitz bounds),
+``capacity`` (memory capacity), ``information`` (information plane), ``diffusion_entropy`` (DSE),
+``depth`` (per-block contributions), ``diffroar``, ``simplicity``, ``layer_gradients`` and
+``theory`` (closed forms they are tested against). ``probes`` attaches them to
 a training run.
 
 Every instrument is side-effect free (see ``side_effect_free``): training with it attached gives
