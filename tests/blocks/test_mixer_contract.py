@@ -121,3 +121,26 @@ def test_no_weight_decay_names_real_parameters(name):
     for module in block.modules():
         for pname in getattr(module, "no_weight_decay", ()):
             assert pname in dict(module.named_parameters()), (type(module).__name__, pname)
+
+
+@pytest.mark.parametrize("name", MIXERS)
+def test_second_derivatives_of_the_default_form_equal_the_reference(name):
+    """A Hessian-vector product in the parameters (create_graph through the default form: the
+    compiled kernels recompute their PyTorch form there) equals the reference form's, float64
+    1e-8. Inputs of a kernel computed from one another (Mamba's delta from its x, RG-LRU's b from
+    its a) must not be differentiated twice. SDPA runs its math backend here: PyTorch's CPU flash
+    attention has no double backward."""
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    block = make(name)
+    x = torch.randn(2, 7, block.d_model, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
+    params = [p for p in block.parameters() if p.requires_grad]
+    v = [torch.randn(p.shape, dtype=p.dtype, generator=torch.Generator().manual_seed(i)) for i, p in enumerate(params)]
+    hv = {}
+    for mode in (block.modes[0], "reference"):
+        with sdpa_kernel(SDPBackend.MATH):
+            g = torch.autograd.grad(block(x, mode=mode).square().sum(), params, create_graph=True)
+            hv[mode] = torch.cat([h.flatten() for h in torch.autograd.grad(g, params, v, allow_unused=True)
+                                  if h is not None])
+    ref = hv["reference"]
+    assert ((hv[block.modes[0]] - ref).norm() / ref.norm()).item() <= 1e-8

@@ -82,3 +82,13 @@ class LazyExtension:
         if torch._C._functorch.peek_interpreter_stack() is not None:  # vmap, grad, jvp of torch.func
             return False
         return self() is not None
+
+
+def fresh_inputs(*tensors: torch.Tensor | None) -> list[torch.Tensor | None]:
+    """Aliases of a Function's saved inputs, new nodes of the graph, for a backward that recomputes
+    the PyTorch form and differentiates it with ``create_graph`` (the compiled kernels' double
+    backward). ``torch.autograd.grad`` with respect to the inputs themselves would also follow the
+    paths from one input to another (Mamba's delta is computed from its x; RG-LRU's b from its a)
+    and count those gradients twice; w.r.t. the aliases it sees only the recomputation, while the
+    result stays differentiable through the aliases back to the inputs' history."""
+    return [t if t is None else t.view_as(t) for t in tensors]

@@ -36,7 +36,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from ._extensions import LazyExtension, compile_inline
+from ._extensions import LazyExtension, compile_inline, fresh_inputs
 
 from ._chunks import (
     causal_mask,
@@ -222,6 +222,7 @@ class _FusedDeltaRule(torch.autograd.Function):
         if do is None:
             do = torch.zeros(q.shape[:2] + v.shape[-1:], dtype=v.dtype, device=v.device)
         if torch.is_grad_enabled():  # create_graph: differentiate the chunk form, keeping its graph
+            q, k, v, beta, g, M0 = fresh_inputs(q, k, v, beta, g, M0)
             inputs = [t for t, w in zip((q, k, v, beta, g, M0), wanted) if w]
             o, M = delta_rule_chunk(*(t[:, None] for t in (q, k, v, beta)), max(s, 64 - 64 % s),
                                     None if M0 is None else M0[:, None], g=None if g is None else g[:, None],

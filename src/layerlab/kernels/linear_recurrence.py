@@ -73,6 +73,7 @@ class _FusedRecurrence(torch.autograd.Function):
         a, b, h0, h = ctx.saved_tensors
         wanted = ctx.needs_input_grad
         if torch.is_grad_enabled():  # create_graph: differentiate the PyTorch form, keeping its graph
+            a, b, h0 = _ext.fresh_inputs(a, b, h0)
             inputs = [t for t, w in zip((a, b, h0), wanted) if w]
             grads = iter(torch.autograd.grad(linear_recurrence_scan(a, b, h0), inputs, gh, create_graph=True,
                                              allow_unused=True))

@@ -43,7 +43,7 @@ import torch
 from torch import Tensor
 
 from ..errors import ConfigError, ShapeError
-from ._extensions import EXTENSIONS_DIR_ENV, NO_EXTENSIONS_ENV, LazyExtension, compile_inline  # noqa: F401  (the switches, re-exported)
+from ._extensions import EXTENSIONS_DIR_ENV, NO_EXTENSIONS_ENV, LazyExtension, compile_inline, fresh_inputs  # noqa: F401  (the switches, re-exported)
 
 MODES = ("fused", "chunk", "recurrent")
 SOURCE = Path(__file__).with_name("selective_scan.cpp")
@@ -174,6 +174,7 @@ class _FusedScan(torch.autograd.Function):
         if gy is None:
             gy = torch.zeros_like(delta)
         if torch.is_grad_enabled():  # create_graph: differentiate the PyTorch form, keeping its graph
+            delta, A, B, C, x, h0, D, z = fresh_inputs(delta, A, B, C, x, h0, D, z)
             inputs = [t for t, w in zip((delta, A, B, C, x, h0, D, z), wanted) if w]
             y, h = selective_scan_chunk(delta, A, B, C, x, h0, D=D, z=z, negative_eigenvalues=negative)
             outputs, cotangents = ((y, h), (gy, gh)) if gh is not None else ((y,), (gy,))

@@ -15,7 +15,7 @@ from torch import Tensor, nn
 from ... import kernels
 from ...errors import ConfigError
 from ...registry import Paper, register
-from .._common import wide_dtype
+from .._common import causal_depthwise_conv, wide_dtype
 from ..norms import RMSNorm
 from .base import MultiHeadMixer, State
 from .linear_attention import check_chunk_size, check_heads
@@ -131,15 +131,7 @@ class _DeltaMixer(MultiHeadMixer):
         """Causal depthwise convolution over the sequence: (B, L, C) -> (B, L, C)."""
         if self.conv is None:
             return u
-        # y_t = sum_j w_j u_{t - (K-1) + j}, as Conv1d computes it, written as K shifted products in
-        # the (B, L, C) layout: no transposes, and no depthwise-convolution backward (slow on CPU)
-        K, L = self.conv_size, u.shape[1]
-        padded = F.pad(u, (0, 0, K - 1, 0))
-        w = self.conv.weight[:, 0, :].to(u.dtype)  # (C, K)
-        out = padded[:, :L] * w[:, 0]
-        for j in range(1, K):
-            out = torch.addcmul(out, padded[:, j:j + L], w[:, j])
-        return out
+        return causal_depthwise_conv(u, self.conv.weight[:, 0, :])
 
     def recurrence_inputs(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor | None]:
         """The per-head tensors the recurrence reads for a sequence x (B, L, D): q (B, H, L, d),

@@ -11,7 +11,7 @@ from torch import Tensor, nn
 from ...errors import ConfigError
 from ...kernels.selective_scan import selective_scan
 from ...registry import Paper, register
-from .._common import wide_dtype
+from .._common import causal_depthwise_conv, wide_dtype
 from .base import Mixer, State
 from .lru import uninitialized_linear
 
@@ -168,10 +168,7 @@ class Mamba(Mixer):
     # --- pieces of the block ----------------------------------------------------------
     def conv(self, x: Tensor) -> Tensor:
         """Causal depthwise convolution over time then SiLU: (B, L, E D) -> (B, L, E D)."""
-        L = x.shape[1]
-        y = F.conv1d(x.transpose(1, 2), self.conv_weight, self.conv_bias, padding=self.conv_size - 1,
-                     groups=self.d_inner)[..., :L]
-        return F.silu(y).transpose(1, 2)
+        return F.silu(causal_depthwise_conv(x, self.conv_weight[:, 0, :], self.conv_bias))
 
     def selection(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """``(Delta, B, C)`` from the conv output x (..., E D): Delta (..., E D), B and C (..., N)."""

@@ -15,7 +15,7 @@ from torch import Tensor, nn
 from ...errors import ConfigError
 from ...kernels.linear_recurrence import linear_recurrence
 from ...registry import Paper, register
-from .._common import wide_dtype
+from .._common import causal_depthwise_conv, wide_dtype
 from .base import Mixer, State
 from .scan import linear_scan
 
@@ -100,7 +100,7 @@ class RGLRUBlock(Mixer):
     Shape: ``(B, L, D) -> (B, L, D)``, causal.
 
     Modes:
-        ``"scan"`` (default): the convolution by ``conv1d`` and the recurrence in one fused pass
+        ``"scan"`` (default): the causal convolution (shifted multiply-adds) and the recurrence in one fused pass
         per channel (:func:`layerlab.kernels.linear_recurrence.linear_recurrence`, a C++/OpenMP
         kernel built on first use; where it cannot be built, the ``"parallel"`` form, with a
         warning).
@@ -204,10 +204,7 @@ class RGLRUBlock(Mixer):
 
     def _conv(self, u: Tensor) -> Tensor:
         """Causal depthwise conv over (B, L, N): v_t = b + sum_j w[:, k-1-j] u_{t-j}."""
-        k = self.kernel_size
-        out = F.conv1d(F.pad(u.transpose(1, 2), (k - 1, 0)), self.conv_weight.unsqueeze(1),
-                       self.conv_bias, groups=self.d_rnn)
-        return out.transpose(1, 2)
+        return causal_depthwise_conv(u, self.conv_weight, self.conv_bias)
 
     def _forward(self, x: Tensor, mode: str) -> Tensor:
         if mode == "reference":
