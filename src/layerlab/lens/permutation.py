@@ -65,26 +65,40 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ..blocks.activations import GELU, SELU, PolyNorm, PolyReLU, ReLU, SiLU, StableMax
-from ..blocks.channels.mlp import MLP, SwiGLU
-from ..blocks.norms import LayerNorm, RMSNorm
 from ..errors import ConfigError, ShapeError
 from ..models.classifier import Classifier
 from ..models.deep_linear import DeepLinear
 from ..models.sequence import Residual
+from ..registry import get as registered
 from .similarity import insert_row
 
 __all__ = ["PermutationSpec", "permutation_spec", "apply_permutation", "random_permutations",
            "solve_assignment", "weight_matching", "matching_objective", "align"]
 
+def _block(kind: str, name: str) -> type:
+    """A registered block's class (the lens finds blocks through the registry, never by import)."""
+    return registered(kind, name).obj
+
+
 # Modules that map u to f(u) with f(P u) = P f(u) for every permutation P of the last dim and carry
 # no per-unit parameter: elementwise functions (PolyReLU's coefficients are shared scalars) and
 # PolyNorm (RMS over all channels, shared coefficients).
-_EQUIVARIANT = (GELU, ReLU, SiLU, SELU, PolyReLU, PolyNorm, nn.Identity, nn.Dropout, nn.ReLU, nn.GELU,
-                nn.SiLU, nn.Tanh, nn.Sigmoid, nn.LeakyReLU, nn.ELU, nn.SELU, nn.CELU, nn.Softplus, nn.Mish,
-                nn.Hardtanh, nn.Hardswish, nn.Hardsigmoid, nn.ReLU6, nn.Softsign)
-# Norms whose statistics run over all features and whose parameters/buffers are per feature.
-_NORMS = (LayerNorm, RMSNorm, nn.LayerNorm, nn.BatchNorm1d, *((nn.RMSNorm,) if hasattr(nn, "RMSNorm") else ()))
+_TORCH_EQUIVARIANT = (nn.Identity, nn.Dropout, nn.ReLU, nn.GELU, nn.SiLU, nn.Tanh, nn.Sigmoid, nn.LeakyReLU,
+                      nn.ELU, nn.SELU, nn.CELU, nn.Softplus, nn.Mish, nn.Hardtanh, nn.Hardswish, nn.Hardsigmoid,
+                      nn.ReLU6, nn.Softsign)
+_EQUIVARIANT_ACTIVATIONS = ("gelu", "relu", "silu", "selu", "polyrelu", "polynorm")
+_SHARED_PARAMETERS = ("polyrelu", "polynorm")  # activations whose parameters are shared scalars
+
+
+def _equivariant() -> tuple[type, ...]:
+    return tuple(_block("activation", n) for n in _EQUIVARIANT_ACTIVATIONS) + _TORCH_EQUIVARIANT
+
+
+def _norms() -> tuple[type, ...]:
+    """Norms whose statistics run over all features and whose parameters/buffers are per feature."""
+    return (_block("norm", "layernorm"), _block("norm", "rmsnorm"), nn.LayerNorm, nn.BatchNorm1d,
+            *((nn.RMSNorm,) if hasattr(nn, "RMSNorm") else ()))
+
 
 _FIX = ("; align supports the classifier backbone with mlp/swiglu channels and layernorm/rmsnorm norms, "
         "DeepLinear, and nn.Sequential MLPs of Linear, elementwise activations, Dropout and per-feature "
@@ -157,7 +171,7 @@ class _Builder:
 
     def norm(self, prefix: str, m: nn.Module, perm: str | None, where: str) -> None:
         """A per-feature norm: its 1-D parameters and floating-point buffers follow ``perm``."""
-        if not isinstance(m, _NORMS):
+        if not isinstance(m, _norms()):
             raise ConfigError(f"permutation_spec: {where} is a {type(m).__name__}, whose output does not "
                               f"permute with its input (statistics over groups of units, or unknown){_FIX}")
         if isinstance(m, nn.LayerNorm) and len(m.normalized_shape) != 1:
@@ -176,22 +190,22 @@ class _Builder:
 
 
 def _check_equivariant(m: nn.Module, where: str) -> None:
-    if isinstance(m, StableMax) and m.dim in (-1,):
+    if isinstance(m, _block("activation", "stablemax")) and m.dim in (-1,):
         return
     if isinstance(m, nn.PReLU) and m.weight.numel() == 1:
         return
-    if not isinstance(m, _EQUIVARIANT):
+    if not isinstance(m, _equivariant()):
         raise ConfigError(f"permutation_spec: {where} is a {type(m).__name__}, not a known elementwise "
                           f"(permutation-equivariant) function{_FIX}")
 
 
 def _channel_spec(b: _Builder, prefix: str, f: nn.Module, stream: str, where: str) -> None:
-    if isinstance(f, MLP):
+    if isinstance(f, _block("channel", "mlp")):
         _check_equivariant(f.act, f"{where}.act")
         hid = b.perm(prefix.rstrip("."), f.hidden)
         b.linear(prefix + "fc1.", f.fc1, hid, stream)
         b.linear(prefix + "fc2.", f.fc2, stream, hid)
-    elif isinstance(f, SwiGLU):
+    elif isinstance(f, _block("channel", "swiglu")):
         hid = b.perm(prefix.rstrip("."), f.hidden)
         b.linear(prefix + "w.", f.w, hid, stream)
         b.linear(prefix + "v.", f.v, hid, stream)
@@ -242,13 +256,14 @@ def _sequential_spec(model: nn.Sequential) -> PermutationSpec:
             out = b.perm(n, m.out_features) if n != linears[-1] else None
             b.linear(f"{n}.", m, out, current)
             current = out
-        elif isinstance(m, _NORMS):
+        elif isinstance(m, _norms()):
             b.norm(f"{n}.", m, current, n)
         elif isinstance(m, nn.Flatten) and n not in names[names.index(linears[0]):]:
             continue
         else:
             _check_equivariant(m, n)
-            if any(True for _ in m.parameters()) and not isinstance(m, (PolyReLU, PolyNorm, nn.PReLU)):
+            shared = tuple(_block("activation", n) for n in _SHARED_PARAMETERS) + (nn.PReLU,)
+            if any(True for _ in m.parameters()) and not isinstance(m, shared):
                 raise ConfigError(f"permutation_spec: {n} ({type(m).__name__}) has parameters{_FIX}")
     return b.spec()
 
