@@ -40,6 +40,8 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import runpy
+import sys
 import copy
 import statistics
 import time
@@ -47,6 +49,7 @@ import warnings
 from dataclasses import replace
 from collections import Counter
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -397,6 +400,10 @@ def measure_run(args: argparse.Namespace, device: torch.device) -> None:
               + (f"  warning: {'; '.join(msgs)}" if msgs else ""))
 
 
+# the second wave's instruments (issue 17), each timed by its own script
+AREAS = ("spectra", "curvature", "kernels", "permutation", "instruments")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--device", default="cpu")
@@ -416,6 +423,9 @@ def main() -> None:
                     help="only the probe sets whose label starts with one of these words (and 'none')")
     ap.add_argument("--skip-instruments", action="store_true")
     ap.add_argument("--skip-run", action="store_true")
+    ap.add_argument("--areas", nargs="*", default=[], choices=AREAS, metavar="AREA",
+                    help=f"then run benchmarks/lens_<area>.py with its defaults, for each of: {', '.join(AREAS)} "
+                         "(the second wave's instruments; 'spectra' needs WeightWatcher in its own venv)")
     args = ap.parse_args()
     device = torch.device(args.device)
     print(f"{device}, float32, {torch.get_num_threads()} threads, torch {torch.__version__}")
@@ -427,6 +437,14 @@ def main() -> None:
         print_instruments(cases, results)
     if not args.skip_run:
         measure_run(args, device)
+    for area in args.areas:
+        print(f"\n=== benchmarks/lens_{area}.py ===", flush=True)
+        script = Path(__file__).with_name(f"lens_{area}.py")
+        argv, sys.argv = sys.argv, [str(script)]
+        try:
+            runpy.run_path(str(script), run_name="__main__")
+        finally:
+            sys.argv = argv
     print(f"\ntotal {time.perf_counter() - t0:.0f} s")
 
 
