@@ -36,6 +36,29 @@ Shape shape_of(const torch::Tensor& q, const torch::Tensor& k, const torch::Tens
   return {q.size(0), q.size(1), T, k.size(2), v.size(2), s, K, (T + K - 1) / K};
 }
 
+// One sub-step on the state M (Dk x Dv, in place): P = a M, r = v - P^T k, M = P + b k r^T.
+// Writes r (Dv); also P (Dk x Dv) where P is not null (the backward's recomputation keeps it).
+template <typename T>
+inline void advance(const Shape& d, T* M, const T* kt, const T* vt, T a, T b, T* r, T* P) {
+  std::copy(vt, vt + d.Dv, r);
+  for (int64_t i = 0; i < d.Dk; ++i) {  // P = a M and r = v - P^T k in one pass over the state
+    const T ki = kt[i];
+    T* row = M + i * d.Dv;
+#pragma omp simd
+    for (int64_t j = 0; j < d.Dv; ++j) {
+      row[j] *= a;
+      r[j] -= ki * row[j];
+    }
+    if (P) std::copy(row, row + d.Dv, P + i * d.Dv);
+  }
+  for (int64_t i = 0; i < d.Dk; ++i) {
+    const T bk = b * kt[i];
+    T* row = M + i * d.Dv;
+#pragma omp simd
+    for (int64_t j = 0; j < d.Dv; ++j) row[j] += bk * r[j];
+  }
+}
+
 template <typename T>
 void forward_row(const Shape& d, const T* q, const T* k, const T* v, const T* beta, const T* g, const T* M0,
                  T* o, T* M_out, T* ckpt) {
@@ -44,26 +67,8 @@ void forward_row(const Shape& d, const T* q, const T* k, const T* v, const T* be
   if (M0) std::copy(M0, M0 + S, M.begin());
   for (int64_t t = 0; t < d.T; ++t) {
     if (t % d.K == 0) std::copy(M.begin(), M.end(), ckpt + (t / d.K) * S);
-    const T a = g ? std::exp(g[t]) : T(1);
-    const T* kt = k + t * d.Dk;
-    const T* vt = v + t * d.Dv;
-    std::copy(vt, vt + d.Dv, r.begin());
-    for (int64_t i = 0; i < d.Dk; ++i) {  // P = a M and r = v - P^T k in one pass over the state
-      const T ki = kt[i];
-      T* row = M.data() + i * d.Dv;
-#pragma omp simd
-      for (int64_t j = 0; j < d.Dv; ++j) {
-        row[j] *= a;
-        r[j] -= ki * row[j];
-      }
-    }
-    const T b = beta[t];
-    for (int64_t i = 0; i < d.Dk; ++i) {
-      const T bk = b * kt[i];
-      T* row = M.data() + i * d.Dv;
-#pragma omp simd
-      for (int64_t j = 0; j < d.Dv; ++j) row[j] += bk * r[j];
-    }
+    advance(d, M.data(), k + t * d.Dk, v + t * d.Dv, g ? std::exp(g[t]) : T(1), beta[t], r.data(),
+            static_cast<T*>(nullptr));
     if ((t + 1) % d.s == 0) {
       const int64_t n = t / d.s;
       const T* qn = q + n * d.Dk;
@@ -90,29 +95,8 @@ void backward_row(const Shape& d, const T* q, const T* k, const T* v, const T* b
     const int64_t t0 = c * d.K, t1 = std::min(d.T, t0 + d.K);
     std::copy(ckpt + c * S, ckpt + (c + 1) * S, M.begin());
     for (int64_t t = t0; t < t1; ++t) {  // recompute P_t and r_t of this interval
-      const T a = g ? std::exp(g[t]) : T(1);
-      T* Pt = P.data() + (t - t0) * S;
-      T* rt = R.data() + (t - t0) * d.Dv;
-      const T* kt = k + t * d.Dk;
-      std::copy(v + t * d.Dv, v + (t + 1) * d.Dv, rt);
-      for (int64_t i = 0; i < d.Dk; ++i) {  // P_t = a M, kept, and r_t, in one pass
-        const T ki = kt[i];
-        T* row = M.data() + i * d.Dv;
-        T* Prow = Pt + i * d.Dv;
-#pragma omp simd
-        for (int64_t j = 0; j < d.Dv; ++j) {
-          row[j] *= a;
-          Prow[j] = row[j];
-          rt[j] -= ki * row[j];
-        }
-      }
-      const T b = beta[t];
-      for (int64_t i = 0; i < d.Dk; ++i) {
-        const T bk = b * kt[i];
-        T* row = M.data() + i * d.Dv;
-#pragma omp simd
-        for (int64_t j = 0; j < d.Dv; ++j) row[j] += bk * rt[j];
-      }
+      advance(d, M.data(), k + t * d.Dk, v + t * d.Dv, g ? std::exp(g[t]) : T(1), beta[t],
+              R.data() + (t - t0) * d.Dv, P.data() + (t - t0) * S);
     }
     for (int64_t t = t1 - 1; t >= t0; --t) {
       const T* Pt = P.data() + (t - t0) * S;
