@@ -37,7 +37,7 @@ def skip_without_compiler(what: str) -> None:
     message = f"no C++ compiler on this machine: {what} cannot be built (its fallback is tested)"
     if os.environ.get("LAYERLAB_REQUIRE_EXTENSIONS", "") not in ("", "0"):
         pytest.fail(message + "; LAYERLAB_REQUIRE_EXTENSIONS=1 requires it")
-    pytest.skip(message)
+    pytest.skip(reason=message)  # says why: no compiler here, and the PyTorch fallback is tested either way
 
 
 def kill_and_resume(spec, checkpoint: Path, *, kill_at: int):
