@@ -52,6 +52,12 @@ def plucker(a: Tensor, b: Tensor) -> Tensor:
     return a[..., i] * b[..., j] - a[..., j] * b[..., i]
 
 
+def _valid(L: int, windows: Sequence[int], like: Tensor) -> Tensor:
+    """(W, L): 1 where position t has the offset's partner t - delta >= 0, else 0 (dtype of `like`)."""
+    t = torch.arange(L, device=like.device)
+    return (t[None, :] >= torch.tensor(tuple(windows), device=like.device)[:, None]).to(like.dtype)
+
+
 def plucker_mean_pairs(z: Tensor, windows: Sequence[int], eps: float, normalize: bool = True) -> tuple[Tensor, Tensor]:
     """PyTorch form: ``(mean (B, L, P), c (L,))`` with every offset's pairs gathered at once."""
     L = z.shape[1]
@@ -64,7 +70,7 @@ def plucker_mean_pairs(z: Tensor, windows: Sequence[int], eps: float, normalize:
     if normalize:  # max(|p|, eps) as sqrt(max(|p|^2, eps^2)): the same value, and no NaN in a second
         # derivative at the p = 0 of the positions t < delta, which the mask below drops
         p = p / (p * p).sum(dim=-1, keepdim=True).clamp_min(eps * eps).sqrt()
-    valid = (t[None, :] >= deltas[:, None]).to(z.dtype)  # (W, L)
+    valid = _valid(L, windows, z)
     count = valid.sum(dim=0)  # (L,)
     return (p * valid[..., None]).sum(dim=1) / count.clamp_min(1)[:, None], count
 
@@ -89,6 +95,5 @@ def plucker_mean_fused(z: Tensor, windows: Sequence[int], eps: float) -> tuple[T
     """Fused form (normalised pairs): the compiled loop where it serves, else ``plucker_mean_pairs``."""
     if z.dtype not in (torch.float32, torch.float64) or not extension.serves([z]):
         return plucker_mean_pairs(z, windows, eps)
-    t = torch.arange(z.shape[1], device=z.device)
-    count = (t[None, :] >= torch.tensor(tuple(windows), device=z.device)[:, None]).to(z.dtype).sum(0)
+    count = _valid(z.shape[1], windows, z).sum(dim=0)
     return _FusedMean.apply(z.contiguous(), tuple(int(w) for w in windows), float(eps)), count
