@@ -35,3 +35,16 @@ def test_narrow_networks_share_regions_and_wide_ones_do_not():
 def test_bad_options_are_config_errors():
     with pytest.raises(ConfigError, match="width"):
         get_measure("hash_encoder_determinism")(0, width=0)
+
+
+def test_categorization_error_is_one_minus_the_worst_code_classifier():
+    out = get_measure("hash_encoder_categorization")(0, width=32, steps=30, lam=1e-1)
+    worst = min(out["knn_test"], out["kmeans_test"], out["logistic_test"])
+    assert out["error"] == pytest.approx(1 - worst, abs=1e-15)
+    assert out["units"] == 64 and 0.0 <= worst <= 1.0
+    assert out["knn_test"] > 0.5  # 30 steps already give codes far better than chance (0.1)
+
+
+def test_categorization_rejects_bad_options():
+    with pytest.raises(ConfigError, match="lam > 0"):
+        get_measure("hash_encoder_categorization")(0, lam=0.0)

@@ -73,6 +73,7 @@ __all__ = [
     "block_massive_activations",
     "attention_probs",
     "attention_entropy",
+    "activation_bits",
     "activation_codes",
     "activation_patterns",
     "threshold_modules",
@@ -546,6 +547,19 @@ def activation_codes(
     Returns an int64 tensor ``(N, ceil(U / 63))``: equal rows = equal patterns.
     """
     return _pack(torch.cat(_pattern_bits(model, inputs, modules, forward_kwargs, preactivations), dim=1))
+
+
+def activation_bits(
+    model: nn.Module,
+    inputs: Any,
+    *,
+    modules: Sequence[str] | None = None,
+    forward_kwargs: Mapping[str, Any] | None = None,
+    preactivations: Mapping[str, Tensor] | None = None,
+) -> Tensor:
+    """The activation patterns of ``activation_codes`` unpacked: a bool tensor ``(N, U)``, unit
+    after unit, module after module (the neural code of each data point)."""
+    return torch.cat(_pattern_bits(model, inputs, modules, forward_kwargs, preactivations), dim=1)
 
 
 def activation_patterns(

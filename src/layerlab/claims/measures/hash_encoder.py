@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from ...errors import ConfigError
-from ...lens import dynamics
+from ...lens import dynamics, hash_codes
 from ...registry import Paper
 from ...tasks.digits import Digits, _load_digits
 from . import register_measure
@@ -91,4 +91,30 @@ def hash_encoder_determinism(seed: int, *, width: int = 128, depth: int = 2, nar
         out[f"{tag}train_accuracy"] = _accuracy(model, x, y)
         out[f"{tag}test_accuracy"] = _accuracy(model, xt, yt)
     out["distinct_inputs"] = float(torch.unique(x, dim=0).shape[0])
+    return out
+
+
+@register_measure("hash_encoder_categorization", metric="error",
+                  paper=Paper("Neural networks behave as hash encoders: An empirical study", 2021, "2101.05490"))
+def hash_encoder_categorization(seed: int, *, width: int = 128, depth: int = 2, lr: float = 1e-3, steps: int = 300,
+                                k: int = 1, lam: float = 1e-3) -> dict[str, float]:
+    """Categorization (encoding property 2): K-NN (``k``, Hamming), K-Means (10 clusters, labelled
+    by majority) and logistic regression (L2 ``lam``) fitted on the neural codes of the training
+    split, scored on the test split (``lens.hash_codes.code_categorization``), for the network of
+    ``hash_encoder_determinism`` trained the same way. ``error = 1 - min`` of the three test
+    accuracies; also recorded: each accuracy, the network's, and the redundancy ratio."""
+    if width < 1 or depth < 1 or not lr > 0 or steps < 0 or k < 1 or not lam > 0:
+        raise ConfigError("hash_encoder_categorization: need width, depth, k >= 1, lr > 0, lam > 0, steps >= 0; "
+                          f"got {width}, {depth}, {k}, {lr}, {lam}, {steps}")
+    task = Digits(data_seed=seed)
+    xs, ys = _load_digits()
+    tr, te = task.split_indices("train"), task.split_indices("test")
+    x, y, xt, yt = xs[tr], ys[tr], xs[te], ys[te]
+    gen = torch.Generator().manual_seed(seed)
+    model = relu_mlp(64, width, depth, 10, gen)
+    _fit(model, x, y, lr, steps)
+    out = hash_codes.code_categorization(model, (x, y), (xt, yt), k=k, lam=lam, generator=gen)
+    out["network_train_accuracy"] = _accuracy(model, x, y)
+    out["network_test_accuracy"] = _accuracy(model, xt, yt)
+    out["error"] = 1.0 - min(out["knn_test"], out["kmeans_test"], out["logistic_test"])
     return out
