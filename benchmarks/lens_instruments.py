@@ -18,7 +18,10 @@ the model it observes:
     examples, 30 adaptive bins;
   - ``diffusion_entropy.dse`` and ``dsmi``: the classifier head's input on 256 examples;
   - ``depth.contributions`` and ``skip_effects`` of the classifier's 2 blocks on 256 examples;
-  - ``layer_gradients.nuclear_norms`` of one batch's gradients of the classifier.
+  - ``layer_gradients.nuclear_norms`` of one batch's gradients of the classifier;
+  - ``hash_codes.code_categorization`` (K-NN, K-Means, logistic regression on the MLP's codes,
+    128 training and 128 test examples), ``convergent.sparse_prediction`` and ``spectral_groups``
+    between the first hidden layers of two MLPs (256 examples), and ``rsa`` on 10 class means.
 Part 2, probes: one ``Trainer.fit()`` of the classifier on `digits` (batch 64, ``--run-steps``)
 without probes (first and last) and with each probe every ``--every`` steps (probe batch 256):
 overhead in-run = (fit - its training time) / its training time (the Trainer's clock, so load
@@ -40,7 +43,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from layerlab.lens import capacity, depth, diffusion_entropy, dynamics, information, layer_gradients, lipschitz, regions
+from layerlab.lens import (capacity, convergent, depth, diffusion_entropy, dynamics, hash_codes, information,
+                           layer_gradients, lipschitz, regions, rsa)
 from layerlab.models import build_model
 from layerlab.spec import ModelSpec, OptimSpec, ProbeSpec, RunSpec, TaskSpec, TrainSpec
 from layerlab.tasks import build_task
@@ -77,8 +81,8 @@ def step_seconds(model: nn.Module, x: torch.Tensor, y: torch.Tensor, repeats: in
     return out
 
 
-def relu_mlp(width: int) -> nn.Sequential:
-    torch.manual_seed(0)
+def relu_mlp(width: int, seed: int = 0) -> nn.Sequential:
+    torch.manual_seed(seed)
     return nn.Sequential(nn.Linear(64, width), nn.ReLU(), nn.Linear(width, width), nn.ReLU(), nn.Linear(width, 10))
 
 
@@ -98,6 +102,10 @@ def instruments(width: int) -> None:
     A = torch.randn(50, 50, generator=g, dtype=torch.float64)
     A = 0.9 * A / torch.linalg.eigvals(A).abs().max()
     C, z = torch.randn(50, generator=g, dtype=torch.float64), torch.randn(20_000, generator=g, dtype=torch.float64)
+    hidden = dynamics.capture(mlp, x, ["1"], kind="output")["1"]
+    hidden2 = dynamics.capture(relu_mlp(width, seed=1), x, ["1"], kind="output")["1"]
+    means = torch.stack([hidden[y == c].mean(0) for c in y.unique()])
+    means_in = torch.stack([x[y == c].mean(0) for c in y.unique()])
     counts: dict[str, Any] = {}
     nn.functional.cross_entropy(clf(x), y).backward()
     grads = {n: p.grad.clone() for n, p in clf.named_parameters()}
@@ -126,6 +134,14 @@ def instruments(width: int) -> None:
         ("depth.contributions + skip_effects, classifier", lambda: (depth.contributions(clf, x), depth.skip_effects(clf, x)),
          step_clf),
         ("layer_gradients.nuclear_norms, classifier", lambda: layer_gradients.nuclear_norms(clf, grads), step_clf),
+        ("hash_codes.code_categorization, ReLU MLP, 128/128", lambda: hash_codes.code_categorization(
+            mlp, (x[:128], y[:128]), (x[128:], y[128:])), step_mlp),
+        ("convergent.sparse_prediction, two MLP layers, lam 0.05", lambda: convergent.sparse_prediction(
+            hidden, hidden2, 0.05, tol=1e-9), step_mlp),
+        ("convergent.spectral_groups, two MLP layers, k 10", lambda: convergent.spectral_groups(
+            hidden, hidden2, 10, generator=torch.Generator().manual_seed(0)), step_mlp),
+        ("rsa.rdm + rdm_similarity, 10 class means", lambda: rsa.rdm_similarity(rsa.rdm(means), rsa.rdm(means_in)),
+         step_mlp),
     ]
     print(f"training step: classifier d={width} x2 {step_clf * 1e3:.2f} ms, ReLU MLP 64-{width}-{width}-10 "
           f"{step_mlp * 1e3:.2f} ms (batch 256)")
