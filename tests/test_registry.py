@@ -156,7 +156,7 @@ def test_blocks_tasks_and_probes_share_the_registry_pattern():
     assert not hasattr(probes, "CAPTURES") and not hasattr(probes, "OPTION_CHECKS")  # a probe is declared once
     assert probes.probe_names() == probes.PROBES.names()
     readers = {n for n in probes.PROBES.names() if probes.PROBES.entry(n).meta["captures"] is not None}
-    assert readers == {"collapse", "dynamics", "similarity", "information_plane", "diffusion_entropy"}
+    assert readers == {"collapse", "dynamics", "similarity", "information_plane", "diffusion_entropy", "variability", "degeneracy"}
     assert probes.PROBES.entry("hessian").meta["check"] is not None
     with pytest.raises(UnknownNameError, match="unknown probe 'hesian'; did you mean 'hessian'"):
         probes.check_probes(("hesian",), {})
