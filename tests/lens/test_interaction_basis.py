@@ -173,3 +173,20 @@ def test_closed_form_jacobians_equal_autograd():
     j = ib.layer_jacobians(parts, acts)[0]
     want = (1 - torch.tanh(acts[0] @ tanh[0].weight.T + tanh[0].bias).square())[:, :, None] * tanh[0].weight
     assert torch.allclose(j, want, atol=1e-14)
+
+
+def test_instruments_leave_the_model_and_the_rng_as_they_were():
+    torch.manual_seed(11)
+    net = nn.Sequential(nn.Linear(3, 5), nn.ReLU(), nn.Linear(5, 2))
+    net.train()
+    for p in net.parameters():
+        p.grad = torch.ones_like(p)
+    before = [p.detach().clone() for p in net.parameters()]
+    x = torch.randn(30, 3)
+    rng = torch.random.get_rng_state()
+    ib.interaction_graph(net, x, ib.interaction_bases(net, x, "lib"))
+    ib.degeneracy(net, x)
+    assert net.training and all(m.training for m in net)
+    assert all(p.dtype == torch.float32 and torch.equal(p, b) for p, b in zip(net.parameters(), before))
+    assert all(torch.equal(p.grad, torch.ones_like(p)) for p in net.parameters())
+    assert torch.equal(torch.random.get_rng_state(), rng)
