@@ -18,6 +18,7 @@ from . import (autodiff_correctness, boolean_influence, finite_width, icl_linear
 from . import eigenlearning, infinite_width  # deep NNGP/NTK, kernel regression, eigenframework (issue 17)
 from .kernels import TwoLayerReLU, arccos_kernel, relu_nngp, relu_ntk
 from . import quadratic  # curvature helper (issue 17): neural quadratic models (Zhu et al. 2022)
+from . import bandlimited_features, feature_contamination, learning_to_integrate, projection_head, scattering  # issue 17b
 from . import dynamical_systems_framework  # issue 17b: attention, S6, RG-LRU as one LTV system (Sieber et al. 2024)
 from . import gated_rnn_attention  # issue 17b: a gated linear RNN that computes linear self-attention (Zucchet et al. 2023)
 from . import iterative_newton  # issue 17b: Newton vs GD for in-context regression, Newton by linear attention (Fu et al. 2023)
@@ -25,7 +26,7 @@ from .linear_regression import (generalization_error, generalization_error_limit
                                 training_error, training_error_limit)
 
 __all__ = ["TwoLayerReLU", "autodiff_correctness", "boolean_influence", "eigenlearning", "finite_width", "icl_linear_regression",
-           "imbalanced_collapse", "implicit_acceleration", "sparse_dendrites", "infinite_width", "quadratic", "arccos_kernel", "deep_linear_mode", "deep_linear_rise_time",
+           "imbalanced_collapse", "implicit_acceleration", "sparse_dendrites", "bandlimited_features", "feature_contamination", "learning_to_integrate", "projection_head", "scattering", "infinite_width", "quadratic", "arccos_kernel", "deep_linear_mode", "deep_linear_rise_time",
            "effective_initial_strength", "generalization_error", "generalization_error_limit",
            "learning_rate_to_tau", "mode_strengths", "mp_density", "mp_edges", "relu_nngp", "relu_ntk",
            "training_error", "training_error_limit"]
