@@ -68,6 +68,9 @@ def test_ipr_general_r_and_scale_invariance():
     assert ipr(7.5 * v).item() == pytest.approx(ipr(v).item(), rel=1e-14)
     assert ipr(torch.tensor([1j, 1.0])).item() == pytest.approx(0.5, rel=1e-14)  # complex: by modulus
     assert math.isnan(ipr(torch.zeros(5)).item())
+    assert ipr(1e-200 * v).item() == pytest.approx(ipr(v).item(), rel=1e-14)  # no underflow of |v|^4
+    tiny = 1e-200 * _cos(23, 4, 0.5)  # a node decayed to 1e-200 by weight decay is still one frequency
+    assert fourier_ipr(tiny).item() == pytest.approx(1.0, abs=1e-12)
 
 
 def test_random_gaussian_weights_are_delocalised():

@@ -86,8 +86,10 @@ def ipr(v: Tensor, r: float = 2, dim: int = -1) -> Tensor:
     """``IPR_r(v) = sum_k |v_k|^{2r} / (sum_k |v_k|^2)^r`` along ``dim`` (NaN for a zero vector)."""
     if not (isinstance(r, (int, float)) and not isinstance(r, bool) and r >= 1):
         raise ConfigError(f"ipr: r must be a number >= 1 (the paper uses r = 2), got {r!r}")
-    a2 = v.detach().abs().to(torch.float64).square()
-    return (a2 ** r).sum(dim) / a2.sum(dim) ** r
+    a = v.detach().abs().to(torch.float64)
+    a2 = (a / a.amax(dim, keepdim=True)).square()  # scaled first: tiny weights (1e-200) must not underflow to 0/0
+    share = a2 / a2.sum(dim, keepdim=True)
+    return (share ** r).sum(dim)
 
 
 def fourier_ipr(w: Tensor, dim: int = -1, *, r: float = 2, fold: bool = True) -> Tensor:
@@ -95,6 +97,8 @@ def fourier_ipr(w: Tensor, dim: int = -1, *, r: float = 2, fold: bool = True) ->
     sinusoid of any phase) or of the ``p`` complex coefficients (``fold=False``: 1/2 for a sinusoid)."""
     if w.shape[dim] < 2:
         raise ShapeError(f"fourier_ipr: need at least 2 residues along dim {dim}, got shape {tuple(w.shape)}")
+    w = _real(w, "fourier_ipr")
+    w = w / w.abs().amax(dim, keepdim=True)  # IPR is scale-free; this keeps |w|^4 of tiny weights from underflowing
     if fold:
         return ipr(frequency_power(w, dim).sqrt(), r, dim)
     return ipr(dft(w, dim), r, dim)
