@@ -70,6 +70,16 @@ def dsf_equivalence(seed: int, *, d_model: int = 16, length: int = 12, batch: in
     if d_model < 1 or length < 1 or batch < 1 or n_heads < 1 or d_model % n_heads or d_state < 1:
         raise ConfigError(f"dsf_equivalence: need positive sizes with n_heads dividing d_model; got d_model={d_model}, "
                           f"length={length}, batch={batch}, n_heads={n_heads}, d_state={d_state}")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # small tensors: one thread is faster on a shared machine; restored below
+    try:
+        return _measure(seed, d_model, length, batch, n_heads, d_state, tuple(taylor_orders), taylor_scale)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _measure(seed: int, d_model: int, length: int, batch: int, n_heads: int, d_state: int,
+             taylor_orders: tuple[int, ...], taylor_scale: float) -> dict[str, float]:
     f64 = {"dtype": torch.float64}
     g = torch.Generator().manual_seed(seed)
     with torch.random.fork_rng(devices=[]):

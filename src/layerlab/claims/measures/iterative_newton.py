@@ -53,7 +53,17 @@ def newton_vs_gd(seed: int, *, dim: int = 5, context: int = 20, spectrum: tuple[
         raise ConfigError(f"newton_vs_gd: need context >= dim (S invertible), prompts, steps, stride >= 1 and 0 < eps < 1; "
                           f"got dim={dim}, context={context}, prompts={prompts}, newton_steps={newton_steps}, "
                           f"gd_steps={gd_steps}, gd_stride={gd_stride}, eps={eps}")
-    task = InContextRegression(dim=dim, context=context, spectrum=tuple(spectrum), n_eval=prompts, data_seed=seed)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # 5 x 5 matrices: one thread is faster on a shared machine; restored below
+    try:
+        return _measure(seed, dim, context, tuple(spectrum), prompts, newton_steps, gd_steps, gd_stride, eps)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _measure(seed: int, dim: int, context: int, spectrum: tuple[float, ...], prompts: int, newton_steps: int,
+             gd_steps: int, gd_stride: int, eps: float) -> dict[str, float]:
+    task = InContextRegression(dim=dim, context=context, spectrum=spectrum, n_eval=prompts, data_seed=seed)
     tokens = task.tokens(task.eval_set("test"))
     x, y, xq = tokens[:, :-1, :-1], tokens[:, :-1, -1], tokens[:, -1, :-1]
     s = x.transpose(1, 2) @ x
