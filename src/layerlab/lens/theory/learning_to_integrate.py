@@ -47,7 +47,7 @@ from torch import Tensor
 from ...errors import ConfigError, ShapeError
 
 __all__ = ["gradient_descent", "impulse_response", "lift", "outlier_and_bulk", "population_loss", "reduce",
-           "rnn_outputs", "sequence_loss", "symmetric_flow", "symmetric_loss"]
+           "rnn_outputs", "sequence_loss", "symmetric_flow", "symmetric_loss", "target_outputs"]
 
 
 def _check(w: Tensor, u: Tensor, v: Tensor) -> int:

@@ -33,6 +33,10 @@ shifts ``t`` that are multiples of ``S_1 ... S_n``: ``U^n(T_t f) = T_{t / (S_1..
 
     |||Phi^n(T_t f) - Phi^n(f)||| <= |t| K_{n+1} / (S_1 ... S_n) ||f||,   K_{n+1} = max_omega |chi_{n+1}^(omega)| |omega|.
 
+The Gaussian band-pass filters are not symmetric in frequency, so ``f * g_lambda`` is complex: the
+modulus takes ``|.|``; ReLU and tanh act on the real part (``Re`` is 1-Lipschitz, so the composite
+still has ``L_n = 1``).
+
 Energy: with a Parseval bank (``A_n = B_n = 1``), the modulus and ``S_n = 1`` every layer conserves
 energy exactly: ``sum_{n<N} |||Phi^n f|||^2 + sum_q ||U^N[q] f||^2 = ||f||^2``; with ``B_n <= 1`` and
 averaging pools the left side is at most ``||f||^2`` (``energy_budget``).
