@@ -24,9 +24,10 @@ from . import tail_compare  # spectra helper (issue 17): power law vs truncated 
 from . import curvature  # curvature helper (issue 17): Hessian diagonal, Gauss-Newton/residual operators, edge of stability
 from . import certify  # issue 17b: LP / low-rank SDP / exact (MILP) certification of ReLU MLPs
 from . import inductive_bias  # issue 17b: -log2 P(test error <= eps) of sampled hypotheses (scaled noncentral chi-squared fit)
+from . import feature_merging  # issue 17b: Iterative Feature Merging (functionally equivalent ReLU features), feature complexity
 from . import interaction_basis, patterns, variability, wdiscood  # issue 17b (features helper): LIB/IB + degeneracy, PatternNet, VCI, WDiscOOD; registers probes
 from ._util import LossFn, side_effect_free
 
-__all__ = ["LossFn", "capacity", "certify", "collapse", "convergent", "curvature", "depth", "diffroar", "diffusion_entropy", "dynamics", "hash_codes", "hessian", "inductive_bias", "information", "krylov", "landscape", "layer_gradients", "lipschitz", "ntk", "permutation", "probes", "regions", "rsa", "simplicity",
+__all__ = ["LossFn", "capacity", "certify", "collapse", "convergent", "curvature", "depth", "diffroar", "diffusion_entropy", "dynamics", "feature_merging", "hash_codes", "hessian", "inductive_bias", "information", "krylov", "landscape", "layer_gradients", "lipschitz", "ntk", "permutation", "probes", "regions", "rsa", "simplicity",
            "side_effect_free", "similarity", "spectra", "tail_compare", "theory",
            "interaction_basis", "patterns", "variability", "wdiscood"]
