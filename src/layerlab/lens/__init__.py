@@ -25,6 +25,7 @@ from . import curvature  # curvature helper (issue 17): Hessian diagonal, Gauss-
 from . import certify  # issue 17b: LP / low-rank SDP / exact (MILP) certification of ReLU MLPs
 from . import inductive_bias  # issue 17b: -log2 P(test error <= eps) of sampled hypotheses (scaled noncentral chi-squared fit)
 from . import feature_merging  # issue 17b: Iterative Feature Merging (functionally equivalent ReLU features), feature complexity
+from . import fourier_ipr  # issue 17b: inverse participation ratio of weights in the DFT basis (Doshi et al. 2023)
 from . import interaction_basis, patterns, variability, wdiscood  # issue 17b (features helper): LIB/IB + degeneracy, PatternNet, VCI, WDiscOOD; registers probes
 from ._util import LossFn, side_effect_free
 

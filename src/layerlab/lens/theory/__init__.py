@@ -23,6 +23,7 @@ from . import dynamical_systems_framework  # issue 17b: attention, S6, RG-LRU as
 from . import gated_rnn_attention  # issue 17b: a gated linear RNN that computes linear self-attention (Zucchet et al. 2023)
 from . import iterative_newton  # issue 17b: Newton vs GD for in-context regression, Newton by linear attention (Fu et al. 2023)
 from . import curse_of_memory  # issue 17b: memory functions, perturbed RNN fits, stable reparameterization (Wang, Li & Li 2023)
+from . import feature_emergence, lazy_rich, stability_norms  # issue 17b: Li_2 energy (Tian 2025), centred alpha (f - f0) (Kumar et al. 2023), sharpness as norms (Wu & Su 2023)
 from .linear_regression import (generalization_error, generalization_error_limit, mp_density, mp_edges,
                                 training_error, training_error_limit)
 
