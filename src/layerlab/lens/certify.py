@@ -47,7 +47,9 @@ triangle relaxation ``z <= u (ŵ - l) / (u - l)`` with the same bounds; ``exact_
 by a big-M MILP (scipy's HiGHS), checked in the tests against enumeration of activation
 patterns. The paper also treats ``l_2`` balls; only ``l_inf`` is implemented. Verified against
 the paper's abstract and the authors' released code (BM-r): the constraints, the staircase
-and the dual certificate; the sentence "SDP >= LP" is not made by the paper.
+and the dual certificate (the full text was not retrievable here). Neither states that the SDP
+dominates the LP; the tests find the paper's form below the LP on some networks (not comparable)
+and the form with cuts never below it.
 """
 from __future__ import annotations
 
