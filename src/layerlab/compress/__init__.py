@@ -1,0 +1,9 @@
+"""Efficiency techniques applied to a trained model (floor 8): pruning, activation sparsity,
+post-training quantization, low rank. Each is registered in ``compress.registry.TECHNIQUES``
+(one file per paper in this package); ``layerlab compress RUN_ID --technique NAME --level L``
+applies one to a stored run's checkpoint and stores the result as a derived run.
+"""
+from .registry import TECHNIQUES, CompressContext, apply_technique, check_options, register_technique, technique_options
+
+__all__ = ["TECHNIQUES", "CompressContext", "apply_technique", "check_options", "register_technique",
+           "technique_options"]
