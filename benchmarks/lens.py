@@ -401,7 +401,7 @@ def measure_run(args: argparse.Namespace, device: torch.device) -> None:
 
 
 # the second wave's instruments (issue 17), each timed by its own script
-AREAS = ("spectra", "curvature", "kernels", "permutation", "instruments")
+AREAS = ("spectra", "curvature", "kernels", "permutation", "instruments", "features", "certify")
 
 
 def main() -> None:
