@@ -47,6 +47,24 @@ def test_dp_equals_brute_force(seed):
         assert _cost(curves, ks) == pytest.approx(_brute(curves, total), abs=1e-12)
 
 
+def test_dp_with_floors_equals_brute_force():
+    """Layers already holding zeros: counts start at the floor; brute force over k_i in [floor_i, n_i]."""
+    rng = np.random.default_rng(7)
+    curves = []
+    for n, z in ((7, 3), (5, 0), (6, 6), (8, 2)):
+        counts = grid_counts(n, 3, start=z)
+        curves.append((counts, np.concatenate([[0.0], rng.random(len(counts) - 1)])))
+    floors = [int(c[0][0]) for c in curves]
+    for total in range(sum(floors), 27):
+        best = min(_cost(curves, ks) for ks in itertools.product(*[range(int(c[0][0]), int(c[0][-1]) + 1)
+                                                                   for c in curves]) if sum(ks) == total)
+        ks = allocate(curves, total)
+        assert sum(ks) == total and all(f <= k for f, k in zip(floors, ks))
+        assert _cost(curves, ks) == pytest.approx(best, abs=1e-12)
+    with pytest.raises(ConfigError, match="already holding"):
+        allocate(curves, sum(floors) - 1)
+
+
 def test_dp_on_grid_only_when_counts_line_up():
     # every count measured (grid = n): the DP is the plain min-plus DP, checked by brute force on the grid
     curves = [(np.arange(5), np.array([0.0, 0.1, 0.5, 0.6, 2.0])), (np.arange(4), np.array([0.0, 0.3, 0.31, 0.9]))]
@@ -128,6 +146,19 @@ def test_total_sparsity_exact_and_allocation_applied(level):
     uniform = [round(level * p.numel()) for p in prunable_weights(net).values()]
     if sum(uniform) == sum(ks):
         assert _cost(list(curves.values()), ks) <= _cost(list(curves.values()), uniform) + 1e-12
+
+
+def test_iterative_steps_keep_earlier_zeros():
+    net, x = _trained_mlp()
+    ctx = SimpleNamespace(calibration=SimpleNamespace(inputs=x))
+    first = layer_adaptive_dp(net, 0.5, ctx, grid=8)
+    second = layer_adaptive_dp(first, 0.8, ctx, grid=8)
+    n = sum(p.numel() for p in prunable_weights(net).values())
+    for a, b in zip(prunable_weights(first).values(), prunable_weights(second).values()):
+        assert bool(((a == 0) <= (b == 0)).all())  # every earlier zero is still zero
+    assert sum(int((p == 0).sum()) for p in prunable_weights(second).values()) == round(0.8 * n)
+    with pytest.raises(ConfigError, match="already holding"):
+        layer_adaptive_dp(second, 0.6, ctx, grid=8)
 
 
 def test_errors_name_the_fix():

@@ -30,7 +30,9 @@ a flag "free layer used" (g^0, g^1); the free transition min_k [g^0(t - k) + del
 linear segment is a sliding-window minimum (van Herk / Gil-Werman, exact). Hence the total sparsity is
 met exactly (round(s N) zeros among the prunable weights), and the returned allocation is the optimum
 of the modelled sum (tested against brute force). Within a layer, weights are removed by magnitude
-(as in the authors' code, ``rank="l1"``).
+(as in the authors' code, ``rank="l1"``). Weights that are already zero (an earlier step of an
+iterative schedule) stay pruned: a layer's counts start at its zeros, its smallest entries (the
+authors' DP likewise never lowers a layer's earlier amount).
 
 Verified against the abstract (output-distortion objective, additivity, DP, linear time) and the
 authors' public code (per-layer curves of the squared output change measured on a calibration set over
@@ -70,9 +72,10 @@ def output_distortion(y_ref: Tensor, y: Tensor, how: str = "mean") -> float:
     raise ConfigError(f"distortion must be one of {DISTORTIONS}, got {how!r}")
 
 
-def grid_counts(n: int, grid: int) -> np.ndarray:
-    """The measured counts of a layer of n weights: round(j n / grid), j = 0..grid, without repeats."""
-    return np.unique(np.rint(np.arange(grid + 1) * n / grid).astype(np.int64))
+def grid_counts(n: int, grid: int, start: int = 0) -> np.ndarray:
+    """The measured counts of a layer of n weights of which ``start`` are already zero:
+    start + round(j (n - start) / grid), j = 0..grid, without repeats."""
+    return np.unique(start + np.rint(np.arange(grid + 1) * (n - start) / grid).astype(np.int64))
 
 
 def interpolate(curve: Curve, k: np.ndarray | int) -> np.ndarray:
@@ -90,8 +93,8 @@ def _forward(model: nn.Module, inputs: Tensor) -> Tensor:
 def distortion_curves(model: nn.Module, params: dict[str, nn.Parameter], inputs: Tensor, *, grid: int = 20,
                       distortion: str = "mean") -> dict[str, Curve]:
     """For each named tensor of ``model`` (``params``, e.g. ``prunable_weights(model)``): the output
-    distortion of removing its k smallest-magnitude entries alone, at k in ``grid_counts``. The
-    weights are restored afterwards."""
+    distortion of removing its k smallest-magnitude entries alone, at k in ``grid_counts`` from its
+    current number of zeros (which are its smallest entries) to all. The weights are restored afterwards."""
     was_training = model.training
     model.eval()
     y_ref = _forward(model, inputs)
@@ -99,7 +102,7 @@ def distortion_curves(model: nn.Module, params: dict[str, nn.Parameter], inputs:
     try:
         for name, p in params.items():
             original = p.detach().clone()
-            counts = grid_counts(p.numel(), grid)
+            counts = grid_counts(p.numel(), grid, start=int((original == 0).sum()))
             order = torch.sort(original.abs().reshape(-1), stable=True).indices
             values = []
             for k in counts:
@@ -182,11 +185,13 @@ def allocate(curves: Sequence[Curve], total: int) -> list[int]:
     distortion curve of layer i interpolated linearly between its measured counts. Exact: every layer
     on a measured count but at most one (see the module docstring)."""
     sizes = [int(c[0][-1]) for c in curves]
-    if not curves or not 0 <= total <= sum(sizes):
-        raise ConfigError(f"cannot prune {total} weights from layers of sizes {sizes}; need 0 <= total <= {sum(sizes)}")
+    floors = [int(c[0][0]) for c in curves]
+    if not curves or not sum(floors) <= total <= sum(sizes):
+        raise ConfigError(f"cannot prune {total} weights from layers of sizes {sizes} already holding {floors} zeros; "
+                          f"need {sum(floors)} <= total <= {sum(sizes)} (a higher level, or start from a denser model)")
     for counts, values in curves:
-        if counts[0] != 0 or np.any(np.diff(counts) <= 0) or len(values) != len(counts) or not np.all(np.isfinite(values)):
-            raise ConfigError("a distortion curve needs increasing counts from 0 and one finite value per count")
+        if counts[0] < 0 or np.any(np.diff(counts) <= 0) or len(values) != len(counts) or not np.all(np.isfinite(values)):
+            raise ConfigError("a distortion curve needs increasing counts from >= 0 and one finite value per count")
     g0 = np.full(total + 1, np.inf)
     g0[0] = 0.0
     g1 = np.full(total + 1, np.inf)
@@ -210,10 +215,10 @@ def allocate(curves: Sequence[Curve], total: int) -> list[int]:
                 if v < best:
                     best, best_k, best_state = v, int(c), state
         if state == 1:
-            k = np.arange(min(sizes[i], t) + 1)
+            k = np.arange(floors[i], min(sizes[i], t) + 1)
             v = prev0[t - k] + interpolate(curves[i], k)
-            j = int(np.argmin(v))
-            if v[j] < best:
+            j = int(np.argmin(v)) if len(k) else 0
+            if len(k) and v[j] < best:
                 best, best_k, best_state = v[j], int(k[j]), 0
         ks[i], t, state = best_k, t - best_k, best_state
     assert t == 0 and sum(ks) == total
