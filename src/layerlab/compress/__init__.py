@@ -6,6 +6,7 @@ applies one to a stored run's checkpoint and stores the result as a derived run.
 from .registry import TECHNIQUES, CompressContext, apply_technique, check_options, register_technique, technique_options
 from . import magnitude  # noqa: F401  (registers magnitude_uniform, magnitude_global)
 from . import layer_adaptive  # noqa: F401  (registers layer_adaptive_dp)
+from . import lrp_pruning  # noqa: F401  (registers lrp_pruning, taylor_pruning, unit_magnitude_pruning)
 
 __all__ = ["TECHNIQUES", "CompressContext", "apply_technique", "check_options", "register_technique",
            "technique_options"]
