@@ -1,4 +1,5 @@
-"""`layerlab ...`: list blocks, run suites, show leaderboards, export and plot results, check claims.
+"""`layerlab ...`: list blocks, run suites, show leaderboards, export and plot results, check claims,
+compress finished runs.
 
 Errors and user-supplied text (names, labels, claims, paths) are printed literally: never read as
 rich markup (a message such as ``has no [[models]]`` reaches the terminal intact).
@@ -295,6 +296,7 @@ def _export_rows(store) -> list[dict]:
         row["versions"] = json.loads(r["versions_json"]) if r["versions_json"] else {}
         row["results"] = store.results(r["run_id"])
         row["suites"] = [s for s in store.suites() if any(x["run_id"] == r["run_id"] for x in store.suite_rows(s))]
+        row["derived"] = store.derivation(r["run_id"])  # None for a trained run; parent, technique, level, ...
         rows.append(row)
     return rows
 
@@ -340,13 +342,19 @@ def cmd_runs(args: argparse.Namespace, console: Console) -> int:
     if args.suite and args.suite not in (store.suites() if store is not None else []):
         raise unknown_name("suite in the store", args.suite, store.suites() if store is not None else [])
     t = Table(title=escape(f"runs in {args.store}"), title_justify="left")
-    for col in ("run", "task", "model", "lr", "seed", "status", "step", "params"):
+    derived = {d["run_id"]: d for d in store.derived_runs()} if store is not None else {}
+    for col in ("run", "task", "model", "lr", "seed", "status", "step", "params") + (("derived from",) if derived else ()):
         t.add_column(col)
     for r in store.runs(suite=args.suite, status=args.status) if store is not None else []:
         spec = json.loads(r["spec_json"])
-        t.add_row(escape(r["run_id"]), escape(spec["task"]["name"]), escape(f"{spec['model']['backbone']}:{spec['model']['mixer']}+"
-                  f"{spec['model']['channel']} d={spec['model']['d_model']}"), f"{spec['optim']['lr']:g}",
-                  str(spec["seed"]), escape(r["status"]), f"{r['step']}/{r['total_steps']}", f"{r['n_params'] or '—'}")
+        cells = [escape(r["run_id"]), escape(spec["task"]["name"]), escape(f"{spec['model']['backbone']}:{spec['model']['mixer']}+"
+                 f"{spec['model']['channel']} d={spec['model']['d_model']}"), f"{spec['optim']['lr']:g}",
+                 str(spec["seed"]), escape(r["status"]), f"{r['step']}/{r['total_steps']}", f"{r['n_params'] or '—'}"]
+        if derived:  # a derived run's params are its nonzero parameters
+            d = derived.get(r["run_id"])
+            cells.append(escape(f"{d['parent_id']} · {d['technique']} {d['level']:g}" + (f" · seed {d['seed']}" if d["seed"] else ""))
+                         if d else "")
+        t.add_row(*cells)
     console.print(t)
     return 0
 
@@ -358,12 +366,13 @@ def cmd_show(args: argparse.Namespace, console: Console) -> int:
                                    "spec": json.loads(r["spec_json"]),
                                    "versions": json.loads(r["versions_json"] or "{}"),
                                    "results": store.results(r["run_id"]),
-                                   "events": store.events(r["run_id"])}))
+                                   "events": store.events(r["run_id"]),
+                                   **({"derived": d} if (d := store.derivation(r["run_id"])) else {})}))
     return 0
 
 
 def cmd_plot(args: argparse.Namespace, console: Console) -> int:
-    from .arena.plots import plot_run
+    from .arena.plots import plot_compression, plot_run
 
     if args.output and Path(args.output).suffix.lower() not in PLOT_FORMATS:
         raise ConfigError(f"cannot plot to {args.output!r}: the file name must end in "
@@ -372,6 +381,21 @@ def cmd_plot(args: argparse.Namespace, console: Console) -> int:
         _check_output(args.output, "plot")
     store = _existing_store(args)
     run_id = _find_run(store, args.run_id, args.store)["run_id"]
+    derivation = store.derivation(run_id)
+    if args.compression or derivation is not None:  # a derived run has no learning curve: its parent's sweep
+        parent = derivation["parent_id"] if derivation is not None else run_id
+        if derivation is not None and not args.compression:
+            _say(console, f"run {run_id} is derived from run {parent} ({derivation['technique']}): plotting the "
+                          f"quality-vs-saving curves of {parent}'s derived runs")
+        if not any(r["status"] == "done" for r in store.derived_runs(parent)):
+            raise ConfigError(f"run {parent} has no finished derived runs yet: `layerlab compress {parent} "
+                              f"--technique NAME --levels L1,L2` makes some (`layerlab compress --list`)")
+        try:
+            path = plot_compression(store, parent, args.output)
+        except OSError as e:
+            raise ConfigError(f"cannot write the plot to {str(args.output or parent)!r}: {e.strerror or e}") from None
+        _say(console, f"wrote {path}")
+        return 0
     if not store.metrics(run_id):
         raise ConfigError(f"run {run_id} has no recorded metrics yet (status {store.run(run_id)['status']}): "
                           f"nothing to plot")
@@ -480,6 +504,151 @@ def _lens_summary(args: argparse.Namespace, console: Console) -> int:
     t.add_row(*("average" if k == "name" else fmt(summary.average[k]) if k in summary.average else "" for k in keys))
     console.print(t)
     return 0
+
+
+# ---- compression -----------------------------------------------------------------------------
+def _levels_arg(text: str) -> list[float]:
+    try:
+        levels = [float(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        levels = []
+    if not levels:
+        raise ConfigError(f"--levels {text!r}: write comma-separated numbers, e.g. 0.5,0.7,0.9 (or 8,4 bits)")
+    return levels
+
+
+def _technique_options_arg(items: list[str] | None) -> dict:
+    options: dict = {}
+    for item in items or []:
+        key, eq, value = item.partition("=")
+        if not eq or not key.strip() or not value:
+            raise ConfigError(f"--option {item!r}: write NAME=VALUE, e.g. bias=true "
+                              f"(`layerlab compress --list` shows each technique's options)")
+        try:
+            parsed = json.loads(value)
+        except json.JSONDecodeError:  # a bare word: a string, or Python's spelling of a boolean
+            parsed = {"True": True, "False": False, "None": None}.get(value, value)
+        options[key.strip()] = parsed
+    return options
+
+
+def _list_techniques(console: Console) -> int:
+    from .compress import TECHNIQUES, technique_options
+
+    t = Table(title=f"{len(TECHNIQUES)} compression techniques (`layerlab compress RUN_ID --technique NAME "
+                    f"--levels ...`)", title_justify="left")
+    for col in ("technique", "level kind", "default levels", "options", "paper", "file"):
+        t.add_column(col, no_wrap=col == "technique", overflow="fold")
+    for e in TECHNIQUES.entries():
+        opts = ", ".join(f"{k}={v!r}" for k, v in technique_options(e.name).items()) or "—"
+        t.add_row(escape(e.name), escape(str(e.meta.get("level_kind", ""))),
+                  escape(",".join(f"{v:g}" for v in e.meta.get("levels", ())) or "—"), escape(opts),
+                  escape(e.paper.cite()) if e.paper else "—", escape(e.source_file or "—"))
+    console.print(t)
+    return 0
+
+
+def _bytes(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if abs(n) < 1024 or unit == "GiB":
+            return f"{n:,.0f} {unit}" if unit == "B" or abs(n) >= 100 else f"{n:.3g} {unit}"
+        n /= 1024
+    return f"{n:g}"
+
+
+def compress_table(store, parent_id: str, technique: str, outcomes: list) -> Table:
+    """Level, status, val/test metric (and the change of test against the parent), and each measured
+    saving with its ratio against the dense parent, for the outcomes of one `layerlab compress`."""
+    from .tasks import build_task
+
+    spec = store.spec(parent_id)
+    task = build_task(spec.task.name, **spec.task.params)
+    metric = task.metric
+    parent = store.results(parent_id)
+    from rich import box
+
+    t = Table(title=escape(f"{technique} on run {parent_id} ({spec.task.name}, {spec.model.label()}): {metric} and "
+                           f"savings (× the dense parent, measured in the same call)"), title_justify="left",
+              box=box.SIMPLE_HEAD)
+    for col in ("level", "status", "val", "test", "Δ test", "nonzero params", "bits", "time / forward", "memory", "run"):
+        t.add_column(escape(col), justify="left" if col in ("status", "run") else "right", no_wrap=True)
+
+    def value(results: dict, split: str) -> str:
+        v = results.get(split, {}).get(metric)
+        return "—" if v is None else f"{v:.4f}" if abs(v) < 10 else f"{v:.4g}"
+
+    dense = next((o.results["savings"] for o in outcomes if "savings" in o.results), None)
+    if dense is not None:
+        t.add_row("dense", "parent", value(parent, "val"), value(parent, "test"), "", f"{dense['dense_nonzero_params']:,.0f}",
+                  _bytes(dense["dense_bits"] / 8), f"{1e3 * dense['dense_time_s']:.3g} ms",
+                  _bytes(dense["dense_memory_bytes"]), escape(parent_id))
+    for o in outcomes:
+        sv = o.results.get("savings")
+        test, base = o.results.get("test", {}).get(metric), parent.get("test", {}).get(metric)
+        delta = "—" if test is None or base is None else f"{test - base:+.4f}" if abs(test - base) < 10 else f"{test - base:+.4g}"
+        if sv is None:
+            cells = ["—"] * 4
+        else:
+            cells = [f"{sv['nonzero_params']:,.0f} ({sv['nonzero_ratio']:.3g}×)", f"{_bytes(sv['bits'] / 8)} "
+                     f"({sv['bits_ratio']:.3g}×)", f"{1e3 * sv['time_s']:.3g} ms ({sv['time_ratio']:.2f}×)",
+                     f"{_bytes(sv['memory_bytes'])} ({sv['memory_ratio']:.3g}×)"]
+        status = {"skipped": "kept"}.get(o.status, o.status)  # done by an earlier call
+        t.add_row(f"{o.level:g}", escape(status), value(o.results, "val"), value(o.results, "test"), delta, *cells,
+                  escape(o.run_id))
+    return t
+
+
+def cmd_compress(args: argparse.Namespace, console: Console) -> int:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from .compress import TECHNIQUES
+    from .compress.derived import compress_run, plan_compress
+
+    if args.list:
+        given = [f for f, v in (("RUN_ID", args.run_id), ("--technique", args.technique), ("--level", args.level),
+                                ("--levels", args.levels), ("--option", args.option)) if v is not None]
+        if given:
+            raise ConfigError(f"--list lists the techniques and takes nothing else; drop {', '.join(given)}")
+        return _list_techniques(console)
+    if not args.run_id:
+        raise ConfigError("give RUN_ID (`layerlab runs` lists them) and --technique NAME, or --list")
+    if not args.technique:
+        raise ConfigError("give --technique NAME (`layerlab compress --list` lists the techniques)")
+    entry = TECHNIQUES.entry(args.technique)  # an unknown name: the closest ones suggested
+    if args.level is not None and args.levels is not None:
+        raise ConfigError("give --level L or --levels L1,L2,..., not both")
+    if args.level is not None:
+        levels = [args.level]
+    elif args.levels is not None:
+        levels = _levels_arg(args.levels)
+    else:
+        levels = list(entry.meta.get("levels", ()))
+        if not levels:
+            raise ConfigError(f"technique {args.technique!r} has no default levels: give --level L or --levels L1,L2,...")
+    options = _technique_options_arg(args.option)
+    if args.repeats < 1:
+        raise ConfigError(f"--repeats must be >= 1 (interleaved timings of each model), got {args.repeats}")
+    _check_device(args.device)
+    store = _existing_store(args)
+    run_id = _find_run(store, args.run_id, args.store)["run_id"]
+    plan = plan_compress(store, run_id, args.technique, levels, options=options, seed=args.seed,
+                         calibration=args.calibration)  # everything checked before the first write
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=console, transient=True, disable=len(plan.levels) < 2) as progress:
+        bar = progress.add_task(escape(f"{args.technique} on {run_id}"), total=len(plan.levels))
+        outcomes = compress_run(
+            store, run_id, args.technique, plan.levels, plan=plan, device=args.device, repeats=args.repeats,
+            on_start=lambda level, rid: progress.update(bar, description=escape(f"{args.technique} level {level:g}")),
+            on_done=lambda o: progress.advance(bar))
+    console.print(compress_table(store, run_id, args.technique, outcomes))
+    for o in outcomes:
+        if o.status == "failed":
+            _say(console, f"level {o.level:g} failed: {o.error.splitlines()[0] if o.error else ''} "
+                          f"(`layerlab show {o.run_id}`; run the same command again to retry)", style="red")
+    skipped = sum(o.status == "skipped" for o in outcomes)
+    if skipped:
+        _say(console, f"{skipped} of {len(outcomes)} level(s) were done before: kept, not recomputed")
+    return 0 if all(o.status != "failed" for o in outcomes) else 1
 
 
 # ---- claims ----------------------------------------------------------------------------------
@@ -727,10 +896,26 @@ def build_parser() -> argparse.ArgumentParser:
     ln.add_argument("--batch-size", type=int, default=256, help="validation examples the probes look at")
     ln.add_argument("--device", default="cpu")
     ln.set_defaults(fn=cmd_lens)
-    pl = with_store(sub.add_parser("plot", help="learning curves of a run (PNG or SVG)"))
+    pl = with_store(sub.add_parser("plot", help="learning curves of a run, or its quality-vs-saving curves (PNG or SVG)"))
     pl.add_argument("run_id")
     pl.add_argument("--output", "-o", help="file (.png or .svg; default RUN_ID.png)")
+    pl.add_argument("--compression", action="store_true",
+                    help="the test metric of the run's derived runs (`layerlab compress`) against each measured saving")
     pl.set_defaults(fn=cmd_plot)
+    cp = with_store(sub.add_parser("compress", help="apply a compression technique to a finished run: derived runs "
+                                                    "with their measured savings"))
+    cp.add_argument("run_id", nargs="?", metavar="RUN_ID", help="a finished run (or a unique prefix of its id)")
+    cp.add_argument("--technique", help="a technique name (`layerlab compress --list`)")
+    cp.add_argument("--level", type=float, help="one level: fraction removed (sparsity), bits, or rank fraction kept")
+    cp.add_argument("--levels", help="comma-separated levels, e.g. 0.5,0.7,0.9 (default: the technique's own sweep)")
+    cp.add_argument("--option", action="append", help="technique option NAME=VALUE (repeatable), e.g. bias=true")
+    cp.add_argument("--seed", type=int, default=0, help="seed of the calibration batch and the technique (default 0)")
+    cp.add_argument("--calibration", type=int, default=256,
+                    help="training-split examples in the calibration batch (default 256)")
+    cp.add_argument("--repeats", type=int, default=15, help="interleaved timings of each model (default 15)")
+    cp.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 or auto (default cpu)")
+    cp.add_argument("--list", action="store_true", help="list the techniques: level kind, default levels, options, paper")
+    cp.set_defaults(fn=cmd_compress)
     ck = with_store(sub.add_parser("check", help="check claim cards: run, apply the rule, record the verdict"))
     ck.add_argument("cards", nargs="*", metavar="CARD", help="card ids (`layerlab cards`) or card TOML files")
     ck.add_argument("--all", action="store_true", help="every built-in card")

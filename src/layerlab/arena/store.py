@@ -76,7 +76,21 @@ CREATE TABLE IF NOT EXISTS verdicts (            -- one row per `layerlab check`
     git_revision TEXT, created TEXT NOT NULL, seconds REAL
 );
 CREATE INDEX IF NOT EXISTS verdicts_by_card ON verdicts (card_id, verdict_id);
+CREATE TABLE IF NOT EXISTS derived (             -- a run made from a stored run by `layerlab compress`
+    run_id TEXT PRIMARY KEY,                     -- also a row of runs: status, provenance, results
+    parent_id TEXT NOT NULL,                     -- the trained run whose checkpoint it compresses
+    technique TEXT NOT NULL, level REAL NOT NULL, level_kind TEXT,
+    options_json TEXT NOT NULL,                  -- every option of the technique, defaults included
+    seed INTEGER NOT NULL, calibration INTEGER NOT NULL,   -- seed and size of the calibration batch
+    paper TEXT                                   -- the technique's paper, cited
+);
+CREATE INDEX IF NOT EXISTS derived_by_parent ON derived (parent_id, technique, level);
 """
+# Stores written before derived runs existed gain the `derived` table (CREATE ... IF NOT EXISTS) the
+# first time this version opens them; their runs and results are untouched. `user_version` records
+# the schema a store has been brought to.
+SCHEMA_VERSION = 2
+_DERIVED_KEYS = ("parent_id", "technique", "level", "level_kind", "options", "seed", "calibration", "paper")
 VERDICTS = ("supported", "contradicted", "inconclusive")
 _VERDICT_KEYS = ("card_id", "card_hash", "paper", "claim", "kind", "rule", "verdict", "observed", "lo", "hi",
                  "details", "run_ids", "suite", "git_revision", "created", "seconds")
@@ -110,6 +124,15 @@ class Store:
         self._conn: sqlite3.Connection | None = None
         self._pid = -1
         self.conn.executescript(_SCHEMA)  # idempotent; executescript manages its own transaction
+        self._migrate()
+
+    def _migrate(self) -> None:
+        """Bring an older store to ``SCHEMA_VERSION`` (version 2 added the ``derived`` table, which the
+        schema script creates where it is missing); one transaction, safe with several processes."""
+        if self.conn.execute("PRAGMA user_version").fetchone()[0] >= SCHEMA_VERSION:
+            return
+        with self._tx() as c:
+            c.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     # --- connection ----------------------------------------------------------------
     @property
@@ -340,6 +363,63 @@ class Store:
             d["details"] = json.loads(d.pop("details_json"))
             d["run_ids"] = json.loads(d.pop("run_ids_json"))
             out.append(d)
+        return out
+
+    # --- derived runs (`layerlab compress`) ----------------------------------------------
+    def add_derived(self, run_id: str, parent_id: str, derivation: dict[str, Any]) -> str:
+        """Register a derived run (idempotent: the same id is the same run): a row of ``runs`` holding
+        the parent's spec (the task and model it evaluates; one step: the compression), and its
+        derivation (keys ``_DERIVED_KEYS`` but ``parent_id``). Returns ``run_id``."""
+        bad = set(derivation) - set(_DERIVED_KEYS)
+        missing = {"technique", "level", "options", "seed", "calibration"} - set(derivation)
+        if bad or missing:
+            raise ValueError(f"derivation: unknown keys {sorted(bad)}, missing {sorted(missing)}; valid: "
+                             f"{', '.join(_DERIVED_KEYS[1:])}")
+        parent = self.run(parent_id)
+        if self.derivation(parent["run_id"]) is not None:
+            raise ValueError(f"run {parent['run_id']} is itself a derived run; derive from a trained run")
+        with self._tx() as c:
+            c.execute("INSERT OR IGNORE INTO runs (run_id, spec_json, total_steps, created) VALUES (?, ?, 1, ?)",
+                      (run_id, parent["spec_json"], time.time()))
+            c.execute("INSERT OR IGNORE INTO derived (run_id, parent_id, technique, level, level_kind, options_json, "
+                      "seed, calibration, paper) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                      (run_id, parent["run_id"], derivation["technique"], float(derivation["level"]),
+                       derivation.get("level_kind"), json.dumps(_json_safe(derivation["options"]), sort_keys=True),
+                       int(derivation["seed"]), int(derivation["calibration"]), derivation.get("paper")))
+        return run_id
+
+    @staticmethod
+    def _derivation_row(row: sqlite3.Row) -> dict[str, Any]:
+        d = {k: row[k] for k in _DERIVED_KEYS if k != "options"}
+        d["options"] = json.loads(row["options_json"])
+        return d
+
+    def derivation(self, run_id: str) -> dict[str, Any] | None:
+        """How run ``run_id`` was derived (parent, technique, level, options, seed, ...), or None for
+        a trained run."""
+        row = self.conn.execute("SELECT * FROM derived WHERE run_id = ?", (run_id,)).fetchone()
+        return None if row is None else self._derivation_row(row)
+
+    def derived_runs(self, parent_id: str | None = None, technique: str | None = None) -> list[dict[str, Any]]:
+        """Derived runs (of ``parent_id``, of ``technique``): each run's row with its derivation
+        (keys ``_DERIVED_KEYS``), by parent, technique, level and seed."""
+        q = "SELECT r.*, d.parent_id, d.technique, d.level, d.level_kind, d.options_json AS options_json, " \
+            "d.seed AS derived_seed, d.calibration, d.paper FROM derived d JOIN runs r ON r.run_id = d.run_id"
+        where, args = [], []
+        if parent_id is not None:
+            where.append("d.parent_id = ?")
+            args.append(parent_id)
+        if technique is not None:
+            where.append("d.technique = ?")
+            args.append(technique)
+        if where:
+            q += " WHERE " + " AND ".join(where)
+        out = []
+        for row in self.conn.execute(q + " ORDER BY d.parent_id, d.technique, d.level, d.seed, d.run_id", args):
+            r = dict(row)
+            r["options"] = json.loads(r.pop("options_json"))
+            r["seed"] = r.pop("derived_seed")
+            out.append(r)
         return out
 
     def progress(self, run_ids: list[str]) -> dict[str, tuple[str, int, int]]:

@@ -2,7 +2,8 @@
 
 The page has a header (store, code revision, date), a table of contents, and four sections:
 the paper catalogue's coverage by kind, the verdicts of the claim cards with their learning
-curves, the leaderboards of every suite in the store, and the catalogue's full list of papers
+curves, the leaderboards of every suite in the store, the quality-vs-saving curves of compressed runs
+(only where the store has derived runs), and the catalogue's full list of papers
 (filterable by a small inline script; the page reads fully without it). Its stylesheet, figures (inline
 SVG) and its one small script are inside the file; nothing is fetched from anywhere, so the file
 can be mailed, archived or opened offline. All text from the store, the cards and the catalogue
@@ -19,6 +20,7 @@ from ..arena.provenance import git_revision
 from ..arena.store import Store
 from .boards import boards_section
 from .catalogue import catalogue_section, coverage, papers_section
+from .compression import compression_section
 from .html import anchor, badge, esc
 from .style import CSS, SCRIPT
 from .verdicts import VERDICTS, verdict_counts, verdicts_section
@@ -51,7 +53,8 @@ def _tiles(store: Store, data: dict[str, Any]) -> str:
                                            for a, b in tiles) + "</div>"
 
 
-def _toc(data: dict[str, Any], board_toc: list[tuple[str, str, list[tuple[str, str]]]]) -> str:
+def _toc(data: dict[str, Any], board_toc: list[tuple[str, str, list[tuple[str, str]]]],
+         compress_toc: list[tuple[str, str]] = ()) -> str:
     def items(pairs: list[tuple[str, str]]) -> str:
         return "<ol>" + "".join(f'<li><a href="#{a}">{t}</a></li>' for t, a in pairs) + "</ol>" if pairs else ""
 
@@ -68,6 +71,8 @@ def _toc(data: dict[str, Any], board_toc: list[tuple[str, str, list[tuple[str, s
             f'<li><a href="#catalogue"><b>Paper catalogue</b></a>{cat}</li>'
             f'<li><a href="#verdicts"><b>Verdicts</b></a>{items(v_items)}</li>'
             f'<li><a href="#leaderboards"><b>Leaderboards</b></a>{boards}</li>'
+            + (f'<li><a href="#compression"><b>Compression</b></a>{items([(esc(t), a) for t, a in compress_toc])}</li>'
+               if compress_toc else "")
             + ('<li><a href="#papers"><b>All papers</b></a></li>' if data["papers"] else "") + "</ol></nav>")
 
 
@@ -77,6 +82,7 @@ def build_report(store: Store, *, now: _dt.datetime | None = None) -> str:
     now = now or _dt.datetime.now().astimezone()
     verdict_ids = {v["card_id"] for v in data["verdicts"]}
     boards_html, board_toc = boards_section(store)
+    compress_html, compress_toc = compression_section(store)
     kinds = coverage(data["papers"]) if data["papers"] else {}
     subtitle = f"{len(data['papers'])} papers in {len(kinds)} kinds" if data["papers"] else ""
     header = (f'<header class="top"><h1>layerlab report <span>{esc(subtitle)}</span></h1><dl>'
@@ -87,13 +93,14 @@ def build_report(store: Store, *, now: _dt.datetime | None = None) -> str:
             + catalogue_section(data["papers"])
             + verdicts_section(store, data["verdicts"], data["cards"], data["papers"])
             + boards_html
+            + (compress_html if compress_toc else "")
             + papers_section(data["papers"], verdict_ids)
             + f'<footer>Written by <code>layerlab report</code> from {esc(store.path.resolve())}. '
               'Self-contained: open it offline, mail it, archive it.</footer></main>')
     return ('<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
             '<meta name="viewport" content="width=device-width, initial-scale=1">'
             f'<title>layerlab report · {esc(store.root.name)}</title><style>{CSS}</style></head><body>'
-            f'{header}<div class="layout">{_toc(data, board_toc)}{main}</div>'
+            f'{header}<div class="layout">{_toc(data, board_toc, compress_toc)}{main}</div>'
             f'<script>{SCRIPT}</script></body></html>\n')
 
 
