@@ -90,10 +90,15 @@ def _trained_mlp(seed=0):
         torch.manual_seed(seed)
         net = nn.Sequential(nn.Linear(8, 32), nn.ReLU(), nn.Linear(32, 24), nn.ReLU(), nn.Linear(24, 3))
     opt = torch.optim.Adam(net.parameters(), lr=1e-2)
-    for _ in range(100):
-        opt.zero_grad()
-        nn.functional.cross_entropy(net(x), y).backward()
-        opt.step()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny matrices: one thread is fastest on a shared machine
+    try:
+        for _ in range(100):
+            opt.zero_grad()
+            nn.functional.cross_entropy(net(x), y).backward()
+            opt.step()
+    finally:
+        torch.set_num_threads(threads)
     _CACHE[seed] = (net.eval(), x)
     return copy.deepcopy(net), x
 
