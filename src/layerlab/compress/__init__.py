@@ -4,6 +4,7 @@ post-training quantization, low rank. Each is registered in ``compress.registry.
 applies one to a stored run's checkpoint and stores the result as a derived run.
 """
 from .registry import TECHNIQUES, CompressContext, apply_technique, check_options, register_technique, technique_options
+from . import wina  # noqa: F401  (registers "wina" and "teal")
 from . import magnitude  # noqa: F401  (registers magnitude_uniform, magnitude_global)
 from . import layer_adaptive  # noqa: F401  (registers layer_adaptive_dp)
 from . import lrp_pruning  # noqa: F401  (registers lrp_pruning, taylor_pruning, unit_magnitude_pruning)
