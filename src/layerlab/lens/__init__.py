@@ -17,8 +17,8 @@ connectivity, loss slices), ``permutation`` (weight matching before interpolatio
 ``patterns`` (PatternNet / PatternAttribution), ``wdiscood`` (whitened-LDA OOD scores),
 ``interaction_basis`` (local interaction basis, degeneracy), ``feature_merging`` (iterative
 feature merging), ``inductive_bias`` (bits of inductive bias), ``fourier_ipr`` (IPR of weights in
-the DFT basis) and ``theory`` (closed forms they are tested against). ``probes`` attaches them to
-a training run.
+the DFT basis), ``outliers`` (max-to-mean ratio and kurtosis) and ``theory`` (closed forms they are
+tested against). ``probes`` attaches them to a training run.
 
 Every instrument is side-effect free (see ``side_effect_free``): training with it attached gives
 bit-identical losses to training without it.
@@ -28,10 +28,11 @@ from . import collapse, dynamics, hessian, krylov, landscape, ntk, probes, simil
 from . import (capacity, certify, convergent, curvature, depth, diffroar, diffusion_entropy, feature_merging, fourier_ipr,
                hash_codes, inductive_bias, information, interaction_basis, layer_gradients, lipschitz, patterns,
                permutation, regions, rsa, simplicity, tail_compare, variability, wdiscood)
+from . import outliers  # issue 18: max-to-mean ratio and kurtosis of weights and Linear inputs
 from ._util import LossFn, side_effect_free
 
 __all__ = ["LossFn", "capacity", "certify", "collapse", "convergent", "curvature", "depth", "diffroar",
-           "diffusion_entropy", "dynamics", "feature_merging", "fourier_ipr", "hash_codes", "hessian", "inductive_bias",
-           "information", "interaction_basis", "krylov", "landscape", "layer_gradients", "lipschitz", "ntk", "patterns",
-           "permutation", "probes", "regions", "rsa", "side_effect_free", "similarity", "simplicity", "spectra",
-           "tail_compare", "theory", "variability", "wdiscood"]
+           "diffusion_entropy", "dynamics", "feature_merging", "fourier_ipr", "hash_codes", "hessian",
+           "inductive_bias", "information", "interaction_basis", "krylov", "landscape", "layer_gradients",
+           "lipschitz", "ntk", "outliers", "patterns", "permutation", "probes", "regions", "rsa", "side_effect_free",
+           "similarity", "simplicity", "spectra", "tail_compare", "theory", "variability", "wdiscood"]
