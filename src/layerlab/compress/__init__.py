@@ -9,6 +9,7 @@ from . import magnitude  # noqa: F401  (registers magnitude_uniform, magnitude_g
 from . import layer_adaptive  # noqa: F401  (registers layer_adaptive_dp)
 from . import lrp_pruning  # noqa: F401  (registers lrp_pruning, taylor_pruning, unit_magnitude_pruning)
 from . import mixed_precision, quantize  # noqa: F401  (registers rtn, hessian_mixed_precision)
+from . import recurformer  # noqa: F401  (registers recurformer)
 
 __all__ = ["TECHNIQUES", "CompressContext", "apply_technique", "check_options", "register_technique",
            "technique_options"]
