@@ -45,6 +45,16 @@ def test_measure_matches_a_direct_computation_and_zero_sparsity_is_exact():
     assert out["layer_err_wina_s50"] == pytest.approx(sum(errs) / 2, rel=1e-5)
 
 
+def test_text_measure_zero_sparsity_is_exact_and_statistics_are_worst_cases():
+    out = get_measure("wina_vs_teal_text")(0, d_model=16, n_layers=1, steps=3, batch_size=4, length=16,
+                                          eval_tokens=256, sparsities=[0.0, 0.5])
+    for rule in ("wina", "teal"):
+        assert out[f"layer_err_{rule}_s0"] == 0.0 and out[f"bpc_{rule}_s0"] == out["bpc_dense"]
+    assert out["layer_err_wina_s50"] > 0 and out["layer_err_teal_s50"] > 0
+    assert out["bpc_deficit"] == pytest.approx(max(out[f"bpc_wina_s{t}"] - out[f"bpc_teal_s{t}"] for t in (0, 50)),
+                                               abs=1e-12)
+
+
 def test_bad_options_are_config_errors():
     m = get_measure("wina_vs_teal_digits")
     with pytest.raises(ConfigError, match="activation"):

@@ -101,7 +101,7 @@ def topk_mask(scores: Tensor, k: int) -> Tensor:
     mask = torch.zeros(scores.shape, dtype=torch.bool, device=scores.device)
     if k == 0:
         return mask
-    return mask.scatter_(-1, scores.topk(k, dim=-1).indices, True)
+    return mask.scatter_(-1, scores.topk(k, dim=-1, sorted=False).indices, True)
 
 
 class SparseInputLinear(nn.Module):
@@ -110,8 +110,8 @@ class SparseInputLinear(nn.Module):
     Shape: ``(*, in_features) -> (*, out_features)``; the gate acts on each input row (last dim).
     ``gate="topk"``: exactly ``kept`` inputs per row; ``gate="threshold"``: inputs whose score
     exceeds ``threshold`` (set by ``calibrate``). ``transform=True`` gates ``x' = Vᵀ x`` against
-    ``W V`` (orthogonal columns; see the module docstring). Counts of kept and seen inputs are
-    kept in non-persistent buffers: ``measured_density()``.
+    ``W V`` (orthogonal columns; see the module docstring). Inputs kept and seen are counted in
+    forward (``count_kept``, ``count_seen``): ``measured_density()``.
     """
 
     def __init__(self, linear: nn.Linear, *, rule: str, sparsity: float, gate: str = "topk",
@@ -143,8 +143,10 @@ class SparseInputLinear(nn.Module):
             self.rotation = None
             self.register_buffer("column_norm", column_norms(w) if rule == "wina" else None)
         self.register_buffer("threshold", None)
-        self.register_buffer("count_kept", torch.zeros((), dtype=torch.float64, device=w.device), persistent=False)
-        self.register_buffer("count_seen", torch.zeros((), dtype=torch.float64, device=w.device), persistent=False)
+        # inputs kept / seen since construction: plain numbers (a 0-dim tensor once a threshold gate
+        # has counted its mask, so that no forward waits for the device)
+        self.count_kept: int | Tensor = 0
+        self.count_seen = 0
 
     @property
     def weight(self) -> Tensor:
@@ -195,8 +197,7 @@ class SparseInputLinear(nn.Module):
         return float(self.count_kept) / seen if seen else math.nan
 
     def reset_counts(self) -> None:
-        self.count_kept.zero_()
-        self.count_seen.zero_()
+        self.count_kept, self.count_seen = 0, 0
 
     def forward(self, x: Tensor) -> Tensor:
         if x.dim() < 1 or x.shape[-1] != self.in_features:
@@ -207,14 +208,18 @@ class SparseInputLinear(nn.Module):
             weight = self.rotated_weight
         else:
             weight = self.linear.weight
+        self.count_seen += x.numel()
         if self.gate == "topk" and self.kept == self.in_features:  # s = 0: the layer unchanged
-            m = None
+            xm = x
+            self.count_kept += x.numel()
+        elif self.gate == "topk":  # the same mask as self.mask(x), applied by gather/scatter
+            idx = self.scores(x).topk(self.kept, dim=-1, sorted=False).indices
+            xm = torch.zeros_like(x).scatter(-1, idx, x.gather(-1, idx))
+            self.count_kept += idx.numel()
         else:
             m = self.mask(x)
-        with torch.no_grad():
-            self.count_seen += x.numel()
-            self.count_kept += x.numel() if m is None else m.sum()
-        xm = x if m is None else x * m.to(x.dtype)
+            xm = x * m.to(x.dtype)
+            self.count_kept = self.count_kept + m.sum().detach()
         return nn.functional.linear(xm, weight, self.linear.bias)
 
     def extra_repr(self) -> str:
