@@ -97,7 +97,7 @@ def test_finetuning_lowers_the_training_loss_and_bad_options_fail():
     model = _model(2)
     ctx, x = _ctx(2)
     base = apply_technique("recurformer", model, 0.5, ctx, finetune_steps=0)
-    tuned = apply_technique("recurformer", model, 0.5, _ctx(2)[0], finetune_steps=30, lr=3e-3)
+    tuned = apply_technique("recurformer", model, 0.5, _ctx(2)[0], finetune_steps=12, lr=1e-2)
     batch = Batch(x, x, None)
     with torch.no_grad():
         assert float(ctx.loss_fn(tuned, batch)) < float(ctx.loss_fn(base, batch))
