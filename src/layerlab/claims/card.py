@@ -383,6 +383,11 @@ def load_card(id_or_path: str | Path) -> Card:
         is_file = False
     if is_file:
         return read_card(p)
+    direct = card_dir() / f"{id_or_path}.toml"  # a card's id is its file's stem unless it says otherwise
+    if direct.is_file():
+        card = read_card(direct)
+        if card.id == str(id_or_path):
+            return card
     cards = {c.id: c for c in load_cards()}
     if str(id_or_path) not in cards:
         raise unknown_name("card", str(id_or_path), cards)
