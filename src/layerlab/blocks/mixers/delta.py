@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ... import kernels
+from ...kernels import delta_product, delta_rule, gated_delta_rule
 from ...errors import ConfigError
 from ...registry import Paper, register
 from .._common import causal_depthwise_conv, wide_dtype
@@ -142,11 +142,11 @@ class _DeltaMixer(MultiHeadMixer):
     def _kernel(self, q: Tensor, k: Tensor, v: Tensor, beta: Tensor, g: Tensor | None, mode: str) -> Tensor:
         opts = {"mode": "recurrent" if mode == "reference" else mode, "chunk_size": self.chunk_size}
         if self._product:
-            out, _ = kernels.delta_product(q, k, v, beta, g=g, **opts)
+            out, _ = delta_product(q, k, v, beta, g=g, **opts)
         elif g is not None:
-            out, _ = kernels.gated_delta_rule(q, k[..., 0, :], v[..., 0, :], beta[..., 0], g, **opts)
+            out, _ = gated_delta_rule(q, k[..., 0, :], v[..., 0, :], beta[..., 0], g, **opts)
         else:
-            out, _ = kernels.delta_rule(q, k[..., 0, :], v[..., 0, :], beta[..., 0], **opts)
+            out, _ = delta_rule(q, k[..., 0, :], v[..., 0, :], beta[..., 0], **opts)
         return out
 
     def _output(self, o: Tensor, x: Tensor) -> Tensor:

@@ -42,7 +42,7 @@ import torch
 from torch import Tensor, nn
 
 from ...errors import ShapeError
-from .. import ntk
+from ..ntk import empirical as empirical_ntk  # the submodule, not the lens package (no cycle through lens/__init__)
 
 __all__ = ["diagonal_linear_l1", "diagonal_linear_trace", "hessian_frobenius_at_minimum", "hessian_trace_at_minimum",
            "two_layer_relu_path_norm", "two_layer_relu_trace"]
@@ -92,7 +92,7 @@ def diagonal_linear_l1(u: Tensor, v: Tensor, x: Tensor) -> Tensor:
 
 def _gram(model: nn.Module, x: Tensor) -> Tensor:
     """``J J^T`` as an ``(n O) x (n O)`` matrix (``lens.ntk.empirical``, side-effect free)."""
-    k = ntk.empirical(model, x)  # (n, n, O, O)
+    k = empirical_ntk(model, x)  # (n, n, O, O)
     n, o = k.shape[0], k.shape[2]
     return k.permute(0, 2, 1, 3).reshape(n * o, n * o)
 
