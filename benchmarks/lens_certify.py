@@ -21,46 +21,14 @@ from __future__ import annotations
 
 import argparse
 import math
-import statistics
-import time
-from collections.abc import Callable
-from typing import Any
 
 import torch
-from torch import nn
 
 from layerlab.claims.measures.inductive_bias_dimension import ridge_task
 from layerlab.claims.measures.sdp_certification import adversarial_mlp
 from layerlab.lens import certify, feature_merging, inductive_bias
 from layerlab.tasks import build_task
-
-
-def timed(fn: Callable[[], Any], *, quick: float = 0.3, repeats: int = 5) -> float:
-    t0 = time.perf_counter()
-    fn()
-    first = time.perf_counter() - t0
-    if first >= quick:
-        return first
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
-
-
-def step_seconds(model: nn.Module, x: torch.Tensor, y: torch.Tensor, repeats: int = 10) -> float:
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
-    state = {k: v.clone() for k, v in model.state_dict().items()}
-
-    def step() -> None:
-        opt.zero_grad()
-        nn.functional.cross_entropy(model(x), y).backward()
-        opt.step()
-
-    out = timed(step, quick=0.0, repeats=repeats)
-    model.load_state_dict(state)
-    return out
+from _lens_common import step_seconds, timed
 
 
 def main() -> None:

@@ -35,9 +35,6 @@ asserts nothing about time.
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
-from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -46,44 +43,11 @@ from torch import nn
 from layerlab.lens import (capacity, convergent, depth, diffusion_entropy, dynamics, hash_codes, information,
                            layer_gradients, lipschitz, regions, rsa)
 from layerlab.models import build_model
-from layerlab.spec import ModelSpec, OptimSpec, ProbeSpec, RunSpec, TaskSpec, TrainSpec
+from layerlab.spec import ModelSpec
 from layerlab.tasks import build_task
-from layerlab.train import Trainer
+from _lens_common import probe_overhead, relu_mlp, step_seconds, timed
 
 PROBES = ("regions", "information_plane", "diffusion_entropy", "depth")
-
-
-def timed(fn: Callable[[], Any], *, quick: float = 0.3, repeats: int = 5) -> float:
-    t0 = time.perf_counter()
-    fn()
-    first = time.perf_counter() - t0
-    if first >= quick:
-        return first
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
-
-
-def step_seconds(model: nn.Module, x: torch.Tensor, y: torch.Tensor, repeats: int = 10) -> float:
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
-    state = {k: v.clone() for k, v in model.state_dict().items()}
-
-    def step() -> None:
-        opt.zero_grad()
-        nn.functional.cross_entropy(model(x), y).backward()
-        opt.step()
-
-    out = timed(step, quick=0.0, repeats=repeats)
-    model.load_state_dict(state)
-    return out
-
-
-def relu_mlp(width: int, seed: int = 0) -> nn.Sequential:
-    torch.manual_seed(seed)
-    return nn.Sequential(nn.Linear(64, width), nn.ReLU(), nn.Linear(width, width), nn.ReLU(), nn.Linear(width, 10))
 
 
 def instruments(width: int) -> None:
@@ -152,37 +116,6 @@ def instruments(width: int) -> None:
     print(f"regions met by the 4 segments: classifier {counts['clf']}, ReLU MLP {counts['mlp']}")
 
 
-def fit(spec: RunSpec) -> tuple[float, float, list[float]]:
-    """(wall seconds of fit(), the Trainer's training time without probes, the loss curve)."""
-    trainer = Trainer(spec)
-    t0 = time.perf_counter()
-    result = trainer.fit()
-    wall = time.perf_counter() - t0
-    assert result.status == "done", result
-    return wall, result.train_time_s, [v for _, v in trainer.recorder.series("train", "loss")]
-
-
-def run(width: int, steps: int, every: int) -> None:
-    def spec(names: tuple[str, ...]) -> RunSpec:
-        return RunSpec(task=TaskSpec("digits"), model=ModelSpec(backbone="classifier", d_model=width, n_layers=2),
-                       optim=OptimSpec(lr=1e-3, warmup_steps=50),
-                       train=TrainSpec(steps=steps, batch_size=64, eval_every=0, log_every=1),
-                       probes=ProbeSpec(names=names, schedule="every", every=every))
-
-    first, _, curve = fit(spec(()))
-    results = [(name, *fit(spec((name,)))) for name in PROBES]
-    last, _, _ = fit(spec(()))
-    print(f"\nrun: classifier d={width} x2 on digits, batch 64, {steps} steps; probes every {every} steps "
-          f"(probe batch 256); without probes {first:.2f} s / {last:.2f} s")
-    print("overhead in-run: (fit - its training time) / its training time (robust to load between fits); "
-          "whole: (fit - the faster fit without probes) / that fit")
-    print(f"{'probe':20} {'fit s':>8} {'train s':>8} {'in-run':>8} {'whole':>8} {'<= 10%':>7} {'identical':>10}")
-    for name, wall, train, probed in results:
-        inrun, whole = (wall - train) / train, (wall - min(first, last)) / min(first, last)
-        print(f"{name:20} {wall:8.2f} {train:8.2f} {inrun:8.1%} {whole:8.1%} {'yes' if inrun <= 0.10 else 'NO':>7} "
-              f"{'yes' if probed == curve else 'NO':>10}")
-
-
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--width", type=int, default=128)
@@ -194,7 +127,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     instruments(args.width)
     if not args.skip_run:
-        run(args.width, args.run_steps, args.every)
+        probe_overhead(args.width, args.run_steps, args.every, PROBES)
 
 
 if __name__ == "__main__":
