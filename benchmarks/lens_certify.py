@@ -25,7 +25,7 @@ import math
 import torch
 
 from layerlab.claims.measures.inductive_bias_dimension import ridge_task
-from layerlab.claims.measures.sdp_certification import adversarial_mlp
+from layerlab.claims.measures._fit import train_relu_mlp
 from layerlab.lens import certify, feature_merging, inductive_bias
 from layerlab.tasks import build_task
 from _lens_common import step_seconds, timed
@@ -40,8 +40,8 @@ def main() -> None:
     task = build_task("digits")
     train, test = task.train_batch(0, torch.Generator()), task.eval_set("test")
     x, y = train.inputs.float(), train.targets
-    small = adversarial_mlp(x, y, (32, 16), 0, args.adv_steps, 3e-3, 0.05, 7)
-    wide = adversarial_mlp(x, y, (256, 256), 0, 300, 1e-3, 0.0, 1)
+    small = train_relu_mlp(x, y, (32, 16), 0, args.adv_steps, 3e-3, eps=0.05, pgd_steps=7)
+    wide = train_relu_mlp(x, y, (256, 256), 0, 300, 1e-3, eps=0.0, pgd_steps=1)
     batch = task.train_batch(256, torch.Generator().manual_seed(0))
     step_small, step_wide = step_seconds(small, batch.inputs, batch.targets), step_seconds(wide, batch.inputs, batch.targets)
 

@@ -63,3 +63,40 @@ def refined_argmin(log_lrs: Sequence[float], losses: Sequence[float]) -> tuple[f
     h = log_lrs[i + 1] - log_lrs[i]
     shift = max(-1.0, min(1.0, (y0 - y2) / (2 * curv)))
     return log_lrs[i] + h * shift, False
+
+
+def train_relu_mlp(x: torch.Tensor, y: torch.Tensor, hidden: Sequence[int], seed: int, steps: int, lr: float, *,
+                   n_out: int | None = None, eps: float = 0.0, pgd_steps: int = 0) -> nn.Sequential:
+    """A ReLU MLP ``x.shape[1] -> hidden... -> n_out`` (default ``max y + 1``), PyTorch's default init
+    drawn under ``seed``, trained by Adam (``lr``) on ``steps`` minibatches of 64 drawn from ``seed``;
+    with ``eps > 0`` adversarially, by ``pgd_steps`` PGD steps of size ``2.5 eps / pgd_steps`` in the
+    ``l_inf`` ball of radius ``eps`` around each batch. The global RNG is left as it was."""
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        sizes = [x.shape[1], *hidden, int(y.max()) + 1 if n_out is None else n_out]
+        layers: list[nn.Module] = []
+        for a, b in zip(sizes[:-1], sizes[1:]):
+            layers += [nn.Linear(a, b), nn.ReLU()]
+        net = nn.Sequential(*layers[:-1])
+        opt = torch.optim.Adam(net.parameters(), lr=lr)
+        gen = torch.Generator().manual_seed(seed)
+        for _ in range(steps):
+            idx = torch.randint(0, len(x), (64,), generator=gen)
+            xb, yb = x[idx], y[idx]
+            if eps > 0:
+                delta = torch.zeros_like(xb)
+                for _ in range(pgd_steps):
+                    delta.requires_grad_(True)
+                    (g,) = torch.autograd.grad(nn.functional.cross_entropy(net(xb + delta), yb), delta)
+                    delta = (delta.detach() + 2.5 * eps / pgd_steps * g.sign()).clamp(-eps, eps)
+                xb = xb + delta
+            opt.zero_grad()
+            nn.functional.cross_entropy(net(xb), yb).backward()
+            opt.step()
+    return net
+
+
+def accuracy(net: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
+    """Share of ``x`` whose argmax logit is ``y``."""
+    with torch.no_grad():
+        return float((net(x).argmax(1) == y).float().mean())

@@ -18,42 +18,16 @@ clean test accuracies, and ``error = 1 - delta``.
 from __future__ import annotations
 
 import torch
-from torch import nn
 
 from ...errors import ConfigError
 from ...lens import diffroar as dr
 from ...registry import Paper
 from ...tasks import build_task
 from . import register_measure
-from ._fit import one_thread
+from ._fit import accuracy, one_thread, train_relu_mlp
 
 
-def _train(x: torch.Tensor, y: torch.Tensor, seed: int, width: int, steps: int, lr: float,
-           eps: float = 0.0, pgd_steps: int = 0) -> nn.Module:
-    with torch.random.fork_rng():
-        torch.manual_seed(seed)
-        net = nn.Sequential(nn.Linear(x.shape[1], width), nn.ReLU(), nn.Linear(width, 10))
-        opt = torch.optim.Adam(net.parameters(), lr=lr)
-        gen = torch.Generator().manual_seed(seed)
-        for _ in range(steps):
-            idx = torch.randint(0, len(x), (64,), generator=gen)
-            xb, yb = x[idx], y[idx]
-            if eps > 0:  # PGD in the l_inf ball around the batch
-                delta = torch.zeros_like(xb)
-                for _ in range(pgd_steps):
-                    delta.requires_grad_(True)
-                    (g,) = torch.autograd.grad(nn.functional.cross_entropy(net(xb + delta), yb), delta)
-                    delta = (delta.detach() + 2.5 * eps / pgd_steps * g.sign()).clamp(-eps, eps)
-                xb = xb + delta
-            opt.zero_grad()
-            nn.functional.cross_entropy(net(xb), yb).backward()
-            opt.step()
-    return net
 
-
-def _accuracy(net: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
-    with torch.no_grad():
-        return float((net(x).argmax(1) == y).float().mean())
 
 
 @register_measure("diffroar_robust_vs_standard", metric="error",
@@ -68,13 +42,13 @@ def diffroar_robust_vs_standard(seed: int, *, width: int = 128, steps: int = 400
     xtr, ytr, xte, yte = train.inputs.float(), train.targets, test.inputs.float(), test.targets
 
     def retrain(a: torch.Tensor, b: torch.Tensor, c: torch.Tensor, d: torch.Tensor) -> float:
-        return _accuracy(_train(a, b, seed, width, steps, lr), c, d)
+        return accuracy(train_relu_mlp(a, b, (width,), seed, steps, lr, n_out=10), c, d)
 
     out: dict[str, float] = {}
     with one_thread():
         for name, e in (("standard", 0.0), ("robust", eps)):
-            net = _train(xtr, ytr, seed, width, steps, lr, e, pgd_steps)
-            out[f"acc_{name}"] = _accuracy(net, xte, yte)
+            net = train_relu_mlp(xtr, ytr, (width,), seed, steps, lr, n_out=10, eps=e, pgd_steps=pgd_steps)
+            out[f"acc_{name}"] = accuracy(net, xte, yte)
             res = dr.diffroar(dr.input_gradients(net, xtr, ytr), dr.input_gradients(net, xte, yte),
                               xtr, ytr, xte, yte, k, retrain)
             out[f"diffroar_{name}"], out[f"top_{name}"], out[f"bottom_{name}"] = res["diffroar"], res["top"], res["bottom"]

@@ -19,37 +19,16 @@ accuracies, and the feature complexity of each hidden layer (``complexity_l<k>``
 from __future__ import annotations
 
 import torch
-from torch import nn
 
 from ...errors import ConfigError
 from ...lens import feature_merging as fm
 from ...registry import Paper
 from ...tasks import build_task
 from . import register_measure
-from ._fit import one_thread
+from ._fit import accuracy, one_thread, train_relu_mlp
 
 
-def _train(x: torch.Tensor, y: torch.Tensor, width: int, depth: int, seed: int, steps: int, lr: float) -> nn.Sequential:
-    with torch.random.fork_rng():
-        torch.manual_seed(seed)
-        sizes = [x.shape[1]] + [width] * depth + [10]
-        layers: list[nn.Module] = []
-        for a, b in zip(sizes[:-1], sizes[1:]):
-            layers += [nn.Linear(a, b), nn.ReLU()]
-        net = nn.Sequential(*layers[:-1])
-        opt = torch.optim.Adam(net.parameters(), lr=lr)
-        gen = torch.Generator().manual_seed(seed)
-        for _ in range(steps):
-            idx = torch.randint(0, len(x), (64,), generator=gen)
-            opt.zero_grad()
-            nn.functional.cross_entropy(net(x[idx]), y[idx]).backward()
-            opt.step()
-    return net
 
-
-def _accuracy(net: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
-    with torch.no_grad():
-        return float((net(x).argmax(1) == y).float().mean())
 
 
 @register_measure("feature_merging_digits", metric="error",
@@ -65,18 +44,18 @@ def feature_merging_digits(seed: int, *, width: int = 256, depth: int = 2, steps
     task = build_task("digits")
     tr, va, te = task.train_batch(0, torch.Generator()), task.eval_set("val"), task.eval_set("test")
     with one_thread():
-        net = _train(tr.inputs.float(), tr.targets, width, depth, seed, steps, lr)
-        val0, test0 = _accuracy(net, va.inputs, va.targets), _accuracy(net, te.inputs, te.targets)
+        net = train_relu_mlp(tr.inputs.float(), tr.targets, (width,) * depth, seed, steps, lr, n_out=10)
+        val0, test0 = accuracy(net, va.inputs, va.targets), accuracy(net, te.inputs, te.targets)
         chosen = None
         for beta in betas:
             small, res = fm.merge_model(net, beta)
-            if _accuracy(small, va.inputs, va.targets) >= val0 - max_val_drop - 1e-12:
+            if accuracy(small, va.inputs, va.targets) >= val0 - max_val_drop - 1e-12:
                 chosen = (beta, small, res)
         if chosen is None:  # not even the smallest beta keeps validation accuracy: report no merging
             small, res = fm.merge_model(net, 0.0)
             chosen = (0.0, small, res)
         beta, small, res = chosen
-        test1 = _accuracy(small, te.inputs, te.targets)
+        test1 = accuracy(small, te.inputs, te.targets)
     before, after = res.parameters
     reduction = 1.0 - after / before
     out = {"error": 1.0 - reduction, "reduction": reduction, "acc_drop": test0 - test1, "beta": beta,

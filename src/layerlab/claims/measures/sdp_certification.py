@@ -23,42 +23,16 @@ from __future__ import annotations
 import time
 
 import torch
-from torch import nn
 
 from ...errors import ConfigError
 from ...lens import certify
 from ...registry import Paper
 from ...tasks import build_task
 from . import register_measure
-from ._fit import one_thread
+from ._fit import one_thread, train_relu_mlp
 
 
-def adversarial_mlp(x: torch.Tensor, y: torch.Tensor, hidden: tuple[int, ...], seed: int, steps: int, lr: float,
-                    eps: float, pgd_steps: int) -> nn.Sequential:
-    """A ReLU MLP trained by PGD in the ``l_inf`` ball of radius ``eps`` (``eps = 0``: standard training)."""
-    with torch.random.fork_rng():
-        torch.manual_seed(seed)
-        sizes = [x.shape[1], *hidden, int(y.max()) + 1]
-        layers: list[nn.Module] = []
-        for a, b in zip(sizes[:-1], sizes[1:]):
-            layers += [nn.Linear(a, b), nn.ReLU()]
-        net = nn.Sequential(*layers[:-1])
-        opt = torch.optim.Adam(net.parameters(), lr=lr)
-        gen = torch.Generator().manual_seed(seed)
-        for _ in range(steps):
-            idx = torch.randint(0, len(x), (64,), generator=gen)
-            xb, yb = x[idx], y[idx]
-            if eps > 0:
-                delta = torch.zeros_like(xb)
-                for _ in range(pgd_steps):
-                    delta.requires_grad_(True)
-                    (g,) = torch.autograd.grad(nn.functional.cross_entropy(net(xb + delta), yb), delta)
-                    delta = (delta.detach() + 2.5 * eps / pgd_steps * g.sign()).clamp(-eps, eps)
-                xb = xb + delta
-            opt.zero_grad()
-            nn.functional.cross_entropy(net(xb), yb).backward()
-            opt.step()
-    return net
+
 
 
 @register_measure("sdp_vs_lp_certification", metric="error",
@@ -76,7 +50,8 @@ def sdp_vs_lp_certification(seed: int, *, hidden: tuple[int, ...] | list[int] = 
     task = build_task("digits")
     train, test = task.train_batch(0, torch.Generator()), task.eval_set("test")
     with one_thread():
-        net = adversarial_mlp(train.inputs.float(), train.targets, hidden, seed, steps, lr, train_eps, pgd_steps)
+        net = train_relu_mlp(train.inputs.float(), train.targets, hidden, seed, steps, lr, eps=train_eps,
+                             pgd_steps=pgd_steps)
         ws, bs = certify.mlp_weights(net)
         with torch.no_grad():
             logits = net(test.inputs.float())
