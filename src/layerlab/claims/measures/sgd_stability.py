@@ -98,16 +98,14 @@ def _converged(loss: float, loss_tol: float) -> bool:
     return math.isfinite(loss) and loss < loss_tol
 
 
-@register_measure("dynamical_stability", metric="excess",
-                  paper=Paper("The Implicit Regularization of Dynamical Stability in Stochastic Gradient Descent",
-                              2023, "2305.17490"))
-def dynamical_stability(seed: int, *, optimizer: str = "gd", n_train: int = 8, in_features: int = 4,
-                        width: int = 256, lr_factor: float = 1.5, max_steps: int = 20_000,
-                        loss_tol: float = 1e-8) -> dict[str, float]:
-    if optimizer not in OPTIMIZERS:
-        raise ConfigError(f"dynamical_stability: optimizer must be one of {OPTIMIZERS}, got {optimizer!r}")
+def stable_setup(name: str, seed: int, optimizer: str, n_train: int, in_features: int, width: int,
+                 lr_factor: float, max_steps: int, loss_tol: float) -> tuple:
+    """The start of a stability measurement: checked options, the data and 2-layer ReLU model drawn
+    from ``seed``, a copy of its initial weights, the probe generator, the initial curvature
+    ``q0`` (``curvature`` for ``optimizer``) and the step ``lr = lr_factor * 2 / q0``. Returns
+    ``(gen, data, model, start, probe, q0, lr)``."""
     if n_train < 2 or in_features < 3 or width < 1 or max_steps < 1 or not lr_factor > 0 or not loss_tol > 0:
-        raise ConfigError("dynamical_stability: need n_train >= 2, in_features >= 3, width >= 1, max_steps >= 1, "
+        raise ConfigError(f"{name}: need n_train >= 2, in_features >= 3, width >= 1, max_steps >= 1, "
                           f"lr_factor > 0, loss_tol > 0; got {n_train}, {in_features}, {width}, {max_steps}, "
                           f"{lr_factor}, {loss_tol}")
     gen = torch.Generator().manual_seed(seed)
@@ -117,7 +115,19 @@ def dynamical_stability(seed: int, *, optimizer: str = "gd", n_train: int = 8, i
     start = {k: v.clone() for k, v in model.state_dict().items()}
     probe = torch.Generator().manual_seed(seed)
     q0 = curvature(model, data, optimizer, probe)
-    lr = lr_factor * 2.0 / q0
+    return gen, data, model, start, probe, q0, lr_factor * 2.0 / q0
+
+
+@register_measure("dynamical_stability", metric="excess",
+                  paper=Paper("The Implicit Regularization of Dynamical Stability in Stochastic Gradient Descent",
+                              2023, "2305.17490"))
+def dynamical_stability(seed: int, *, optimizer: str = "gd", n_train: int = 8, in_features: int = 4,
+                        width: int = 256, lr_factor: float = 1.5, max_steps: int = 20_000,
+                        loss_tol: float = 1e-8) -> dict[str, float]:
+    if optimizer not in OPTIMIZERS:
+        raise ConfigError(f"dynamical_stability: optimizer must be one of {OPTIMIZERS}, got {optimizer!r}")
+    gen, data, model, start, probe, q0, lr = stable_setup("dynamical_stability", seed, optimizer, n_train,
+                                                         in_features, width, lr_factor, max_steps, loss_tol)
     steps, loss = train(model, data, optimizer, lr, max_steps, loss_tol, gen)
     out = {"lr": lr, "q_init": q0, "excess_init": lr * q0 / 2.0 - 1.0, "steps": float(steps),
            "final_loss": loss, "converged": float(_converged(loss, loss_tol))}

@@ -27,13 +27,11 @@ import math
 
 import torch
 
-from ...errors import ConfigError
 from ...lens import theory
 from ...lens.theory import stability_norms as norms
 from ...registry import Paper
 from . import register_measure
-from .ntk_width import sphere_regression
-from .sgd_stability import _converged, curvature, train
+from .sgd_stability import _converged, curvature, stable_setup, train
 
 
 def _norm_terms(model: theory.TwoLayerReLU, x: torch.Tensor) -> tuple[float, float]:
@@ -48,18 +46,9 @@ def _norm_terms(model: theory.TwoLayerReLU, x: torch.Tensor) -> tuple[float, flo
                               2023, "2305.17490"))
 def sgd_stability_norms(seed: int, *, n_train: int = 8, in_features: int = 4, width: int = 256,
                         lr_factor: float = 1.5, max_steps: int = 20_000, loss_tol: float = 1e-8) -> dict[str, float]:
-    if n_train < 2 or in_features < 3 or width < 1 or max_steps < 1 or not lr_factor > 0 or not loss_tol > 0:
-        raise ConfigError("sgd_stability_norms: need n_train >= 2, in_features >= 3, width >= 1, max_steps >= 1, "
-                          f"lr_factor > 0, loss_tol > 0; got {n_train}, {in_features}, {width}, {max_steps}, "
-                          f"{lr_factor}, {loss_tol}")
-    gen = torch.Generator().manual_seed(seed)
-    x, y = sphere_regression(n_train, in_features, gen)
-    data = (x, y[:, None])
-    model = theory.TwoLayerReLU(in_features, width, gen, bias=True, dtype=torch.float64)
-    start = {k: v.clone() for k, v in model.state_dict().items()}
-    probe = torch.Generator().manual_seed(seed)
-    q0 = curvature(model, data, "sgd", probe)
-    lr = lr_factor * 2.0 / q0
+    gen, data, model, start, probe, q0, lr = stable_setup("sgd_stability_norms", seed, "sgd", n_train,
+                                                         in_features, width, lr_factor, max_steps, loss_tol)
+    x = data[0]
     p0 = _norm_terms(model, x)[1]
     steps, loss = train(model, data, "sgd", lr, max_steps, loss_tol, gen)
     out = {"lr": lr, "trace_init": q0, "norm_excess_init": lr * p0 - 1.0, "steps": float(steps), "final_loss": loss,
