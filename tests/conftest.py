@@ -25,6 +25,17 @@ def shakespeare_path() -> Path:
     return SHAKESPEARE
 
 
+@pytest.fixture
+def one_thread():
+    """Tiny matrices: run on one thread (on a loaded shared machine two threads made such tests many
+    times slower); the thread count is restored afterwards. A test module opts in with
+    ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
+    from layerlab.claims.measures._fit import one_thread as single_thread
+
+    with single_thread():
+        yield
+
+
 def skip_without_compiler(what: str) -> None:
     """Skip a test of a compiled kernel where this machine has no C++ compiler (its PyTorch fallback
     is tested either way); with LAYERLAB_REQUIRE_EXTENSIONS=1 (set by `make test`, so CI runs every

@@ -14,13 +14,7 @@ from layerlab.errors import ConfigError, ShapeError
 F64 = torch.float64
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny matrices: one thread (two threads on the loaded shared machine made these tests 60x slower)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def _gen(seed: int) -> torch.Generator:

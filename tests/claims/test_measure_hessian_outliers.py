@@ -13,13 +13,6 @@ from layerlab.claims.measures.hessian_outliers import outlier_statistics, train_
 from layerlab.errors import ConfigError
 
 
-@pytest.fixture
-def one_thread():
-    """Tiny operators: one thread avoids contention on a loaded machine (restored after)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _problem(seed: int = 0):

@@ -19,13 +19,7 @@ from layerlab.models import Classifier, DeepLinear
 from layerlab.spec import ModelSpec
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny matrices: one thread is fastest on a shared machine (restored afterwards)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def _jitter(model: nn.Module, seed: int, scale: float = 0.3) -> nn.Module:
