@@ -96,6 +96,15 @@ def train_relu_mlp(x: torch.Tensor, y: torch.Tensor, hidden: Sequence[int], seed
     return net
 
 
+def fit_full_batch(model: nn.Module, x: torch.Tensor, y: torch.Tensor, lr: float, steps: int) -> None:
+    """``steps`` full-batch Adam steps (``lr``) on the cross-entropy of ``model(x)`` against ``y``."""
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    for _ in range(steps):
+        opt.zero_grad()
+        nn.functional.cross_entropy(model(x), y).backward()
+        opt.step()
+
+
 def accuracy(net: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
     """Share of ``x`` whose argmax logit is ``y``."""
     with torch.no_grad():

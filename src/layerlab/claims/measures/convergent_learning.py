@@ -18,23 +18,14 @@ units used per unit and the ratio at ``lam / 5`` and ``5 lam`` for context.
 from __future__ import annotations
 
 import torch
-from torch import nn
 
 from ...errors import ConfigError
 from ...lens import convergent, dynamics
 from ...registry import Paper
 from ...tasks.digits import Digits, _load_digits
 from . import register_measure
-from ._fit import one_thread
+from ._fit import fit_full_batch, one_thread
 from .hash_encoder import relu_mlp
-
-
-def _train(model: nn.Module, x: torch.Tensor, y: torch.Tensor, lr: float, steps: int) -> None:
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
-    for _ in range(steps):
-        opt.zero_grad()
-        nn.functional.cross_entropy(model(x), y).backward()
-        opt.step()
 
 
 @register_measure("convergent_sparse_prediction", metric="error",
@@ -53,7 +44,7 @@ def convergent_sparse_prediction(seed: int, *, width: int = 64, depth: int = 2, 
     with one_thread():
         for k in (0, 1):
             model = relu_mlp(64, width, depth, 10, torch.Generator().manual_seed(2 * seed + k))
-            _train(model, xs[tr], ys[tr], lr, steps)
+            fit_full_batch(model, xs[tr], ys[tr], lr, steps)
             with torch.no_grad():
                 out[f"test_accuracy_{k}"] = float((model(xs[te]).argmax(-1) == ys[te]).float().mean())
             name = str(2 * layer + 1)  # the ReLU of hidden layer `layer` in Linear, ReLU, ..., Linear

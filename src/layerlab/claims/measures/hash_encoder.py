@@ -30,6 +30,7 @@ from ...lens import dynamics, hash_codes
 from ...registry import Paper
 from ...tasks.digits import Digits, _load_digits
 from . import register_measure
+from ._fit import accuracy, fit_full_batch
 
 
 def relu_mlp(d_in: int, width: int, depth: int, n_out: int, generator: torch.Generator) -> nn.Sequential:
@@ -57,19 +58,6 @@ def redundancy_ratio(model: nn.Module, x: torch.Tensor) -> float:
     return 1.0 - dynamics.activation_patterns(model, xu) / xu.shape[0]
 
 
-def _fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, lr: float, steps: int) -> None:
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
-    for _ in range(steps):
-        opt.zero_grad()
-        nn.functional.cross_entropy(model(x), y).backward()
-        opt.step()
-
-
-def _accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
-    with torch.no_grad():
-        return float((model(x).argmax(-1) == y).float().mean())
-
-
 @register_measure("hash_encoder_determinism", metric="error",
                   paper=Paper("Neural networks behave as hash encoders: An empirical study", 2021, "2101.05490"))
 def hash_encoder_determinism(seed: int, *, width: int = 128, depth: int = 2, narrow_width: int = 4,
@@ -86,10 +74,10 @@ def hash_encoder_determinism(seed: int, *, width: int = 128, depth: int = 2, nar
     for tag, w in (("", width), ("narrow_", narrow_width)):
         model = relu_mlp(64, w, depth, 10, gen)
         out[f"{tag}error_init"] = redundancy_ratio(model, x)
-        _fit(model, x, y, lr, steps)
+        fit_full_batch(model, x, y, lr, steps)
         out[f"{tag}error"] = redundancy_ratio(model, x)
-        out[f"{tag}train_accuracy"] = _accuracy(model, x, y)
-        out[f"{tag}test_accuracy"] = _accuracy(model, xt, yt)
+        out[f"{tag}train_accuracy"] = accuracy(model, x, y)
+        out[f"{tag}test_accuracy"] = accuracy(model, xt, yt)
     out["distinct_inputs"] = float(torch.unique(x, dim=0).shape[0])
     return out
 
@@ -112,9 +100,9 @@ def hash_encoder_categorization(seed: int, *, width: int = 128, depth: int = 2, 
     x, y, xt, yt = xs[tr], ys[tr], xs[te], ys[te]
     gen = torch.Generator().manual_seed(seed)
     model = relu_mlp(64, width, depth, 10, gen)
-    _fit(model, x, y, lr, steps)
+    fit_full_batch(model, x, y, lr, steps)
     out = hash_codes.code_categorization(model, (x, y), (xt, yt), k=k, lam=lam, generator=gen)
-    out["network_train_accuracy"] = _accuracy(model, x, y)
-    out["network_test_accuracy"] = _accuracy(model, xt, yt)
+    out["network_train_accuracy"] = accuracy(model, x, y)
+    out["network_test_accuracy"] = accuracy(model, xt, yt)
     out["error"] = 1.0 - min(out["knn_test"], out["kmeans_test"], out["logistic_test"])
     return out
