@@ -3,6 +3,7 @@ model as the unit, a ReLU MLP to observe, and the probe-overhead run on the digi
 Imported by the sibling scripts (``benchmarks/`` is on ``sys.path`` when one of them runs)."""
 from __future__ import annotations
 
+import argparse
 import statistics
 import time
 from collections.abc import Callable
@@ -80,3 +81,30 @@ def probe_overhead(width: int, steps: int, every: int, probes: tuple[str, ...]) 
         inrun, whole = (wall - train) / train, (wall - min(first, last)) / min(first, last)
         print(f"{name:20} {wall:8.2f} {train:8.2f} {inrun:8.1%} {whole:8.1%} {'yes' if inrun <= 0.10 else 'NO':>7} "
               f"{'yes' if probed == curve else 'NO':>10}")
+
+
+def print_timings(rows: list[tuple[str, Callable[[], Any], float]], width: int, step_clf: float,
+                  step_mlp: float) -> None:
+    """One line per (label, call, unit step seconds): the call's time and that time in training steps."""
+    print(f"training step: classifier d={width} x2 {step_clf * 1e3:.2f} ms, ReLU MLP 64-{width}-{width}-10 "
+          f"{step_mlp * 1e3:.2f} ms (batch 256)")
+    print(f"{'instrument':52} {'seconds':>9} {'steps':>9}")
+    for label, fn, unit in rows:
+        s = timed(fn)
+        print(f"{label:52} {s:9.4f} {s / unit:9.1f}")
+
+
+def run_main(doc: str, instruments: Callable[[int], None], probes: tuple[str, ...]) -> None:
+    """The command line of a lens benchmark: part 1 ``instruments(width)``, part 2 the overhead of
+    ``probes`` (unless ``--skip-run``)."""
+    p = argparse.ArgumentParser(description=doc.split("\n")[0])
+    p.add_argument("--width", type=int, default=128)
+    p.add_argument("--run-steps", type=int, default=1000)
+    p.add_argument("--every", type=int, default=100)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--skip-run", action="store_true")
+    args = p.parse_args()
+    torch.set_num_threads(args.threads)
+    instruments(args.width)
+    if not args.skip_run:
+        probe_overhead(args.width, args.run_steps, args.every, probes)

@@ -26,7 +26,6 @@ asserts nothing about time.
 """
 from __future__ import annotations
 
-import argparse
 from typing import Any
 
 import torch
@@ -35,7 +34,7 @@ from layerlab.lens import dynamics, interaction_basis, patterns, variability, wd
 from layerlab.models import build_model
 from layerlab.spec import ModelSpec
 from layerlab.tasks import build_task
-from _lens_common import probe_overhead, relu_mlp, step_seconds, timed
+from _lens_common import print_timings, relu_mlp, run_main, step_seconds
 
 PROBES = ("variability", "degeneracy")
 
@@ -74,27 +73,12 @@ def instruments(width: int) -> None:
         ("interaction_graph (LIB)", lambda: interaction_basis.interaction_graph(mlp, x, lib), step_mlp),
         ("interaction_basis.degeneracy", lambda: interaction_basis.degeneracy(mlp, x), step_mlp),
     ]
-    print(f"training step: classifier d={width} x2 {step_clf * 1e3:.2f} ms, ReLU MLP 64-{width}-{width}-10 "
-          f"{step_mlp * 1e3:.2f} ms (batch 256)")
-    print(f"{'instrument':52} {'seconds':>9} {'steps':>9}")
-    for label, fn, unit in rows:
-        s = timed(fn)
-        print(f"{label:52} {s:9.4f} {s / unit:9.1f}")
+    print_timings(rows, width, step_clf, step_mlp)
     print(f"basis sizes per node layer: LIB {sizes['lib']}, PCA {sizes['pca']}")
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--width", type=int, default=128)
-    p.add_argument("--run-steps", type=int, default=1000)
-    p.add_argument("--every", type=int, default=100)
-    p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--skip-run", action="store_true")
-    args = p.parse_args()
-    torch.set_num_threads(args.threads)
-    instruments(args.width)
-    if not args.skip_run:
-        probe_overhead(args.width, args.run_steps, args.every, PROBES)
+    run_main(__doc__, instruments, PROBES)
 
 
 if __name__ == "__main__":
