@@ -51,6 +51,18 @@ def extremes(model: nn.Module, batch: Batch, generator: torch.Generator, max_ite
     return float(top.values[0]), float(bottom.values[0])
 
 
+def centred_digits_tanh_mlp(full, n_train: int, width: int, seed: int) -> tuple[torch.Tensor, torch.Tensor, nn.Module]:
+    """The first ``n_train`` examples of the digits batch ``full`` in float64, inputs centred, and a
+    tanh MLP 64-``width``-10 in float64 with PyTorch's default init drawn under ``seed`` (the global
+    RNG is left as it was)."""
+    x, y = full.inputs[:n_train].double(), full.targets[:n_train]
+    x = x - x.mean(0)
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        model = nn.Sequential(nn.Linear(64, width), nn.Tanh(), nn.Linear(width, 10)).double()
+    return x, y, model
+
+
 @register_measure("batch_hessian_extremes", metric="shortfall",
                   paper=Paper("Learning Rates as a Function of Batch Size: A Random Matrix Theory Approach to "
                               "Neural Network Training", 2020, "2006.09092"))
@@ -66,11 +78,7 @@ def batch_hessian_extremes(seed: int, *, n_train: int = 512, width: int = 32, tr
     full = Digits().train_batch(0, torch.Generator())
     if not 10 <= n_train <= len(full):
         raise ConfigError(f"n_train must lie in 10..{len(full)}, got {n_train}")
-    x, y = full.inputs[:n_train].double(), full.targets[:n_train]
-    x = x - x.mean(0)
-    with torch.random.fork_rng():
-        torch.manual_seed(seed)
-        model = nn.Sequential(nn.Linear(64, width), nn.Tanh(), nn.Linear(width, 10)).double()
+    x, y, model = centred_digits_tanh_mlp(full, n_train, width, seed)
     params = list(model.parameters())
     for _ in range(train_steps):
         grads = torch.autograd.grad(cross_entropy(model, (x, y)), params)

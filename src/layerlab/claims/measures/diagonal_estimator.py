@@ -46,6 +46,7 @@ from ...lens import curvature
 from ...registry import Paper
 from ...tasks.digits import Digits
 from . import register_measure
+from .batch_hessian import centred_digits_tanh_mlp
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 
@@ -98,11 +99,7 @@ def hutchinson_diagonal(seed: int, *, n_train: int = 128, width: int = 12, train
     full = Digits().train_batch(0, torch.Generator())
     if n_train > len(full):
         raise ConfigError(f"n_train must be at most {len(full)}, got {n_train}")
-    x, y = full.inputs[:n_train].double(), full.targets[:n_train]
-    x = x - x.mean(0)
-    with torch.random.fork_rng():
-        torch.manual_seed(seed)
-        model = nn.Sequential(nn.Linear(64, width), nn.Tanh(), nn.Linear(width, 10)).double()
+    x, y, model = centred_digits_tanh_mlp(full, n_train, width, seed)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # small matrices: one thread is faster, and kind to a shared machine
     try:
