@@ -36,7 +36,7 @@ from torch import Tensor, nn
 
 from ..errors import ConfigError
 from ..registry import Paper
-from .magnitude import apply_masks, magnitude_global, masks_of
+from .magnitude import finetune_masked, magnitude_global
 
 AP_2022 = Paper("AP: Selective Activation for De-sparsifying Pruned Neural Networks", 2022, "2212.06145")
 
@@ -141,16 +141,7 @@ def activate_while_pruning(model: nn.Sequential, x: Tensor, y: Tensor, *, schedu
         before = dead_neuron_rate(net, x)
         if ap:
             switch_most_dead(net, x, fraction)
-        masks = masks_of(net)
-        opt = torch.optim.Adam(net.parameters(), lr=lr)
-        net.train()
-        for _ in range(finetune_steps):
-            idx = torch.randint(0, len(x), (batch,), generator=gen)
-            opt.zero_grad()
-            nn.functional.cross_entropy(net(x[idx]), y[idx]).backward()
-            opt.step()
-            apply_masks(net, masks)
-        net.eval()
+        finetune_masked(net, x, y, steps=finetune_steps, lr=lr, generator=gen, batch=batch)
         if record is not None:
             record[level] = (before, dead_neuron_rate(net, x))
     return net

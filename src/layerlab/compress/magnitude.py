@@ -95,6 +95,23 @@ def apply_masks(model: nn.Module, masks: dict[str, Tensor]) -> nn.Module:
     return model
 
 
+def finetune_masked(net: nn.Module, x: Tensor, y: Tensor, *, steps: int, lr: float, generator: torch.Generator,
+                    batch: int = 64) -> nn.Module:
+    """Adam on cross-entropy for ``steps`` minibatches of ``batch`` drawn from ``generator``, the pruned
+    weights (the zeros of the prunable tensors at the start, ``masks_of``) set back to zero after every
+    step. Works on ``net`` in place; returns it in eval mode."""
+    masks = masks_of(net)
+    opt = torch.optim.Adam(net.parameters(), lr=lr)
+    net.train()
+    for _ in range(steps):
+        idx = torch.randint(0, len(x), (batch,), generator=generator)
+        opt.zero_grad()
+        nn.functional.cross_entropy(net(x[idx]), y[idx]).backward()
+        opt.step()
+        apply_masks(net, masks)
+    return net.eval()
+
+
 def sparsity(model: nn.Module, *, bias: bool = False, embedding: bool = False) -> float:
     """Fraction of zeros among the prunable entries of ``model``."""
     ps = list(prunable_weights(model, bias=bias, embedding=embedding).values())

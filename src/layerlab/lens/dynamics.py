@@ -546,7 +546,8 @@ def activation_codes(
 
     Returns an int64 tensor ``(N, ceil(U / 63))``: equal rows = equal patterns.
     """
-    return _pack(torch.cat(_pattern_bits(model, inputs, modules, forward_kwargs, preactivations), dim=1))
+    return _pack(activation_bits(model, inputs, modules=modules, forward_kwargs=forward_kwargs,
+                                 preactivations=preactivations))
 
 
 def activation_bits(

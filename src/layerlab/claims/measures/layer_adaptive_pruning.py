@@ -25,14 +25,13 @@ the dense model, no fine-tuning), the dense accuracy, and the statistics of the 
 """
 from __future__ import annotations
 
-import copy
 from collections.abc import Sequence
 
 import torch
 from torch import nn
 
 from ...compress.layer_adaptive import layer_adaptive_dp
-from ...compress.magnitude import apply_masks, magnitude_global, magnitude_uniform, masks_of
+from ...compress.magnitude import finetune_masked, magnitude_global, magnitude_uniform
 from ...compress.registry import CompressContext
 from ...errors import ConfigError
 from ...registry import Paper
@@ -42,23 +41,6 @@ from ._digits_mlp import accuracy, check, digits_splits, train_mlp
 from ._fit import one_thread
 
 METHODS = ("dp", "uniform", "global")
-
-
-def finetune_masked(net: nn.Module, x: torch.Tensor, y: torch.Tensor, *, steps: int, lr: float, seed: int,
-                    batch: int = 64) -> nn.Module:
-    """Adam on cross-entropy for ``steps`` minibatches (drawn under ``seed``), the pruned weights (zeros
-    of the prunable tensors at the start) set back to zero after every step. Works on ``net`` in place."""
-    masks = masks_of(net)
-    opt = torch.optim.Adam(net.parameters(), lr=lr)
-    gen = torch.Generator().manual_seed(seed)
-    net.train()
-    for _ in range(steps):
-        idx = torch.randint(0, len(x), (batch,), generator=gen)
-        opt.zero_grad()
-        nn.functional.cross_entropy(net(x[idx]), y[idx]).backward()
-        opt.step()
-        apply_masks(net, masks)
-    return net.eval()
 
 
 def nonzero_fraction(net: nn.Module) -> float:
@@ -99,7 +81,7 @@ def layer_adaptive_pruning_digits(seed: int, *, width: int = 256, depth: int = 2
             model = net
             for i, level in enumerate(schedule):
                 model = finetune_masked(prune(method, model, level), x, y, steps=finetune_steps, lr=finetune_lr,
-                                        seed=seed + 1000 + i)
+                                        generator=torch.Generator().manual_seed(seed + 1000 + i))
                 if level in levels:
                     out[f"acc_{method}_{level:g}"] = accuracy(model, xt, yt)
                     out[f"nonzero_{method}_{level:g}"] = nonzero_fraction(model)

@@ -18,13 +18,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from ...compress.magnitude import magnitude_global, magnitude_uniform
+import torch
+
+from ...compress.magnitude import finetune_masked, magnitude_global, magnitude_uniform
 from ...errors import ConfigError
 from ...registry import Paper
 from . import register_measure
 from ._digits_mlp import accuracy, check, digits_splits, train_mlp
 from ._fit import one_thread
-from .layer_adaptive_pruning import finetune_masked, nonzero_fraction
+from .layer_adaptive_pruning import nonzero_fraction
 
 
 @register_measure("magnitude_pruning_digits", metric="error",
@@ -44,7 +46,8 @@ def magnitude_pruning_digits(seed: int, *, width: int = 256, depth: int = 2, ste
         net = train_mlp(x, y, seed, width=width, depth=depth, steps=steps, lr=lr, n_classes=10)
         model = net
         for i, level in enumerate(schedule):
-            model = finetune_masked(prune(model, level), x, y, steps=finetune_steps, lr=finetune_lr, seed=seed + 1000 + i)
+            model = finetune_masked(prune(model, level), x, y, steps=finetune_steps, lr=finetune_lr,
+                                    generator=torch.Generator().manual_seed(seed + 1000 + i))
         out = {"acc_dense": accuracy(net, xt, yt), "acc_pruned": accuracy(model, xt, yt),
                "acc_oneshot": accuracy(prune(net, schedule[-1]), xt, yt), "nonzero": nonzero_fraction(model)}
     out["error"] = out["acc_dense"] - out["acc_pruned"]
