@@ -232,11 +232,14 @@ def line_regions(model: nn.Module, starts: Tensor, ends: Tensor, *, modules: Seq
                 pairs, slope = [(z[:, :-k].detach(), dz[:, :-k])], dz[:, -k:]
             lo = hi = edge = None
             for z, dz in pairs:
-                # where z' = 0 the ratio is +-inf or nan (z = 0 too): no bound, as for a unit that never switches
-                ratio = -z / dz
-                l = torch.where(ratio < 0, ratio, -torch.inf).amax(1)
-                h = torch.where(ratio > 0, ratio, torch.inf).amin(1)
-                e = ((z == 0) & (dz != 0)).any(1)
+                # the crossing is at t - q, q = z / z'; where z' = 0, q is +-inf or nan (z = 0 too): no
+                # bound, as for a unit that never switches
+                q = z / dz
+                l = -torch.where(q > 0, q, torch.inf).amin(1)
+                h = -torch.where(q < 0, q, -torch.inf).amax(1)
+                e = (q == 0).any(1)
+                if e.any():  # q = 0 also where z / z' underflows: keep only exact zeros of z
+                    e = ((z == 0) & (dz != 0)).any(1)
                 lo, hi, edge = (l, h, e) if lo is None else (torch.maximum(lo, l), torch.minimum(hi, h), edge | e)
             los.append((tt + lo).clamp_min(0.0))
             his.append((tt + hi).clamp_max(1.0))
