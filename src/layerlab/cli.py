@@ -168,7 +168,7 @@ def _check_threads(n: int | None) -> None:
 def _executor(args: argparse.Namespace):
     from .arena.executor import LocalExecutor
 
-    return LocalExecutor(args.workers, args.threads, vmap_seeds=args.vmap_seeds)
+    return LocalExecutor(args.workers, args.threads, vmap_seeds=args.vmap_seeds, lease_ttl_s=args.lease_ttl)
 
 
 def _check_device(device: str) -> None:
@@ -249,10 +249,11 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
     _check_workers(args.workers)
     _check_threads(args.threads)
     _check_device(args.device)
+    executor = _executor(args)
     store = _store(args)
     suite = load_suite(args.suite)
     # run_suite expands (validates) the whole suite before its first write: a bad suite leaves no store
-    counts = run_suite(suite, store, executor=_executor(args), device=args.device, console=console)
+    counts = run_suite(suite, store, executor=executor, device=args.device, console=console)
     return 0 if counts.get("failed", 0) == 0 else 1
 
 
@@ -315,9 +316,20 @@ def _flatten(d: dict, prefix: str = "") -> dict:
 
 
 def cmd_export(args: argparse.Namespace, console: Console) -> int:
+    if args.format in EXPORT_TOOLS:
+        return _export_to_tool(args, console)
+    for flag, given in (("--to", args.to), ("--experiment", args.experiment), ("--no-plots", args.no_plots)):
+        if given:
+            raise ConfigError(f"{flag} is for --format mlflow or tensorboard; --format {args.format} writes to "
+                              f"--output FILE (default: standard output)")
     if args.output:
         _check_output(args.output, "export")
-    rows = _export_rows(_existing_store(args))
+    store = _existing_store(args)
+    if args.suite:
+        from .arena.exports import check_suite
+
+        check_suite(store, args.suite)
+    rows = [r for r in _export_rows(store) if args.suite is None or args.suite in r["suites"]]
     out = _writable(args.output, "export") if args.output else sys.stdout
     try:
         if args.format == "json":
@@ -332,6 +344,47 @@ def cmd_export(args: argparse.Namespace, console: Console) -> int:
     finally:
         if args.output:
             out.close()
+    return 0
+
+
+EXPORT_TOOLS = {"mlflow": "mlflow ui --backend-store-uri {uri}", "tensorboard": "tensorboard --logdir {uri}"}
+# MLflow 3 opens a file store (what a directory becomes) only when this is set
+_FILE_STORE_UI = "MLFLOW_ALLOW_FILE_STORE=true "
+
+
+def _export_to_tool(args: argparse.Namespace, console: Console) -> int:
+    """`export --format mlflow|tensorboard --to DIR|URI`: every run (of --suite) written into the tool's store."""
+    tool = args.format
+    if args.output:
+        raise ConfigError(f"--output is for --format csv or json; --format {tool} writes to --to "
+                          f"{'DIR|URI' if tool == 'mlflow' else 'DIR'}")
+    if not args.to:
+        raise ConfigError(f"--format {tool} needs --to: " + ("a directory (an MLflow file store, e.g. --to mlruns) "
+                          "or a tracking URI (--to http://HOST:5000)" if tool == "mlflow" else
+                          "a log directory, e.g. --to tb-logs"))
+    if tool == "tensorboard" and args.experiment:
+        raise ConfigError("--experiment is for --format mlflow (TensorBoard has no experiments: one folder per run)")
+    if tool == "tensorboard" and args.no_plots:
+        raise ConfigError("--no-plots is for --format mlflow (the TensorBoard export draws no plots)")
+    store = _existing_store(args)
+    if store is None:
+        raise ConfigError(f"there is no store at {args.store!r}: nothing to export "
+                          f"(`layerlab run SUITE --store {args.store}` makes one)")
+    if tool == "mlflow":
+        from .arena.export_mlflow import DEFAULT_EXPERIMENT, export_mlflow
+
+        summary = export_mlflow(store, args.to, suite=args.suite, experiment=args.experiment or DEFAULT_EXPERIMENT,
+                                plots=not args.no_plots)
+    else:
+        from .arena.export_tensorboard import export_tensorboard
+
+        summary = export_tensorboard(store, args.to, suite=args.suite)
+    _say(console, f"exported to {tool} at {summary.target}: {summary.line()}")
+    if summary.missing_arrays:
+        _say(console, f"warning: {len(summary.missing_arrays)} probe arrays indexed in the store are missing from its "
+                      f"artifacts folder and were not exported (first: {summary.missing_arrays[0]})")
+    opener = _FILE_STORE_UI if summary.target.startswith("file:") else ""
+    _say(console, "browse: " + opener + EXPORT_TOOLS[tool].format(uri=summary.target))
     return 0
 
 
@@ -691,11 +744,12 @@ def cmd_check(args: argparse.Namespace, console: Console) -> int:
     _check_workers(args.workers)
     _check_threads(args.threads)
     _check_device(args.device)
+    executor = _executor(args)
     store = _store(args)
     cards = _selected_cards(args)
     t0 = time.time()
     # check_cards plans (validates) every card before the first one trains or writes
-    results = check_cards(cards, store, executor=_executor(args), device=args.device,
+    results = check_cards(cards, store, executor=executor, device=args.device,
                           console=console, show_board=args.board)
     if len(results) > 1:
         counts = {v: sum(r.outcome.verdict == v for r in results) for v in ("supported", "contradicted", "inconclusive")}
@@ -865,15 +919,24 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--vmap-seeds", action="store_true",
                    help="train the seeds of each (task, model, lr) cell as one vmapped model (same runs and ids)")
     r.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 or auto (default cpu)")
+    r.add_argument("--lease-ttl", type=float, default=30.0, metavar="SECONDS",
+                    help="a run this driver trains is leased in the store; another driver takes it over "
+                         "when no heartbeat came for this long (default 30)")
     r.set_defaults(fn=cmd_run)
     bd = with_store(sub.add_parser("board", help="leaderboard: test metric, mean ± 95%% CI over seeds"))
     bd.add_argument("--suite")
     bd.add_argument("--baseline", help="model label to compare against (CI-separated better/worse); "
                                        "default: the suite's own baseline")
     bd.set_defaults(fn=cmd_board)
-    e = with_store(sub.add_parser("export", help="every run: spec, provenance, final metrics"))
-    e.add_argument("--format", choices=("csv", "json"), default="json")
-    e.add_argument("--output", "-o", help="file to write (default: standard output)")
+    e = with_store(sub.add_parser("export", help="every run: spec, provenance, final metrics (csv, json), or "
+                                                 "everything recorded, into MLflow or TensorBoard"))
+    e.add_argument("--format", choices=("csv", "json", "mlflow", "tensorboard"), default="json")
+    e.add_argument("--output", "-o", help="csv, json: file to write (default: standard output)")
+    e.add_argument("--to", metavar="DIR|URI", help="mlflow: a directory (MLflow file store) or tracking URI; "
+                                                   "tensorboard: a log directory (one folder per run)")
+    e.add_argument("--suite", help="only the runs of this suite")
+    e.add_argument("--experiment", help="mlflow: the experiment to write into (default layerlab)")
+    e.add_argument("--no-plots", action="store_true", help="mlflow: skip the learning-curve figure of each run")
     e.set_defaults(fn=cmd_export)
     ru = with_store(sub.add_parser("runs", help="list runs"))
     ru.add_argument("--suite")
@@ -926,6 +989,9 @@ def build_parser() -> argparse.ArgumentParser:
     ck.add_argument("--vmap-seeds", action="store_true",
                     help="train the seeds of each (task, model, lr) cell as one vmapped model (same runs and ids)")
     ck.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 or auto (default cpu)")
+    ck.add_argument("--lease-ttl", type=float, default=30.0, metavar="SECONDS",
+                    help="a run this driver trains is leased in the store; another driver takes it over "
+                         "when no heartbeat came for this long (default 30)")
     ck.add_argument("--board", action="store_true", help="also print each card's leaderboard")
     ck.set_defaults(fn=cmd_check)
     vd = with_store(sub.add_parser("verdicts", help="recorded verdicts: the latest per card (--all: every check)"))

@@ -1,5 +1,10 @@
 """Execute stored runs: the unit of work every executor hands to a worker (one run, or the seeds of
-one cell trained as one vmapped group)."""
+one cell trained as one vmapped group).
+
+The worker writes through a store: the ``Store`` at a path (local workers open the SQLite file
+themselves), or any object with the same run-writing methods (``spec``, ``mark_running``,
+``checkpoint_path``, ``finish`` and what ``StoreRecorder`` calls), such as the Ray executor's
+``RemoteStore``, which sends every write to the driver."""
 from __future__ import annotations
 
 import os
@@ -50,11 +55,15 @@ def _failed(store: Store, run_ids: Sequence[str], e: Exception, wall_time_s: flo
                      wall_time_s=wall_time_s)
 
 
-def execute_run(store_root: str | Path, run_id: str, *, device: str = "cpu",
+def _open(store: str | Path | Any) -> Any:
+    return Store(store) if isinstance(store, (str, Path)) else store
+
+
+def execute_run(store_root: str | Path | Any, run_id: str, *, device: str = "cpu",
                 on_progress: Callable[[int, int], None] | None = None,
                 should_stop: Callable[[], bool] | None = None) -> str:
     """Train (or resume) one run recorded in the store; returns its final status."""
-    store = Store(store_root)
+    store = _open(store_root)
     spec = store.spec(run_id)
     t0 = time.time()
     try:
@@ -76,7 +85,7 @@ def execute_run(store_root: str | Path, run_id: str, *, device: str = "cpu",
     return result.status
 
 
-def execute_group(store_root: str | Path, run_ids: Sequence[str], *, device: str = "cpu",
+def execute_group(store_root: str | Path | Any, run_ids: Sequence[str], *, device: str = "cpu",
                   on_progress: Callable[[str, int, int], None] | None = None,
                   should_stop: Callable[[], bool] | None = None) -> dict[str, str]:
     """Train (or resume) runs that differ only in their seed as one vmapped group
@@ -87,7 +96,7 @@ def execute_group(store_root: str | Path, run_ids: Sequence[str], *, device: str
         rid = run_ids[0]
         progress = (lambda s, t: on_progress(rid, s, t)) if on_progress else None
         return {rid: execute_run(store_root, rid, device=device, on_progress=progress, should_stop=should_stop)}
-    store = Store(store_root)
+    store = _open(store_root)
     specs = [store.spec(rid) for rid in run_ids]
     t0 = time.time()
     try:

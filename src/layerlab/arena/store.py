@@ -85,11 +85,18 @@ CREATE TABLE IF NOT EXISTS derived (             -- a run made from a stored run
     paper TEXT                                   -- the technique's paper, cited
 );
 CREATE INDEX IF NOT EXISTS derived_by_parent ON derived (parent_id, technique, level);
+CREATE TABLE IF NOT EXISTS leases (              -- who is training a run now (layerlab.arena.leases)
+    run_id TEXT PRIMARY KEY,
+    owner TEXT NOT NULL,                         -- the driver: host:pid:random
+    acquired REAL NOT NULL,
+    heartbeat REAL NOT NULL,                     -- refreshed by the owner every ttl / 4 seconds
+    ttl REAL NOT NULL                            -- the lease is stale once heartbeat + ttl has passed
+);
 """
 # Stores written before derived runs existed gain the `derived` table (CREATE ... IF NOT EXISTS) the
-# first time this version opens them; their runs and results are untouched. `user_version` records
-# the schema a store has been brought to.
-SCHEMA_VERSION = 2
+# first time this version opens them; their runs and results are untouched, and so with `leases`
+# (version 3). `user_version` records the schema a store has been brought to.
+SCHEMA_VERSION = 3
 _DERIVED_KEYS = ("parent_id", "technique", "level", "level_kind", "options", "seed", "calibration", "paper")
 VERDICTS = ("supported", "contradicted", "inconclusive")
 _VERDICT_KEYS = ("card_id", "card_hash", "paper", "claim", "kind", "rule", "verdict", "observed", "lo", "hi",
@@ -127,8 +134,9 @@ class Store:
         self._migrate()
 
     def _migrate(self) -> None:
-        """Bring an older store to ``SCHEMA_VERSION`` (version 2 added the ``derived`` table, which the
-        schema script creates where it is missing); one transaction, safe with several processes."""
+        """Bring an older store to ``SCHEMA_VERSION`` (version 2 added the ``derived`` table, version 3
+        ``leases``; the schema script creates them where they are missing); one transaction, safe with
+        several processes."""
         if self.conn.execute("PRAGMA user_version").fetchone()[0] >= SCHEMA_VERSION:
             return
         with self._tx() as c:
@@ -221,13 +229,15 @@ class Store:
     def suites(self) -> list[str]:
         return [r[0] for r in self.conn.execute("SELECT DISTINCT suite FROM suite_runs ORDER BY suite")]
 
-    def mark_running(self, run_id: str, provenance: dict[str, Any]) -> None:
+    def mark_running(self, run_id: str, provenance: dict[str, Any], worker_pid: int | None = None) -> None:
+        """A worker starts (or resumes) the run: one more attempt, with its provenance and process id
+        (``worker_pid``: a remote worker's; default this process)."""
         with self._tx() as c:
             c.execute("UPDATE runs SET status='running', started=COALESCE(started, ?), attempts=attempts+1, "
                       "git_revision=?, versions_json=?, device=?, data_checksum=?, worker_pid=?, error=NULL "
                       "WHERE run_id=?",
                       (time.time(), provenance.get("git_revision"), json.dumps(provenance.get("versions", {})),
-                       provenance.get("device"), provenance.get("data_checksum"), os.getpid(), run_id))
+                       provenance.get("device"), provenance.get("data_checksum"), worker_pid or os.getpid(), run_id))
 
     def finish(self, run_id: str, *, status: str, results: dict[str, dict[str, float]] | None = None,
                **fields: Any) -> None:
@@ -421,6 +431,59 @@ class Store:
             r["seed"] = r.pop("derived_seed")
             out.append(r)
         return out
+
+    # --- leases: each run trains once, whoever drives (layerlab.arena.leases) -------------------
+    def claim(self, run_ids: list[str], owner: str, ttl: float) -> tuple[list[str], list[str], dict[str, str]]:
+        """Lease every unfinished run of ``run_ids`` to ``owner``, all or none, in one transaction.
+
+        Returns (claimed, finished, busy): the runs now leased to ``owner`` (empty when any of them is
+        held by a live lease of another owner), the runs already finished (never leased), and the
+        live leases of others (run id -> owner). A stale lease (heartbeat + ttl passed: its driver
+        died) is taken over, with an event on the run."""
+        now = time.time()
+        with self._tx() as c:
+            marks = ",".join("?" * len(run_ids))
+            status = dict(c.execute(f"SELECT run_id, status FROM runs WHERE run_id IN ({marks})", run_ids).fetchall())
+            leases = {r["run_id"]: r for r in c.execute(f"SELECT * FROM leases WHERE run_id IN ({marks})", run_ids)}
+            finished = [rid for rid in run_ids if status.get(rid) in FINISHED]
+            todo = [rid for rid in run_ids if rid not in finished]
+            busy = {rid: leases[rid]["owner"] for rid in todo if rid in leases and leases[rid]["owner"] != owner
+                    and leases[rid]["heartbeat"] + leases[rid]["ttl"] > now}
+            if busy or not todo:
+                return [], finished, busy
+            for rid in todo:
+                old = leases.get(rid)
+                if old is not None and old["owner"] != owner:
+                    c.execute("INSERT INTO events VALUES (?, ?, ?)",
+                              (rid, now, f"lease taken over by {owner} from {old['owner']} "
+                                         f"(no heartbeat for {now - old['heartbeat']:.0f} s)"))
+            c.executemany("INSERT OR REPLACE INTO leases VALUES (?, ?, ?, ?, ?)",
+                          [(rid, owner, now, now, float(ttl)) for rid in todo])
+        return todo, finished, {}
+
+    def renew(self, run_ids: list[str], owner: str) -> list[str]:
+        """Refresh ``owner``'s heartbeat on these runs; returns those it no longer holds (taken over)."""
+        if not run_ids:
+            return []
+        now = time.time()
+        marks = ",".join("?" * len(run_ids))
+        with self._tx() as c:
+            c.execute(f"UPDATE leases SET heartbeat=? WHERE owner=? AND run_id IN ({marks})", (now, owner, *run_ids))
+            held = {r[0] for r in c.execute(f"SELECT run_id FROM leases WHERE owner=? AND run_id IN ({marks})",
+                                            (owner, *run_ids))}
+        return [rid for rid in run_ids if rid not in held]
+
+    def release(self, run_ids: list[str], owner: str) -> None:
+        """Give back ``owner``'s leases on these runs (a lease another owner took over stays)."""
+        if not run_ids:
+            return
+        marks = ",".join("?" * len(run_ids))
+        with self._tx() as c:
+            c.execute(f"DELETE FROM leases WHERE owner=? AND run_id IN ({marks})", (owner, *run_ids))
+
+    def leases(self) -> list[dict[str, Any]]:
+        """Every lease row (run_id, owner, acquired, heartbeat, ttl), stale ones included."""
+        return [dict(r) for r in self.conn.execute("SELECT * FROM leases ORDER BY acquired, run_id")]
 
     def progress(self, run_ids: list[str]) -> dict[str, tuple[str, int, int]]:
         """run_id -> (status, step, total_steps), for progress bars polling from another process."""
