@@ -155,8 +155,8 @@ def _writable(path: str | Path, what: str):
         raise ConfigError(f"cannot write the {what} to {str(path)!r}: {e.strerror or e}") from None
 
 
-def _check_workers(n: int) -> None:
-    if n < 1:
+def _check_workers(n: int | None) -> None:
+    if n is not None and n < 1:
         raise ConfigError(f"--workers must be >= 1 (1: train in this process), got {n}")
 
 
@@ -166,9 +166,18 @@ def _check_threads(n: int | None) -> None:
 
 
 def _executor(args: argparse.Namespace):
+    if args.executor == "ray":
+        from .arena.ray_executor import RayExecutor
+
+        return RayExecutor(args.address, args.workers, args.threads or 1, checkpoint_dir=args.checkpoint_dir,
+                           vmap_seeds=args.vmap_seeds, lease_ttl_s=args.lease_ttl)
+    for option in ("address", "checkpoint_dir"):
+        if getattr(args, option) is not None:
+            raise ConfigError(f"--{option.replace('_', '-')} is an option of --executor ray; the local executor "
+                              "keeps checkpoints in the store")
     from .arena.executor import LocalExecutor
 
-    return LocalExecutor(args.workers, args.threads, vmap_seeds=args.vmap_seeds, lease_ttl_s=args.lease_ttl)
+    return LocalExecutor(args.workers or 1, args.threads, vmap_seeds=args.vmap_seeds, lease_ttl_s=args.lease_ttl)
 
 
 def _check_device(device: str) -> None:
@@ -914,7 +923,14 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("suites", help="the built-in suites").set_defaults(fn=cmd_suites)
     r = with_store(sub.add_parser("run", help="run a suite (built-in name or TOML path); skips finished runs"))
     r.add_argument("suite")
-    r.add_argument("--workers", type=int, default=1, help="worker processes (default 1: in this process)")
+    r.add_argument("--workers", type=int, help="worker processes (default 1: in this process); with "
+                    "--executor ray, tasks in flight (default: the cluster's CPUs // threads)")
+    r.add_argument("--executor", choices=("local", "ray"), default="local",
+                    help="local processes (default), or Ray tasks on a cluster (pip install 'layerlab[ray]')")
+    r.add_argument("--address", help="--executor ray: a running cluster ('auto' or HOST:PORT); default: "
+                    "start a local Ray runtime")
+    r.add_argument("--checkpoint-dir", help="--executor ray: where workers keep checkpoints, a path every "
+                    "node can reach (default: the store's checkpoints/)")
     r.add_argument("--threads", type=int, help="torch threads per worker (default: cores // workers)")
     r.add_argument("--vmap-seeds", action="store_true",
                    help="train the seeds of each (task, model, lr) cell as one vmapped model (same runs and ids)")
@@ -984,7 +1000,14 @@ def build_parser() -> argparse.ArgumentParser:
     ck.add_argument("--all", action="store_true", help="every built-in card")
     ck.add_argument("--kind", help="only cards of this claim kind (comparative, absolute, closed-form, scaling, "
                     "qualitative) or paper kind (block, training, theory, instrument, efficiency)")
-    ck.add_argument("--workers", type=int, default=1, help="worker processes (default 1: in this process)")
+    ck.add_argument("--workers", type=int, help="worker processes (default 1: in this process); with "
+                    "--executor ray, tasks in flight (default: the cluster's CPUs // threads)")
+    ck.add_argument("--executor", choices=("local", "ray"), default="local",
+                    help="local processes (default), or Ray tasks on a cluster (pip install 'layerlab[ray]')")
+    ck.add_argument("--address", help="--executor ray: a running cluster ('auto' or HOST:PORT); default: "
+                    "start a local Ray runtime")
+    ck.add_argument("--checkpoint-dir", help="--executor ray: where workers keep checkpoints, a path every "
+                    "node can reach (default: the store's checkpoints/)")
     ck.add_argument("--threads", type=int, help="torch threads per worker (default: cores // workers)")
     ck.add_argument("--vmap-seeds", action="store_true",
                     help="train the seeds of each (task, model, lr) cell as one vmapped model (same runs and ids)")

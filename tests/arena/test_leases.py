@@ -6,6 +6,7 @@ which resumes the run from its checkpoint with every step recorded once.
 """
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -14,7 +15,7 @@ import tomllib
 import pytest
 
 from layerlab.arena.executor import LocalExecutor
-from layerlab.arena.leases import Leases
+from layerlab.arena.leases import Leases, owner_is_dead
 from layerlab.arena.store import Store
 from layerlab.arena.suite import expand, parse_suite
 from layerlab.errors import ConfigError
@@ -75,6 +76,19 @@ def test_stale_lease_is_taken_over_with_an_event_and_its_owner_learns_it(tmp_pat
     assert any("lease taken over by alive from dead" in e for e in store.events(a))
     assert store.renew([a], "dead") == [a]  # the old owner's heartbeat finds it lost
     assert store.renew([a], "alive") == []
+
+
+def test_a_dead_local_owner_is_taken_over_at_once(tmp_path):
+    store = Store(tmp_path)
+    (a,) = _runs(store, 1)
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    here = socket.gethostname()
+    assert owner_is_dead(f"{here}:{gone.pid}:abc") and not owner_is_dead(f"{here}:{os.getpid()}:abc")
+    assert not owner_is_dead(f"elsewhere.example:{gone.pid}:abc")  # another host: judged by heartbeat
+    assert store.claim([a], f"{here}:{gone.pid}:abc", ttl=600)[0] == [a]
+    assert Leases(tmp_path, ttl=60, owner="me").claim([a]).claimed == [a]
+    assert any("its process is gone" in e for e in store.events(a))
 
 
 def test_heartbeat_keeps_a_lease_alive_past_its_ttl(tmp_path):

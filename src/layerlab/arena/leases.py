@@ -10,9 +10,9 @@ Another driver on the same store
 - skips a run whose lease is live, trains the others, then waits for it: when its owner finishes it,
   the waiting driver reports it as the owner recorded it (done, diverged, or failed: a run that failed
   under another driver is not retried in the same pass);
-- takes over a lease whose heartbeat is older than the owner's ``ttl`` (the owner was killed). The
-  run then resumes from its last checkpoint, like any interrupted run, and gets an event saying whose
-  lease was taken over.
+- takes over a lease whose heartbeat is older than the owner's ``ttl`` (the owner was killed), or at
+  once when the owner was a process of this host that is gone. The run then resumes from its last
+  checkpoint, like any interrupted run, and gets an event saying whose lease was taken over.
 
 So two drivers on one suite train every run once (``attempts`` = 1), and a killed driver's run is
 resumed by another with nothing lost or done twice. A driver stalled longer than ``ttl`` (a suspended
@@ -39,6 +39,23 @@ DEFAULT_TTL_S = 30.0
 def new_owner() -> str:
     """An id no other driver has: host, process and a random part."""
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+def owner_is_dead(owner: str) -> bool:
+    """True when ``owner`` is a driver of this host whose process is gone: its leases need not wait
+    for their ttl (a driver killed here and started again resumes at once). Owners on other hosts,
+    or in a form this does not know, are judged by their heartbeat alone."""
+    host, _, rest = owner.partition(":")
+    pid = rest.partition(":")[0]
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # alive, someone else's
+        return False
+    return False
 
 
 @dataclass
@@ -73,7 +90,7 @@ class Leases:
     # --- claiming ----------------------------------------------------------------------
     def claim(self, run_ids: Sequence[str]) -> Claim:
         """Lease the unfinished runs of one job, all or none."""
-        claimed, finished, busy = self.store.claim(list(run_ids), self.owner, self.ttl)
+        claimed, finished, busy = self.store.claim(list(run_ids), self.owner, self.ttl, dead=owner_is_dead)
         failed_elsewhere = []
         if claimed:  # a run we saw leased by another driver, now released as failed: theirs, not ours to retry
             status = {rid: self.store.run(rid)["status"] for rid in claimed if rid in self._seen_busy}

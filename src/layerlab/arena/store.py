@@ -12,7 +12,7 @@ import math
 import os
 import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -433,13 +433,14 @@ class Store:
         return out
 
     # --- leases: each run trains once, whoever drives (layerlab.arena.leases) -------------------
-    def claim(self, run_ids: list[str], owner: str, ttl: float) -> tuple[list[str], list[str], dict[str, str]]:
+    def claim(self, run_ids: list[str], owner: str, ttl: float,
+              dead: Callable[[str], bool] = lambda owner: False) -> tuple[list[str], list[str], dict[str, str]]:
         """Lease every unfinished run of ``run_ids`` to ``owner``, all or none, in one transaction.
 
         Returns (claimed, finished, busy): the runs now leased to ``owner`` (empty when any of them is
         held by a live lease of another owner), the runs already finished (never leased), and the
-        live leases of others (run id -> owner). A stale lease (heartbeat + ttl passed: its driver
-        died) is taken over, with an event on the run."""
+        live leases of others (run id -> owner). A stale lease (heartbeat + ttl passed, or ``dead(owner)``:
+        its driver died) is taken over, with an event on the run."""
         now = time.time()
         with self._tx() as c:
             marks = ",".join("?" * len(run_ids))
@@ -448,7 +449,7 @@ class Store:
             finished = [rid for rid in run_ids if status.get(rid) in FINISHED]
             todo = [rid for rid in run_ids if rid not in finished]
             busy = {rid: leases[rid]["owner"] for rid in todo if rid in leases and leases[rid]["owner"] != owner
-                    and leases[rid]["heartbeat"] + leases[rid]["ttl"] > now}
+                    and leases[rid]["heartbeat"] + leases[rid]["ttl"] > now and not dead(leases[rid]["owner"])}
             if busy or not todo:
                 return [], finished, busy
             for rid in todo:
@@ -456,7 +457,8 @@ class Store:
                 if old is not None and old["owner"] != owner:
                     c.execute("INSERT INTO events VALUES (?, ?, ?)",
                               (rid, now, f"lease taken over by {owner} from {old['owner']} "
-                                         f"(no heartbeat for {now - old['heartbeat']:.0f} s)"))
+                                         f"(no heartbeat for {now - old['heartbeat']:.0f} s"
+                                         f"{'; its process is gone' if dead(old['owner']) else ''})"))
             c.executemany("INSERT OR REPLACE INTO leases VALUES (?, ?, ?, ?, ?)",
                           [(rid, owner, now, now, float(ttl)) for rid in todo])
         return todo, finished, {}
