@@ -13,7 +13,7 @@ from typing import Any
 
 from .config import canonical_json, config_hash, from_dict, to_dict
 from .errors import ConfigError, unknown_name
-from .models import BACKBONES, NORM_PLACES
+from .models import BACKBONE_MIXERS, BACKBONES, NORM_PLACES, backbone_width_multiple
 from .registry import get as get_block
 
 OPTIMIZERS = ("adamw", "sgd")
@@ -33,6 +33,8 @@ class ModelSpec:
 
     ``d_model`` is the width the arena sizes to a parameter budget.
     Block options go to ``layerlab.build`` unchanged (e.g. ``mixer_options = {n_heads = 4}``).
+    On a backbone with blocks of its own (``BACKBONE_MIXERS``: the set backbone) ``mixer`` names
+    one of them and ``mixer_options`` are that backbone's options (``layerlab.models``).
     """
 
     backbone: str = "sequence"
@@ -52,6 +54,8 @@ class ModelSpec:
     def __post_init__(self) -> None:
         if self.backbone not in BACKBONES:
             raise unknown_name("backbone", self.backbone, BACKBONES)
+        if self.backbone in BACKBONE_MIXERS and self.mixer not in BACKBONE_MIXERS[self.backbone]:
+            raise unknown_name(f"mixer of backbone {self.backbone!r}", self.mixer, BACKBONE_MIXERS[self.backbone])
         if self.norm_place not in NORM_PLACES:
             raise unknown_name("norm placement", self.norm_place, NORM_PLACES)
         if self.positions not in ("learned", "none"):
@@ -68,7 +72,8 @@ class ModelSpec:
         parts = [("channel", self.channel, self.channel_options), ("norm", self.norm, self.norm_options)]
         if self.backbone == "sequence":
             parts.append(("mixer", self.mixer, self.mixer_options))
-        return math.lcm(*(get_block(kind, name).width_multiple(options) for kind, name, options in parts))
+        return math.lcm(backbone_width_multiple(self),
+                        *(get_block(kind, name).width_multiple(options) for kind, name, options in parts))
 
     def label(self) -> str:
         if self.backbone == "sequence":
@@ -77,6 +82,8 @@ class ModelSpec:
             return f"{self.channel}"
         if self.backbone == "noprop":
             return f"noprop[T={self.n_layers}]"
+        if self.backbone in BACKBONE_MIXERS:
+            return f"{self.backbone}[{self.mixer}]"
         return f"deep_linear[{self.init}]"
 
 

@@ -12,7 +12,7 @@ import layerlab.tasks as tasks_module
 from layerlab.errors import ConfigError, UnknownNameError
 from layerlab.tasks import Batch, Task, build_task, register_task, task_names
 
-ALL = ["digits", "domain_shift", "in_context_regression", "linear_teacher", "mod_count", "modular", "mqar", "parity", "permutation",
+ALL = ["digits", "distinct_digits", "domain_shift", "in_context_regression", "linear_teacher", "mod_count", "modular", "mqar", "parity", "permutation",
        "permuted_digits", "selective_copy", "symbolic", "text"]
 CLASSIFICATION = [n for n in ALL if n not in ("in_context_regression", "linear_teacher", "symbolic")]
 
@@ -26,6 +26,7 @@ def small_params(name: str, shakespeare: Path) -> dict:
         "mod_count": dict(length=12, n_eval=32),
         "modular": dict(p=11),
         "digits": {},
+        "distinct_digits": dict(set_size=4, n_eval=32),
         "domain_shift": {},
         "permuted_digits": dict(phases=2, phase_steps=3),
         "linear_teacher": dict(in_features=4, out_features=3, singular_values=[2, 1], n_train=8, n_eval=16),
@@ -83,7 +84,7 @@ def test_class_contract(name: str) -> None:
 @pytest.mark.parametrize("name", CLASSIFICATION)
 def test_data_contract(name: str, shakespeare_path: Path) -> None:
     task = build_task(name, **small_params(name, shakespeare_path))
-    assert task.input_kind in ("tokens", "vector")  # a class constant, or a property of the parameters
+    assert task.input_kind in ("tokens", "vector", "set")  # a class constant, or a property of the parameters
     batch = task.train_batch(8, torch.Generator().manual_seed(0))
     for b in [batch] + [task.eval_set(s) for s in task.eval_splits]:
         assert isinstance(b, Batch) and len(b) > 0
@@ -94,6 +95,9 @@ def test_data_contract(name: str, shakespeare_path: Path) -> None:
             assert 0 <= int(b.inputs.min()) and int(b.inputs.max()) < task.vocab_size
             assert 0 <= int(b.targets[b.mask].min()) and int(b.targets[b.mask].max()) < task.n_outputs
             assert b.inputs.shape[1] <= task.max_length
+        elif task.input_kind == "set":  # (B, n, F) elements, one label per set
+            assert b.inputs.dtype == torch.float32 and b.inputs.dim() == 3 and b.inputs.shape[2] == task.input_dim
+            assert b.targets.shape == (len(b),) and b.mask is None
         else:
             assert b.inputs.dtype == torch.float32 and b.inputs.shape[1] == task.input_dim
             assert b.targets.shape == (len(b),)
@@ -107,7 +111,7 @@ def test_data_contract(name: str, shakespeare_path: Path) -> None:
     else:
         assert task.chance > 1.0
     # the loss works on model-shaped logits and equals log(C) for equal logits
-    shape = (len(batch), task.n_outputs) if task.input_kind == "vector" else (*batch.inputs.shape, task.n_outputs)
+    shape = (len(batch), task.n_outputs) if task.input_kind != "tokens" else (*batch.inputs.shape, task.n_outputs)
     loss = task.loss(torch.zeros(shape), batch)
     assert loss.item() == pytest.approx(torch.log(torch.tensor(float(task.n_outputs))).item(), rel=1e-6)
     metrics = task.summarize({"ce": 2.0, "n": 4.0, "correct": 1.0, "seqs": 2.0, "exact": 0.0})

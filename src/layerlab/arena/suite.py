@@ -57,7 +57,7 @@ import torch
 from ..config import check_keys, check_option_types, from_dict, merge
 from ..errors import ConfigError, unknown_name
 from ..lens.probes import check_probes
-from ..models import build_model, count_parameters
+from ..models import BACKBONE_INPUTS, accepts, build_model, count_parameters
 from ..registry import get as get_block
 from ..methods import METHOD_SEP, check_methods
 from ..spec import MethodSpec, ModelSpec, OptimSpec, ProbeSpec, RunSpec, TaskSpec, TrainSpec, method_specs
@@ -450,7 +450,7 @@ def size_to_budget(spec: ModelSpec, task: Task, budget: int, tolerance: float = 
 
 # ---- expansion ----------------------------------------------------------------------
 def _accepts(backbone: str, task: Task) -> bool:
-    return (backbone in SEQUENCE_BACKBONES) == (task.input_kind == "tokens")
+    return accepts(backbone, task.input_kind)
 
 
 def expand(suite: Suite) -> list[PlannedRun]:
@@ -462,7 +462,8 @@ def expand(suite: Suite) -> list[PlannedRun]:
         models = [m for m in suite.models if _accepts(m.spec.backbone, task)
                   and (m.label in entry.models if entry.models else True)]
         if not models:
-            needs = "backbone = \"sequence\"" if task.input_kind == "tokens" else "backbone = \"classifier\""
+            fits = [b for b, kinds in BACKBONE_INPUTS.items() if task.input_kind in kinds] or ["classifier"]
+            needs = f"backbone = \"{fits[0]}\""
             raise ConfigError(f"suite {suite.name!r}: no model fits task {task_label!r} ({task.input_kind} inputs): "
                               f"add a [[models]] table with {needs}"
                               + (f", for example {MODELS_EXAMPLE}" if task.input_kind == "tokens" else ""))

@@ -10,7 +10,8 @@ Train, validation and test examples never overlap (each task's test checks it).
 
 Sequence tasks ("tokens") give inputs (B, L) int64, targets (B, L) int64 and a bool mask (B, L)
 marking the positions that count in loss and metric. Vector tasks ("vector") give inputs (B, F)
-float32, targets (B,) int64 and no mask.
+float32, targets (B,) int64 and no mask. Set tasks ("set") give inputs (B, n, F) float32, n
+elements of F features whose order carries no information, targets (B,) int64 and no mask.
 """
 from __future__ import annotations
 
@@ -53,7 +54,7 @@ class Task:
     """Base of all tasks: classification over tokens or vectors, scored by cross-entropy."""
 
     name: ClassVar[str] = "task"
-    input_kind: ClassVar[str] = "tokens"  # "tokens" or "vector"
+    input_kind: ClassVar[str] = "tokens"  # "tokens", "vector" or "set" (see the module docstring)
     metric: ClassVar[str] = "accuracy"  # the primary metric: the leaderboard's column
     higher_is_better: ClassVar[bool] = True
 
