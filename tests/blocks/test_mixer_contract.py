@@ -31,6 +31,7 @@ MIXERS = layerlab.names("mixer")
 # options that keep a block tiny and its chunks short (a mixer not listed runs with its defaults)
 TINY: dict[str, dict] = {
     "attention": {"n_heads": 2},
+    "bilinear_rnn": {"chunk_size": 4},
     "block_lrnn": {"block_size": 3},
     "deltanet": {"n_heads": 2, "chunk_size": 4},
     "deltaproduct": {"n_heads": 2, "chunk_size": 4},
