@@ -70,8 +70,7 @@ def main() -> None:
     args = ap.parse_args()
     suite = parse_suite(tomllib.loads(SUITE.format(seeds=list(range(args.runs)), steps=args.steps)))
 
-    ray = import_ray()
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    ray = import_ray(local=True)  # loopback only
     t0 = time.perf_counter()
     ray.init(num_cpus=args.workers * args.threads, include_dashboard=False, log_to_driver=False,
              configure_logging=False)

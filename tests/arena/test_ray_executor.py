@@ -16,15 +16,19 @@ import time
 import tomllib
 
 import pytest
-import ray  # the test extra installs it (make test); a missing Ray fails here rather than skipping
-from rich.console import Console
 
-from layerlab.arena.executor import LocalExecutor
-from layerlab.arena.ray_executor import RayExecutor
-from layerlab.arena.runner import run_suite
-from layerlab.arena.store import Store
-from layerlab.arena.suite import expand, parse_suite
-from layerlab.errors import ConfigError
+# A runtime of this machine alone binds to the loopback address (before Ray's first import).
+os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+import ray  # noqa: E402  the test extra installs it (make test); a missing Ray fails here rather than skipping
+from rich.console import Console  # noqa: E402
+
+from layerlab.arena.executor import LocalExecutor  # noqa: E402
+from layerlab.arena.ray_executor import RayExecutor  # noqa: E402
+from layerlab.arena.runner import run_suite  # noqa: E402
+from layerlab.arena.store import Store  # noqa: E402
+from layerlab.arena.suite import expand, parse_suite  # noqa: E402
+from layerlab.errors import ConfigError  # noqa: E402
 
 SUITE = """
 name = "onray"
@@ -49,8 +53,8 @@ TIMINGS = ("time_per_step_ms",)  # wall-clock figures differ between any two run
 
 @pytest.fixture(scope="module")
 def ray_runtime():
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     ctx = ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    assert ctx.address_info["gcs_address"].startswith("127.0.0.1:")  # loopback only
     yield ctx.address_info["gcs_address"]
     ray.shutdown()
 
@@ -153,7 +157,7 @@ def test_a_killed_driver_loses_and_duplicates_nothing(tmp_path, ray_runtime):
         if r["run_id"] in finished_before:  # finished before the kill: not run again
             assert r["finished"] == finished_before[r["run_id"]] and r["attempts"] == 1
         steps = [m["step"] for m in store.metrics(r["run_id"], split="train", name="loss")]
-        assert steps == list(range(1, 301))
+        assert steps == list(range(1, 301)), (r["run_id"], [s for s in steps if steps.count(s) > 1][:5], sorted(set(range(1, 301)) - set(steps))[:5], store.events(r["run_id"]))
     resumed = [rid for rid, (st, step) in killed_states.items() if st == "running" and step > 50]
     assert resumed and all(any("resumed from checkpoint" in e for e in store.events(rid)) for rid in resumed)
     assert store.leases() == []

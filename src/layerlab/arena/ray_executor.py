@@ -4,8 +4,10 @@
 
 - The driver (the ``layerlab`` process) owns the store: a worker never opens the SQLite file. It
   trains through a ``RemoteStore``, which sends every write (metrics, events, probe arrays, the run's
-  start and its end) to the driver through a Ray queue; the driver applies them to the store in the
-  order they were sent. Progress bars read the store as with local workers.
+  start and its end) to the driver through a ``Mailbox`` actor; the driver applies them to the store
+  in the order they were sent and acknowledges them. A flush of metrics (the trainer flushes before
+  every checkpoint) waits for that acknowledgement, so a checkpoint never gets ahead of the metrics
+  in the store, even when the driver is killed. Progress bars read the store as with local workers.
 - Checkpoints go to ``--checkpoint-dir``, a path every node can reach (a shared filesystem; default
   the store's own ``checkpoints/`` folder, which serves a one-machine cluster). Probe arrays are
   kept there too, so a probe that compares with its step-0 array still finds it after a retry. When
@@ -23,6 +25,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -38,7 +41,13 @@ from .store import Store
 _APPLIED = ("mark_running", "finish", "write_metrics", "truncate_metrics", "add_event", "write_artifact")
 
 
-def import_ray() -> Any:
+def import_ray(local: bool = False) -> Any:
+    """Ray, or a ConfigError saying how to install it. ``local``: a runtime of this machine alone will
+    be started, so Ray is told (before its first import) to bind to the loopback address, not to
+    the machine's network address."""
+    if local:
+        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")  # Ray's switch for a loopback-only node
+        os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     try:
         import ray
     except ImportError:
@@ -47,16 +56,49 @@ def import_ray() -> Any:
     return ray
 
 
+class Mailbox:
+    """Writes from workers to the driver, in order (a Ray actor: its methods run one at a time).
+
+    ``put`` numbers each write; the driver ``take``s them, applies them, and ``ack``s the last number
+    applied, which ``acked`` tells a worker waiting for its writes to be durable."""
+
+    def __init__(self) -> None:
+        self.sent, self.applied, self.pending = 0, 0, []
+
+    def put(self, message: tuple) -> int:
+        self.sent += 1
+        self.pending.append((self.sent, message))
+        return self.sent
+
+    def take(self) -> list[tuple[int, tuple]]:
+        out, self.pending = self.pending, []
+        return out
+
+    def ack(self, seq: int) -> None:
+        self.applied = max(self.applied, seq)
+
+    def acked(self) -> int:
+        return self.applied
+
+
 class RemoteStore:
     """What a Ray worker trains through: the store's run-writing methods, each sent to the driver.
 
     Specs come with the task; checkpoints and probe arrays live under ``checkpoint_dir``."""
 
-    def __init__(self, queue: Any, specs: dict[str, dict], checkpoint_dir: str) -> None:
-        self.queue, self.specs, self.checkpoint_dir = queue, specs, Path(checkpoint_dir)
+    def __init__(self, mailbox: Any, specs: dict[str, dict], checkpoint_dir: str) -> None:
+        self.mailbox, self.specs, self.checkpoint_dir = mailbox, specs, Path(checkpoint_dir)
 
-    def _send(self, method: str, *args: Any, **kwargs: Any) -> None:
-        self.queue.put((method, args, kwargs))
+    def _send(self, method: str, *args: Any, **kwargs: Any) -> int:
+        import ray
+
+        return ray.get(self.mailbox.put.remote((method, args, kwargs)))
+
+    def _until_applied(self, seq: int) -> None:
+        import ray
+
+        while ray.get(self.mailbox.acked.remote()) < seq:
+            time.sleep(0.02)
 
     def spec(self, run_id: str) -> RunSpec:
         return RunSpec.from_dict(self.specs[run_id])
@@ -74,7 +116,9 @@ class RemoteStore:
         self._send("finish", run_id, **kwargs)
 
     def write_metrics(self, run_id: str, rows: list, step: int | None = None) -> None:
-        self._send("write_metrics", run_id, rows, step=step)
+        """The recorder's flush: durable (in the driver's store) when this returns; every earlier
+        write of this worker was sent before it, so it is durable too."""
+        self._until_applied(self._send("write_metrics", run_id, rows, step=step))
 
     def truncate_metrics(self, run_id: str, after_step: int) -> None:
         self._send("truncate_metrics", run_id, after_step)
@@ -107,13 +151,13 @@ class RemoteStore:
         pass
 
 
-def train_job(specs: dict[str, dict], run_ids: list[str], queue: Any, checkpoint_dir: str, device: str,
+def train_job(specs: dict[str, dict], run_ids: list[str], mailbox: Any, checkpoint_dir: str, device: str,
               threads: int) -> dict[str, str]:
     """The body of one Ray task: train (or resume) the job through a ``RemoteStore``."""
     import torch
 
     torch.set_num_threads(threads)
-    return execute_group(RemoteStore(queue, specs, checkpoint_dir), run_ids, device=device)
+    return execute_group(RemoteStore(mailbox, specs, checkpoint_dir), run_ids, device=device)
 
 
 class _RaySession(Session):
@@ -123,12 +167,9 @@ class _RaySession(Session):
         self._jobs: dict[Any, list[str]] = {}
 
     def __enter__(self) -> _RaySession:
-        from ray.util.queue import Queue
-
         ray = import_ray()
         self._started = not ray.is_initialized()
         if self._started:
-            os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
             kwargs: dict[str, Any] = {"address": self.ex.address, "include_dashboard": False,
                                       "log_to_driver": False, "configure_logging": False}
             if self.ex.address is None and self.ex.workers is not None:  # a local runtime of that size
@@ -141,7 +182,7 @@ class _RaySession(Session):
         cpus = int(ray.cluster_resources().get("CPU", 1))
         self.capacity = self.ex.workers or max(1, cpus // self.ex.threads)
         self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
-        self.queue = Queue()
+        self.mailbox = ray.remote(Mailbox).options(num_cpus=0).remote()
         self._remote = ray.remote(train_job).options(
             num_cpus=self.ex.threads, num_gpus=1 if self.device.startswith("cuda") else 0,
             max_retries=self.ex.max_retries, retry_exceptions=False)
@@ -149,23 +190,29 @@ class _RaySession(Session):
 
     def submit(self, job: list[str]) -> Any:
         specs = {rid: json.loads(self.store.run(rid)["spec_json"]) for rid in job}
-        ref = self._remote.remote(specs, job, self.queue, str(self.checkpoint_dir), self.device, self.ex.threads)
+        ref = self._remote.remote(specs, job, self.mailbox, str(self.checkpoint_dir), self.device, self.ex.threads)
         self._jobs[ref] = job
         return ref
 
     def _drain(self) -> None:
-        """Apply the workers' writes to the store, in the order they were sent."""
-        while (n := self.queue.qsize()) > 0:
-            for method, args, kwargs in self.queue.get_nowait_batch(n):
+        """Apply the workers' writes to the store, in the order they were sent, and acknowledge them."""
+        ray = import_ray()
+        while messages := ray.get(self.mailbox.take.remote()):
+            for _, (method, args, kwargs) in messages:
                 if method not in _APPLIED:
                     raise RuntimeError(f"a worker sent an unknown store write {method!r}")
                 getattr(self.store, method)(*args, **kwargs)
+            ray.get(self.mailbox.ack.remote(messages[-1][0]))
 
     def wait(self, handles: Sequence[Any], timeout: float) -> dict[Any, dict[str, str]]:
         ray = import_ray()
-        self._drain()
-        ready, _ = ray.wait(list(handles), num_returns=len(handles), timeout=timeout)
-        self._drain()  # a task returns after its last write is queued
+        deadline = time.monotonic() + timeout
+        while True:  # apply writes often: a worker's flush waits for them
+            self._drain()
+            ready, _ = ray.wait(list(handles), num_returns=len(handles), timeout=0.05)
+            if ready or time.monotonic() > deadline:
+                break
+        self._drain()  # a task returns after its last write is sent
         out = {}
         for ref in ready:
             job = self._jobs.pop(ref)
@@ -207,7 +254,7 @@ class RayExecutor(Executor):
     def __init__(self, address: str | None = None, workers: int | None = None, threads: int = 1, *,
                  checkpoint_dir: str | Path | None = None, max_retries: int = 3, vmap_seeds: bool = False,
                  lease_ttl_s: float = DEFAULT_TTL_S) -> None:
-        import_ray()
+        import_ray(local=address is None)
         if workers is not None and workers < 1:
             raise ConfigError(f"--workers must be >= 1 (Ray tasks in flight at once), got {workers}")
         if threads < 1:
