@@ -33,7 +33,7 @@ class ModelSpec:
 
     ``d_model`` is the width the arena sizes to a parameter budget.
     Block options go to ``layerlab.build`` unchanged (e.g. ``mixer_options = {n_heads = 4}``).
-    On a backbone with blocks of its own (``BACKBONE_MIXERS``: the set backbone) ``mixer`` names
+    On a backbone with blocks of its own (``BACKBONE_MIXERS``: set, operator) ``mixer`` names
     one of them and ``mixer_options`` are that backbone's options (``layerlab.models``).
     """
 
@@ -67,7 +67,7 @@ class ModelSpec:
     def width_multiple(self) -> int:
         """Widths the arena may choose are multiples of this: the least common multiple of what
         each block of the model needs (a head count, a number of groups or components)."""
-        if self.backbone in ("deep_linear", "noprop"):
+        if self.backbone in ("deep_linear", "noprop", "operator"):
             return 1
         parts = [("channel", self.channel, self.channel_options), ("norm", self.norm, self.norm_options)]
         if self.backbone == "sequence":

@@ -12,9 +12,9 @@ import layerlab.tasks as tasks_module
 from layerlab.errors import ConfigError, UnknownNameError
 from layerlab.tasks import Batch, Task, build_task, register_task, task_names
 
-ALL = ["digits", "distinct_digits", "domain_shift", "in_context_regression", "linear_teacher", "mod_count", "modular", "mqar", "parity", "permutation",
+ALL = ["antiderivative", "digits", "distinct_digits", "domain_shift", "in_context_regression", "linear_teacher", "mod_count", "modular", "mqar", "parity", "permutation",
        "permuted_digits", "selective_copy", "symbolic", "text"]
-CLASSIFICATION = [n for n in ALL if n not in ("in_context_regression", "linear_teacher", "symbolic")]
+CLASSIFICATION = [n for n in ALL if n not in ("antiderivative", "in_context_regression", "linear_teacher", "symbolic")]
 
 
 def small_params(name: str, shakespeare: Path) -> dict:
@@ -25,6 +25,7 @@ def small_params(name: str, shakespeare: Path) -> dict:
         "permutation": dict(group="A5", length=8, extrapolate=[], n_eval=32),
         "mod_count": dict(length=12, n_eval=32),
         "modular": dict(p=11),
+        "antiderivative": dict(m=6, n_train=8, n_eval=8),
         "digits": {},
         "distinct_digits": dict(set_size=4, n_eval=32),
         "domain_shift": {},
@@ -73,7 +74,7 @@ def test_class_contract(name: str) -> None:
     cls = tasks_module.get_task_class(name)
     assert issubclass(cls, Task) and dataclasses.is_dataclass(cls)
     assert cls.name == name
-    assert cls.metric in ("accuracy", "bpc", "mse", "rmse")
+    assert cls.metric in ("accuracy", "bpc", "mse", "rmse", "rel_l2")
     assert isinstance(cls.higher_is_better, bool)
     assert cls.__doc__ and "chance" in cls.__doc__.lower()
     fields = dataclasses.fields(cls)
@@ -170,7 +171,7 @@ def test_register_rejects_duplicates_and_non_tasks(monkeypatch: pytest.MonkeyPat
 @pytest.mark.parametrize("name", ALL)
 def test_full_batch_only_for_finite_training_sets(name: str, shakespeare_path: Path) -> None:
     task = build_task(name, **small_params(name, shakespeare_path))
-    if name in ("modular", "digits", "linear_teacher", "domain_shift", "permuted_digits", "symbolic"):  # a fixed training table: batch_size <= 0 is all of it
+    if name in ("antiderivative", "modular", "digits", "linear_teacher", "domain_shift", "permuted_digits", "symbolic"):  # a fixed training table: batch_size <= 0 is all of it
         full = task.train_batch(0, torch.Generator())
         assert len(full) == len(task.train_batch(-1, torch.Generator())) >= 8
     else:  # fresh draws: there is no "whole training set"

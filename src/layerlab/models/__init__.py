@@ -11,20 +11,21 @@ from torch import nn
 
 from ..errors import ConfigError
 from .classifier import Classifier
+from .deeponet import OPERATOR_MIXERS, DeepONet, OperatorFNN, build_operator
 from .deep_linear import DeepLinear
 from .noprop import NoProp
 from .sequence import NORM_PLACES, SequenceModel
 from .set_transformer import SET_MIXERS, SetModel, set_width_multiple
 
 
-BACKBONES = ("sequence", "classifier", "deep_linear", "noprop", "set")
+BACKBONES = ("sequence", "classifier", "deep_linear", "noprop", "set", "operator")
 # the input kinds (a task's ``input_kind``) each backbone reads
 BACKBONE_INPUTS: dict[str, tuple[str, ...]] = {
     "sequence": ("tokens",), "classifier": ("vector",), "deep_linear": ("vector",), "noprop": ("vector",),
-    "set": ("set",),
+    "set": ("set",), "operator": ("function",),
 }
 # backbones whose ``spec.mixer`` names one of their own blocks (not a registered sequence mixer)
-BACKBONE_MIXERS: dict[str, tuple[str, ...]] = {"set": SET_MIXERS}
+BACKBONE_MIXERS: dict[str, tuple[str, ...]] = {"set": SET_MIXERS, "operator": OPERATOR_MIXERS}
 
 
 def accepts(backbone: str, input_kind: str | None) -> bool:
@@ -53,6 +54,8 @@ def build_model(spec: Any, task: Any) -> nn.Module:
         return SequenceModel(spec, vocab_size=task.vocab_size, n_outputs=task.n_outputs, max_length=task.max_length)
     if spec.backbone == "set":
         return SetModel(spec, in_features=task.input_dim, n_outputs=task.n_outputs)
+    if spec.backbone == "operator":
+        return build_operator(spec, sensors=task.input_dim, queries=task.queries)
     if spec.backbone == "classifier":
         return Classifier(spec, in_features=task.input_dim, n_classes=task.n_outputs)
     if spec.backbone == "noprop":
@@ -65,5 +68,5 @@ def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-__all__ = ["BACKBONES", "BACKBONE_INPUTS", "BACKBONE_MIXERS", "NORM_PLACES", "Classifier", "DeepLinear", "NoProp",
-           "SequenceModel", "SetModel", "accepts", "backbone_width_multiple", "build_model", "count_parameters"]
+__all__ = ["BACKBONES", "BACKBONE_INPUTS", "BACKBONE_MIXERS", "NORM_PLACES", "Classifier", "DeepLinear", "DeepONet", "NoProp",
+           "OperatorFNN", "SequenceModel", "SetModel", "accepts", "backbone_width_multiple", "build_model", "count_parameters"]

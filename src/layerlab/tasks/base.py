@@ -12,6 +12,9 @@ Sequence tasks ("tokens") give inputs (B, L) int64, targets (B, L) int64 and a b
 marking the positions that count in loss and metric. Vector tasks ("vector") give inputs (B, F)
 float32, targets (B,) int64 and no mask. Set tasks ("set") give inputs (B, n, F) float32, n
 elements of F features whose order carries no information, targets (B,) int64 and no mask.
+Function tasks ("function") give inputs (B, m), an input function's values at the task's m
+``sensors``, and targets (B, P), the output function at the task's P ``queries`` (float, no
+mask); they are regressions with their own loss and metric.
 """
 from __future__ import annotations
 
@@ -54,7 +57,7 @@ class Task:
     """Base of all tasks: classification over tokens or vectors, scored by cross-entropy."""
 
     name: ClassVar[str] = "task"
-    input_kind: ClassVar[str] = "tokens"  # "tokens", "vector" or "set" (see the module docstring)
+    input_kind: ClassVar[str] = "tokens"  # "tokens", "vector", "set" or "function" (module docstring)
     metric: ClassVar[str] = "accuracy"  # the primary metric: the leaderboard's column
     higher_is_better: ClassVar[bool] = True
 
