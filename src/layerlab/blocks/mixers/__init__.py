@@ -2,6 +2,7 @@
 from . import attention, delta, grassmann, griffin, hopfield, linear_attention, lru, mamba, rglru, s4d  # noqa: F401
 from . import block_lrnn  # noqa: F401
 from . import bilinear_rnn  # noqa: F401
+from . import fixed_point_rnn  # noqa: F401
 from .attention import CausalSelfAttention
 from .base import Mixer
 
