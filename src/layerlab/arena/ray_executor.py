@@ -44,10 +44,15 @@ _APPLIED = ("mark_running", "finish", "write_metrics", "truncate_metrics", "add_
 def import_ray(local: bool = False) -> Any:
     """Ray, or a ConfigError saying how to install it. ``local``: a runtime of this machine alone will
     be started, so Ray is told (before its first import) to bind to the loopback address, not to
-    the machine's network address."""
+    the machine's network address. Otherwise a cluster is joined, with the token ``ray start`` saved
+    where there is one."""
     if local:
         os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")  # Ray's switch for a loopback-only node
         os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    elif "RAY_AUTH_MODE" not in os.environ and (Path.home() / ".ray" / "auth_token").exists():
+        # `ray start` (2.5x) turns token authentication on and saves the token there; a client joining
+        # the cluster sends it only in token mode.
+        os.environ["RAY_AUTH_MODE"] = "token"
     try:
         import ray
     except ImportError:
