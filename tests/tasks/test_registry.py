@@ -13,7 +13,7 @@ from layerlab.errors import ConfigError, UnknownNameError
 from layerlab.tasks import Batch, Task, build_task, register_task, task_names
 
 ALL = ["antiderivative", "digits", "distinct_digits", "domain_shift", "in_context_regression", "linear_teacher", "mod_count", "modular", "mqar", "parity", "permutation",
-       "permuted_digits", "selective_copy", "symbolic", "text"]
+       "permuted_digits", "phase_signal", "selective_copy", "symbolic", "text"]
 CLASSIFICATION = [n for n in ALL if n not in ("antiderivative", "in_context_regression", "linear_teacher", "symbolic")]
 
 
@@ -30,6 +30,7 @@ def small_params(name: str, shakespeare: Path) -> dict:
         "distinct_digits": dict(set_size=4, n_eval=32),
         "domain_shift": {},
         "permuted_digits": dict(phases=2, phase_steps=3),
+        "phase_signal": dict(length=8, n_eval=16),
         "linear_teacher": dict(in_features=4, out_features=3, singular_values=[2, 1], n_train=8, n_eval=16),
         "symbolic": dict(n_train=16, n_eval=16),
         "in_context_regression": dict(dim=3, context=4, n_eval=16),
