@@ -11,9 +11,10 @@ from ...errors import ConfigError
 from ...registry import Paper, register
 from .._common import wide_dtype
 from .base import Mixer, State
+from .hippo import hippo_legs, ptd
 from .lru import complex_dtype, uninitialized_linear
 
-INITS = ("lin", "inv")
+INITS = ("lin", "inv", "ptd")
 MIXINGS = ("glu", "none")
 
 
@@ -50,11 +51,17 @@ class S4D(Mixer):
         - ``A``: S4D-Lin ``A_n = -1/2 + i pi n`` (``init="lin"``, default) or S4D-Inv
           ``A_n = -1/2 + i (N/pi) (N/(2n+1) - 1)`` (``init="inv"``), n = 0 .. N/2-1, same for every
           channel; stored as ``A_re_log = log(1/2)`` and ``A_im``.
+          ``init="ptd"``: perturb-then-diagonalise HiPPO-LegS of size N/2 (:mod:`.hippo`, Yu et al.,
+          "Robustifying State-space Models for Long Sequences via Approximate Diagonalization", 2023,
+          arXiv:2310.01698): ``A_H + E = V diag(Lambda) V^{-1}`` with ``||E||_2 = ptd_eps``; ``A = Lambda``
+          and ``C = (c V) * (V^{-1} B_H)`` for a complex standard normal ``c`` (``B`` absorbed into ``C``),
+          so the layer's kernel starts as twice the real part of HiPPO-LegS's with readout ``c``, up to
+          the backward error ``ptd_eps``.
         - ``Delta``: log-uniform on ``[dt_min, dt_max] = [1e-3, 1e-1]`` per channel, stored as ``log_dt``.
         - ``C``: complex standard normal (E|C_n|^2 = 1); ``D``: N(0, 1); ``W``: U(+-1/sqrt(H)) with
           bias (PyTorch's Linear default).
 
-    Options: ``d_state`` (N, even, default 64), ``init``, ``dt_min``, ``dt_max``, ``mixing``,
+    Options: ``d_state`` (N, even, default 64), ``init``, ``ptd_eps`` (``init="ptd"`` only), ``dt_min``, ``dt_max``, ``mixing``,
     ``generator`` (for the random initialization), ``device``, ``dtype``.
 
     The kernel, FFT and recurrence run in float32 or wider; the output has the input dtype.
@@ -78,6 +85,7 @@ class S4D(Mixer):
         *,
         d_state: int = 64,
         init: str = "lin",
+        ptd_eps: float = 0.1,
         dt_min: float = 1e-3,
         dt_max: float = 1e-1,
         mixing: str = "glu",
@@ -91,6 +99,8 @@ class S4D(Mixer):
                               f"got {d_state}; e.g. d_state={max(2, int(d_state) + int(d_state) % 2)}")
         if init not in INITS:
             raise ConfigError(f"s4d: init must be one of {', '.join(INITS)} (S4D-Lin, S4D-Inv), got {init!r}")
+        if not float(ptd_eps) > 0:
+            raise ConfigError(f"s4d: ptd_eps (the PTD perturbation norm) must be > 0, got {ptd_eps}; e.g. 0.1")
         if not 0.0 < dt_min <= dt_max:
             raise ConfigError(f"s4d: need 0 < dt_min <= dt_max, got dt_min={dt_min}, dt_max={dt_max}")
         if mixing not in MIXINGS:
@@ -98,6 +108,7 @@ class S4D(Mixer):
         factory = {"device": device, "dtype": dtype}
         H, M = d_model, int(d_state) // 2
         self.d_state, self.init, self.dt_min, self.dt_max, self.mixing = int(d_state), init, float(dt_min), float(dt_max), mixing
+        self.ptd_eps = float(ptd_eps)
         self.log_dt = nn.Parameter(torch.empty(H, **factory))
         self.A_re_log = nn.Parameter(torch.empty(H, M, **factory))
         self.A_im = nn.Parameter(torch.empty(H, M, **factory))
@@ -121,10 +132,28 @@ class S4D(Mixer):
             self.C_re.copy_(torch.randn(H, M, dtype=torch.float64, **g) * 0.5 ** 0.5)
             self.C_im.copy_(torch.randn(H, M, dtype=torch.float64, **g) * 0.5 ** 0.5)
             self.D.copy_(torch.randn(H, dtype=torch.float64, **g))
+            if self.init == "ptd":
+                self._ptd_init(generator)
             if self.out is not None:
                 bound = H ** -0.5
                 self.out.weight.copy_(torch.empty(self.out.weight.shape).uniform_(-bound, bound, **g))
                 self.out.bias.copy_(torch.empty(self.out.bias.shape).uniform_(-bound, bound, **g))
+
+    def _ptd_init(self, generator: torch.Generator | None) -> None:
+        H, M = self.d_model, self.d_state // 2
+        A_H, B_H = hippo_legs(M)
+        lam, V, _ = ptd(A_H, self.ptd_eps, generator=generator)
+        if lam.real.max() >= 0:
+            raise ConfigError(f"s4d: init='ptd' with ptd_eps={self.ptd_eps} moved an eigenvalue of HiPPO-LegS to "
+                              f"Re >= 0 ({lam.real.max().item():.3g}); use a smaller ptd_eps")
+        b = torch.linalg.solve(V, B_H.to(V.dtype))
+        c = torch.complex(torch.randn(H, M, dtype=torch.float64, generator=generator),
+                          torch.randn(H, M, dtype=torch.float64, generator=generator)) * 0.5 ** 0.5
+        C = (c @ V) * b
+        self.A_re_log.copy_(torch.log(-lam.real).expand(H, M))
+        self.A_im.copy_(lam.imag.expand(H, M))
+        self.C_re.copy_(C.real)
+        self.C_im.copy_(C.imag)
 
     # --- the SSM as the paper writes it -------------------------------------------------
     def continuous(self, cdtype: torch.dtype) -> tuple[Tensor, Tensor, Tensor]:
