@@ -6,6 +6,7 @@ diagrams as a tensor network (the fast form beside each dense reference). These 
 ``(*, c, n, ..., n)``, not token sequences, so they are plain modules (no registry kind fits) named in
 the catalogue's ``systems``.
 """
+from .brauer import BrauerLinear  # noqa: F401
 from .partition import PartitionLinear, partition_diagrams, partition_matrix  # noqa: F401
 
-__all__ = ["PartitionLinear", "partition_diagrams", "partition_matrix"]
+__all__ = ["BrauerLinear", "PartitionLinear", "partition_diagrams", "partition_matrix"]
