@@ -41,6 +41,7 @@ TINY: dict[str, dict] = {
     "hopfield": {"n_heads": 2},
     "linear_attention": {"n_heads": 2, "chunk_size": 4},
     "lru": {"d_state": 8},
+    "lssl": {"d_state": 8},
     "mamba": {"d_state": 4, "chunk_size": 4},
     "rglru": {"d_rnn": 8},
     "s4d": {"d_state": 8},
