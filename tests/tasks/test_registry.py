@@ -13,8 +13,9 @@ from layerlab.errors import ConfigError, UnknownNameError
 from layerlab.tasks import Batch, Task, build_task, register_task, task_names
 
 ALL = ["antiderivative", "digits", "distinct_digits", "domain_shift", "in_context_regression", "linear_teacher", "mod_count", "modular", "mqar", "parity", "permutation",
-       "permuted_digits", "phase_signal", "selective_copy", "symbolic", "text"]
-CLASSIFICATION = [n for n in ALL if n not in ("antiderivative", "in_context_regression", "linear_teacher", "symbolic")]
+       "permuted_digits", "phase_signal", "poisson1d", "selective_copy", "symbolic", "text"]
+CLASSIFICATION = [n for n in ALL if n not in ("antiderivative", "in_context_regression", "linear_teacher", "poisson1d",
+                                              "symbolic")]
 
 
 def small_params(name: str, shakespeare: Path) -> dict:
@@ -31,6 +32,7 @@ def small_params(name: str, shakespeare: Path) -> dict:
         "domain_shift": {},
         "permuted_digits": dict(phases=2, phase_steps=3),
         "phase_signal": dict(length=8, n_eval=16),
+        "poisson1d": dict(n=7, n_train=8, n_eval=8),
         "linear_teacher": dict(in_features=4, out_features=3, singular_values=[2, 1], n_train=8, n_eval=16),
         "symbolic": dict(n_train=16, n_eval=16),
         "in_context_regression": dict(dim=3, context=4, n_eval=16),
@@ -172,7 +174,7 @@ def test_register_rejects_duplicates_and_non_tasks(monkeypatch: pytest.MonkeyPat
 @pytest.mark.parametrize("name", ALL)
 def test_full_batch_only_for_finite_training_sets(name: str, shakespeare_path: Path) -> None:
     task = build_task(name, **small_params(name, shakespeare_path))
-    if name in ("antiderivative", "modular", "digits", "linear_teacher", "domain_shift", "permuted_digits", "symbolic"):  # a fixed training table: batch_size <= 0 is all of it
+    if name in ("antiderivative", "poisson1d", "modular", "digits", "linear_teacher", "domain_shift", "permuted_digits", "symbolic"):  # a fixed training table: batch_size <= 0 is all of it
         full = task.train_batch(0, torch.Generator())
         assert len(full) == len(task.train_batch(-1, torch.Generator())) >= 8
     else:  # fresh draws: there is no "whole training set"

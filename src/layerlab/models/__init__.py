@@ -12,6 +12,7 @@ from torch import nn
 from ..errors import ConfigError
 from .classifier import Classifier
 from .deeponet import OPERATOR_MIXERS, DeepONet, OperatorFNN, build_operator
+from .mgno import MgNO, build_mgno
 from .deep_linear import DeepLinear
 from .noprop import NoProp
 from .sequence import NORM_PLACES, SequenceModel
@@ -25,7 +26,7 @@ BACKBONE_INPUTS: dict[str, tuple[str, ...]] = {
     "set": ("set",), "operator": ("function",),
 }
 # backbones whose ``spec.mixer`` names one of their own blocks (not a registered sequence mixer)
-BACKBONE_MIXERS: dict[str, tuple[str, ...]] = {"set": SET_MIXERS, "operator": OPERATOR_MIXERS}
+BACKBONE_MIXERS: dict[str, tuple[str, ...]] = {"set": SET_MIXERS, "operator": OPERATOR_MIXERS + ("mgno",)}
 
 
 def accepts(backbone: str, input_kind: str | None) -> bool:
@@ -55,7 +56,8 @@ def build_model(spec: Any, task: Any) -> nn.Module:
     if spec.backbone == "set":
         return SetModel(spec, in_features=task.input_dim, n_outputs=task.n_outputs)
     if spec.backbone == "operator":
-        return build_operator(spec, sensors=task.input_dim, queries=task.queries)
+        build = build_mgno if spec.mixer == "mgno" else build_operator
+        return build(spec, sensors=task.input_dim, queries=task.queries)
     if spec.backbone == "classifier":
         return Classifier(spec, in_features=task.input_dim, n_classes=task.n_outputs)
     if spec.backbone == "noprop":
@@ -68,5 +70,5 @@ def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-__all__ = ["BACKBONES", "BACKBONE_INPUTS", "BACKBONE_MIXERS", "NORM_PLACES", "Classifier", "DeepLinear", "DeepONet", "NoProp",
+__all__ = ["BACKBONES", "BACKBONE_INPUTS", "BACKBONE_MIXERS", "NORM_PLACES", "Classifier", "DeepLinear", "DeepONet", "MgNO", "NoProp",
            "OperatorFNN", "SequenceModel", "SetModel", "accepts", "backbone_width_multiple", "build_model", "count_parameters"]

@@ -16,7 +16,7 @@ input [u(x_1), ..., u(x_m), y] -> G(u)(y) ("fnn").
 
 How a ModelSpec reads on this backbone (``backbone = "operator"``)::
 
-    mixer          "deeponet" or "fnn"
+    mixer          "deeponet" or "fnn" (or "mgno": ``layerlab.models.mgno``)
     mixer_options  p (32: the number of basis functions t_k; deeponet only), activation ("relu",
                    "tanh" or "gelu"; default "relu")
     d_model        the width of every hidden layer; n_layers: hidden layers of each net

@@ -8,14 +8,15 @@ from typing import ClassVar
 import torch
 from torch import Tensor
 
-from ..errors import ConfigError, ShapeError
-from .base import Batch, Task, split_generator
+from ..errors import ConfigError
+from ._function import FunctionTask, rff_coefficients, rff_values
+from .base import Batch
 from .registry import register_task
 
 
 @register_task("antiderivative")
 @dataclass
-class Antiderivative(Task):
+class Antiderivative(FunctionTask):
     r"""Learn the operator G(u)(x) = s(x) = ∫₀ˣ u(τ) dτ on [0, 1] from u at m sensors.
 
     DeepONet's first example (Lu et al. 2019, arXiv:1910.03193, Section 4.1: ds/dx = u(x),
@@ -42,13 +43,10 @@ class Antiderivative(Task):
 
     Loss: mean squared error over functions and points. Metric: ``rel_l2``, the mean over
     functions of ‖ŝ - s‖₂ / ‖s‖₂ over the grid (lower is better; ``mse`` is reported too).
-    Chance: 1.0, the relative error of predicting s = 0.
+    Chance: 1.0, the relative error of predicting s = 0 (``tasks/_function.py``).
     """
 
     name: ClassVar[str] = "antiderivative"
-    input_kind: ClassVar[str] = "function"
-    metric: ClassVar[str] = "rel_l2"
-    higher_is_better: ClassVar[bool] = False
 
     m: int = 50
     length_scale: float = 0.2
@@ -56,10 +54,6 @@ class Antiderivative(Task):
     n_train: int = 1000
     n_eval: int = 500
     data_seed: int = 0
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        self._train = self.draw(self.n_train, split_generator(self.name, "train", self.data_seed))
 
     def validate(self) -> None:
         where = f"task {self.name!r}"
@@ -77,37 +71,14 @@ class Antiderivative(Task):
         """The m sensor points x_i = i / (m - 1), float64."""
         return torch.linspace(0.0, 1.0, self.m, dtype=torch.float64)
 
-    @property
-    def queries(self) -> Tensor:
-        """The P = m points where G(u) is asked for, (m, 1) float64."""
-        return self.sensors[:, None]
-
-    @property
-    def input_dim(self) -> int:
-        return self.m
-
-    @property
-    def n_outputs(self) -> int:
-        return self.m
-
-    @property
-    def chance(self) -> float:
-        return 1.0
-
     # --- the functions ------------------------------------------------------------------
     def functions(self, n: int, gen: torch.Generator) -> tuple[Tensor, Tensor, Tensor]:
         """Coefficients (w, ω, φ), each (n, R) float64, of n random input functions."""
-        R = self.features
-        w = torch.randn(n, R, generator=gen, dtype=torch.float64)
-        omega = torch.randn(n, R, generator=gen, dtype=torch.float64) / self.length_scale
-        phi = 2 * math.pi * torch.rand(n, R, generator=gen, dtype=torch.float64)
-        return w, omega, phi
+        return rff_coefficients(n, self.features, self.length_scale, gen)
 
     def u(self, coeffs: tuple[Tensor, Tensor, Tensor], x: Tensor) -> Tensor:
         """u(x) of each function at points x (k,): (n, k)."""
-        w, omega, phi = coeffs
-        scale = math.sqrt(2.0 / self.features)
-        return scale * torch.einsum("nr,nrk->nk", w, torch.cos(omega[..., None] * x + phi[..., None]))
+        return rff_values(coeffs, x)
 
     def antiderivative(self, coeffs: tuple[Tensor, Tensor, Tensor], x: Tensor) -> Tensor:
         """s(x) = ∫₀ˣ u of each function at points x (k,), exactly: (n, k)."""
@@ -122,43 +93,9 @@ class Antiderivative(Task):
         x = self.sensors
         return Batch(self.u(coeffs, x), self.antiderivative(coeffs, x))
 
-    # --- splits -------------------------------------------------------------------------
-    def check_batch_size(self, batch_size: int) -> None:
-        """Any batch size: <= 0 is the whole training set."""
-
-    def train_batch(self, batch_size: int, generator: torch.Generator) -> Batch:
-        if batch_size <= 0 or batch_size >= self.n_train:
-            return self._train
-        idx = torch.randint(self.n_train, (batch_size,), generator=generator)
-        return Batch(self._train.inputs[idx], self._train.targets[idx])
-
-    def _make_eval_set(self, split: str) -> Batch:
-        return self.draw(self.n_eval, split_generator(self.name, split, self.data_seed))
-
     def oracle(self, batch: Batch) -> Tensor:
         """The trapezoidal antiderivative of the sensor values (exact up to h²/12 · max|u''|)."""
         return cumulative_trapezoid(batch.inputs.to(torch.float64), 1.0 / (self.m - 1))
-
-    # --- loss and metric ----------------------------------------------------------------
-    def _check(self, outputs: Tensor, batch: Batch) -> None:
-        if outputs.shape != batch.targets.shape:
-            raise ShapeError(f"antiderivative: predictions of shape {tuple(outputs.shape)} for targets of shape "
-                             f"{tuple(batch.targets.shape)}; the model needs {self.n_outputs} outputs per function")
-
-    def loss(self, outputs: Tensor, batch: Batch) -> Tensor:
-        self._check(outputs, batch)
-        return (outputs - batch.targets.to(outputs.dtype)).square().mean()
-
-    def _sums(self, outputs: Tensor, batch: Batch) -> dict[str, float]:
-        self._check(outputs, batch)
-        err = outputs.double() - batch.targets.double()
-        rel = err.norm(dim=1) / batch.targets.double().norm(dim=1)
-        return {"rel": rel.sum().item(), "se": err.square().sum().item(), "n": float(len(batch)),
-                "points": float(err.numel())}
-
-    def summarize(self, sums: dict[str, float]) -> dict[str, float]:
-        mse = sums["se"] / max(sums.get("points", sums["n"]), 1.0)
-        return {"loss": mse, "mse": mse, "rel_l2": sums["rel"] / max(sums["n"], 1.0)}
 
 
 def cumulative_trapezoid(values: Tensor, h: float) -> Tensor:
