@@ -74,9 +74,11 @@ class ComplexLinear(nn.Module):
 
 @register("channel", "complex_mlp", paper=PAPER)
 class ComplexMLP(nn.Module):
-    """Two complex linear layers around a complex activation: (..., D) -> (..., D), D even.
+    """Two complex linear layers around a complex activation, CMLP(z) = W₂ σ(W₁ z + b₁) + b₂.
 
-    See the module docstring for the equations, forms and options.
+    Paper: Dramsch, Lüthje & Christensen, "Complex-valued neural networks for machine learning on
+    non-stationary physical data", 2019, arXiv:1905.12321. Shape: (..., D) -> (..., D), D even
+    (D/2 complex numbers). See the module docstring for the equations, forms and options.
     """
 
     modes = MODES

@@ -110,8 +110,10 @@ def induced_scale(g: InvertibleNet, a: float | Tensor, v: Tensor) -> Tensor:
 class Linearizer(nn.Module):
     """f(x) = g_y⁻¹(A g_x(x)): linear between the vector spaces g_x and g_y induce.
 
-    See the module docstring for the equations. Options: ``depth`` (coupling layers per network,
-    default 2), ``hidden`` (the couplings' hidden width, default D).
+    Paper: Berman, Hallak & Shocher, "Who Said Neural Networks Aren't Linear?", 2025,
+    arXiv:2510.08570. Shape: (..., D) -> (..., D), D >= 2. See the module docstring for the
+    equations. Options: ``depth`` (coupling layers per network, default 2), ``hidden`` (the
+    couplings' hidden width, default D).
     """
 
     def __init__(self, d_model: int, *, depth: int = 2, hidden: int | None = None, device: Any = None,

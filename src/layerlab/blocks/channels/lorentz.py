@@ -120,9 +120,11 @@ class LorentzLinear(nn.Module):
 
 @register("channel", "lorentz", paper=PAPER)
 class LorentzChannel(nn.Module):
-    """Two Lorentz linear layers between hyperboloid points: (..., D) -> (..., D) on 𝕃^{D-1}_K.
+    """Two Lorentz linear layers between hyperboloid points, y = HL₂(HL₁(lift(x))) ∈ 𝕃^{D-1}_K.
 
-    See the module docstring for the equations, the lift of the input and the options.
+    Paper: Chen et al., "Fully Hyperbolic Neural Networks", 2021, arXiv:2105.14686 (Eq. 3).
+    Shape: (..., D) -> (..., D), every output row on the hyperboloid ⟨y, y⟩_L = 1/K. See the
+    module docstring for the equations, the lift of the input and the options.
     """
 
     def __init__(self, d_model: int, *, hidden: int | None = None, curvature: float = -1.0, scale: float = 10.0,
