@@ -7,7 +7,8 @@ diagrams as a tensor network (the fast form beside each dense reference). These 
 the catalogue's ``systems``.
 """
 from .brauer import BrauerLinear  # noqa: F401
+from .graph_automorphism import GraphAutomorphismLinear  # noqa: F401
 from .jellyfish import AlternatingLinear  # noqa: F401
 from .partition import PartitionLinear, partition_diagrams, partition_matrix  # noqa: F401
 
-__all__ = ["AlternatingLinear", "BrauerLinear", "PartitionLinear", "partition_diagrams", "partition_matrix"]
+__all__ = ["AlternatingLinear", "BrauerLinear", "GraphAutomorphismLinear", "PartitionLinear", "partition_diagrams", "partition_matrix"]
