@@ -10,7 +10,9 @@ l + k is even and none when it is odd. With ``ρ_k(g) = g^{⊗k}``:
   ``Hom_{O(n)}((R^n)^{⊗k}, (R^n)^{⊗l}) = span{E_β}``.
 - Sp(n), n = 2m, with the form ``ε = [[0, I_m], [-I_m, 0]]``:
   ``F_β[I, J] = prod_{top pairs x<y} ε(i_x, i_y) · prod_{bottom pairs x<y} ε(j_x, j_y) ·
-  prod_{pairs across} δ(i_x, j_y)``; ``Hom_{Sp(n)} = span{F_β}``.
+  prod_{pairs across} δ(i_x, j_y)``; ``Hom_{Sp(n)} = span{F_β}``. (The paper writes F_β in the
+  symplectic basis of R^n; we keep the standard basis with the form above, which only reorders the
+  basis vectors.)
 
 The layer is ``y = sum_β λ_β M_β x`` with ``λ_β`` a ``c_out x c_in`` matrix, no bias (the only
 invariant (0, l) tensors are the (0, l)-diagrams themselves; pass them through a (k, l) layer with
