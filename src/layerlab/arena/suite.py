@@ -138,7 +138,10 @@ _UNUSED_BY = {"sequence": ("init", "init_scale"),
               "deep_linear": ("mixer", "mixer_options", "channel", "channel_options", "norm", "norm_options",
                               "norm_place", "positions"),
               "noprop": ("mixer", "mixer_options", "channel", "channel_options", "norm", "norm_options",
-                         "norm_place", "positions", "init", "init_scale")}
+                         "norm_place", "positions", "init", "init_scale"),
+              "set": ("positions", "init", "init_scale"),
+              "operator": ("channel", "channel_options", "norm", "norm_options", "norm_place", "positions",
+                           "init", "init_scale")}
 # the model a suite without [[models]] gives its vector tasks (the quick suite's digits model)
 DEFAULT_VECTOR_MODEL = ("mlp", ModelSpec(backbone="classifier", channel="mlp", n_layers=2))
 MODELS_EXAMPLE = ('[[models]] label = "attention" backbone = "sequence" mixer = "attention" '
@@ -257,9 +260,10 @@ def _input_kind(entry: TaskEntry) -> str:
 def _default_models(name: str, tasks: tuple[TaskEntry, ...]) -> list[ModelEntry]:
     """The models of a suite without [[models]]: the classifier with the MLP, where every task is a vector task."""
     for t in tasks:
-        if _input_kind(t) != "vector":
+        if (kind := _input_kind(t)) != "vector":
+            what = "token sequences" if kind == "tokens" else f"{kind} inputs"
             raise ConfigError(
-                f"suite {name!r} has no [[models]], and task {t.label or t.name!r} reads token sequences, for "
+                f"suite {name!r} has no [[models]], and task {t.label or t.name!r} reads {what}, for "
                 f"which there is no default model (vector tasks such as digits default to the classifier with "
                 f"the MLP): add a [[models]] table, for example {MODELS_EXAMPLE} (one key per line)")
     label, spec = DEFAULT_VECTOR_MODEL
