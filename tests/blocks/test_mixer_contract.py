@@ -46,6 +46,7 @@ TINY: dict[str, dict] = {
     "rglru": {"d_rnn": 8},
     "s4d": {"d_state": 8},
     "spikegpt": {"threshold": 0.02},  # many units firing: a perturbed late token flips some spike
+    "warp": {"hidden": 4},
 }
 # (B, L): length 1; 7 and 13 are no multiple of any chunk (4 here, 16 or 64 by default)
 SHAPES = [(1, 1), (2, 7), (1, 13)]
