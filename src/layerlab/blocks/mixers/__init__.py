@@ -6,6 +6,7 @@ from . import fixed_point_rnn  # noqa: F401
 from . import lssl  # noqa: F401
 from . import spikegpt  # noqa: F401
 from . import warp  # noqa: F401
+from . import hyperzzw  # noqa: F401
 from .attention import CausalSelfAttention
 from .base import Mixer
 
