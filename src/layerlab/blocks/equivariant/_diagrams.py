@@ -219,8 +219,10 @@ class DiagramLinear(nn.Module):
         else:
             raise ConfigError(f"{type(self).__name__}: unknown mode {mode!r}; valid modes: 'factored', 'reference'")
         if self.bias is not None:
-            y = y + sum(beta.reshape(-1, *(1,) * l) * self.dense(e, 0, l).reshape((n,) * l).to(y)
-                        for beta, e in zip(self.bias, self.bias_diagrams))
+            if getattr(self, "_bias_basis", None) is None:  # the (0, l)-diagram tensors, built once
+                self._bias_basis = torch.stack([self.dense(e, 0, l).reshape((n,) * l) for e in self.bias_diagrams])
+            basis = self._bias_basis.to(y)
+            y = y + torch.einsum("eo,e...->o...", self.bias, basis)
         return y
 
     def extra_repr(self) -> str:
