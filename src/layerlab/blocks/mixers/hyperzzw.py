@@ -21,7 +21,8 @@ class HyperZZW(Mixer):
     r"""HyperZ·Z·W on sequences: ``y = Z * (W ⊙ Z)``, the hyper-kernel ``W`` from a slow coordinate MLP.
 
     Paper: Harvie Zhang, "HyperZ·Z·W Operator Connects Slow-Fast Networks for Full Context
-    Interaction", 2024, arXiv:2401.17948: coordinate-based implicit MLPs (the slow network) generate
+    Interaction", 2024, arXiv:2401.17948 (its arXiv title: "HyperZcdotZcdotW Operator Connects Slow-Fast
+    Networks for Full Context Interaction"): coordinate-based implicit MLPs (the slow network) generate
     hyper-kernels ``W``; the operator "connects hyper-kernels (W) and hidden activations (Z) through
     simple elementwise multiplication, followed by convolution of Z using the context-dependent W".
 
