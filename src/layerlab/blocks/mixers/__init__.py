@@ -3,6 +3,7 @@ from . import attention, delta, grassmann, griffin, hopfield, linear_attention, 
 from . import block_lrnn  # noqa: F401
 from . import bilinear_rnn  # noqa: F401
 from . import fixed_point_rnn  # noqa: F401
+from . import slice_cde  # noqa: F401
 from . import lssl  # noqa: F401
 from . import spikegpt  # noqa: F401
 from . import warp  # noqa: F401
