@@ -43,6 +43,7 @@ TINY: dict[str, dict] = {
     "lru": {"d_state": 8},
     "lssl": {"d_state": 8},
     "mamba": {"d_state": 4, "chunk_size": 4},
+    "miras": {"n_heads": 2, "chunk_size": 4},
     "rglru": {"d_rnn": 8},
     "s4d": {"d_state": 8},
     "spikegpt": {"threshold": 0.02},  # many units firing: a perturbed late token flips some spike

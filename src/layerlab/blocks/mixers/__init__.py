@@ -4,6 +4,7 @@ from . import block_lrnn  # noqa: F401
 from . import bilinear_rnn  # noqa: F401
 from . import fixed_point_rnn  # noqa: F401
 from . import slice_cde  # noqa: F401
+from . import miras  # noqa: F401
 from . import lssl  # noqa: F401
 from . import spikegpt  # noqa: F401
 from . import warp  # noqa: F401
