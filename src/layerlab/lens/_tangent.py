@@ -33,8 +33,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..blocks import activations, norms
-from ..blocks.channels.mlp import MLP
 from ..models.classifier import Classifier
 from ..models.sequence import Residual
 
@@ -63,7 +61,7 @@ def _gelu(m: nn.Module, s: Tensor) -> Tensor:
                       torch.ops.aten.gelu_backward(dx, x, approximate=approximate)])
 
 
-def _rmsnorm(m: norms.RMSNorm, s: Tensor) -> Tensor:
+def _rmsnorm(m: nn.Module, s: Tensor) -> Tensor:
     a, da = _halves(s)
     ms = a.square().mean(dim=-1, keepdim=True)
     r = torch.sqrt(ms + m.eps)
@@ -84,37 +82,53 @@ def _layernorm(m: nn.Module, s: Tensor) -> Tensor:
     return torch.cat([y, dy])
 
 
-# exact types only: a subclass may change forward
-RULES: dict[type[nn.Module], Callable[[nn.Module, Tensor], Tensor]] = {
-    nn.Linear: _linear,
-    nn.ReLU: _relu, activations.ReLU: _relu,
-    nn.GELU: _gelu, activations.GELU: _gelu,
-    norms.RMSNorm: _rmsnorm, norms.LayerNorm: _layernorm,
+Rule = Callable[[nn.Module, Tensor], Tensor]
+# Exact types only: a subclass may change forward. PyTorch's modules by type; layerlab's blocks by
+# the (kind, name) the registry gave their class (the lens finds blocks by what they expose and
+# never imports them), set on the class itself, not inherited.
+RULES: dict[type[nn.Module], Rule] = {nn.Linear: _linear, nn.ReLU: _relu, nn.GELU: _gelu}
+REGISTERED_RULES: dict[tuple[str, str], Rule] = {
+    ("activation", "relu"): _relu, ("activation", "gelu"): _gelu,
+    ("norm", "rmsnorm"): _rmsnorm, ("norm", "layernorm"): _layernorm,
 }
 # modules whose own forward code is linear in their parts' outputs and their input (Dropout and
 # Identity in eval mode are the identity); Residual and Classifier run their shape checks, which
-# hold for the stacked rows too
+# hold for the stacked rows too; so does the registered channel "mlp"
 LINEAR_CONTAINERS: tuple[type[nn.Module], ...] = (nn.Sequential, nn.ModuleList, nn.Identity, nn.Dropout, Residual,
-                                                  MLP, Classifier)
+                                                  Classifier)
+REGISTERED_CONTAINERS: tuple[tuple[str, str], ...] = (("channel", "mlp"),)
+
+
+def _registered_as(cls: type) -> tuple[str, str] | None:
+    if "registry_name" not in vars(cls):
+        return None
+    return cls.registry_kind, cls.registry_name
+
+
+def rule_for(m: nn.Module) -> Rule | None:
+    """The (value, derivative) rule of module ``m``, or None."""
+    return RULES.get(type(m)) or REGISTERED_RULES.get(_registered_as(type(m)))
+
+
+def is_linear_container(m: nn.Module) -> bool:
+    """Whether ``m``'s own code is linear in its parts' outputs and its input (Dropout: in eval mode)."""
+    if isinstance(m, nn.Dropout) and m.training:
+        return False
+    return type(m) in LINEAR_CONTAINERS or _registered_as(type(m)) in REGISTERED_CONTAINERS
 
 
 def stacked_supported(net: nn.Module) -> bool:
     """Whether ``stacked_forward`` computes ``J v`` for ``net``: every module a part with a rule
     or a linear container (Dropout in eval mode)."""
-    for m in net.modules():
-        if type(m) in RULES:
-            continue
-        if type(m) not in LINEAR_CONTAINERS or (isinstance(m, nn.Dropout) and m.training):
-            return False
-    return True
+    return all(rule_for(m) is not None or is_linear_container(m) for m in net.modules())
 
 
 @contextlib.contextmanager
 def stacked(net: nn.Module) -> Iterator[None]:
     """Inside, ``net(cat([x, v]))`` returns ``cat([f(x), J_f(x) v])`` (needs ``stacked_supported``)."""
-    patched = [m for m in net.modules() if type(m) in RULES]
+    patched = [m for m in net.modules() if rule_for(m) is not None]
     for m in patched:
-        rule = RULES[type(m)]
+        rule = rule_for(m)
         m.forward = (lambda mod, r: lambda s: r(mod, s))(m, rule)
     try:
         yield

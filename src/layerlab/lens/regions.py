@@ -55,7 +55,7 @@ from torch import Tensor, nn
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from ..errors import ConfigError, ShapeError
-from ._tangent import LINEAR_CONTAINERS, RULES, stacked, stacked_supported
+from ._tangent import is_linear_container, rule_for, stacked, stacked_supported
 from ._util import side_effect_free
 from .dynamics import threshold_modules
 from .probes import ProbeContext, ProbeOutput, _is_int, _require, register_probe
@@ -184,7 +184,7 @@ def line_regions(model: nn.Module, starts: Tensor, ends: Tensor, *, modules: Seq
     fast = derivative == "stacked" or (derivative == "auto" and at is None and stacked_supported(net))
     if fast and (at is not None or not stacked_supported(net)):
         kinds = sorted({type(m).__name__ for m in net.modules()
-                        if type(m) not in RULES and type(m) not in LINEAR_CONTAINERS})
+                        if rule_for(m) is None and not is_linear_container(m)})
         raise ConfigError(f"line_regions: derivative='stacked' has no rule for {kinds or ['at=' + repr(at)]}; "
                           "use derivative='autograd'")
     names = threshold_modules(net) if modules is None else list(modules)
