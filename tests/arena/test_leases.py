@@ -118,12 +118,12 @@ def _planned(suite_text: str) -> set[str]:
 
 
 def test_two_drivers_on_one_store_train_every_run_once(tmp_path):
-    text = SUITE.format(steps=150, seeds=[0, 1], lrs=[3e-3, 1e-2])
+    text = SUITE.format(steps=300, seeds=[0, 1], lrs=[3e-3, 1e-2])
     (tmp_path / "shared.toml").write_text(text)
     root = tmp_path / "store"
     args = ("run", str(tmp_path / "shared.toml"), "--store", str(root), "--threads", "1")
     first = _layerlab(*args)
-    time.sleep(1.0)  # the second driver starts while the first is training
+    time.sleep(0.3)  # the second driver starts while the first starts up or trains
     second = _layerlab(*args)
     for proc in (first, second):
         _, err = proc.communicate(timeout=300)
@@ -137,25 +137,44 @@ def test_two_drivers_on_one_store_train_every_run_once(tmp_path):
     assert len({r["worker_pid"] for r in runs}) == 2
 
 
+def test_a_driver_waits_for_a_live_lease_and_takes_it_over_when_its_heartbeat_stops(tmp_path):
+    # another driver (on another host: judged by its heartbeat alone) holds one run and then dies
+    suite = parse_suite(tomllib.loads(SUITE.format(steps=20, seeds=[0, 1], lrs=[3e-3])))
+    store = Store(tmp_path)
+    for p in expand(suite):
+        store.add_run(p.spec, suite=suite.name)
+    held, free = [p.spec.run_id for p in expand(suite)]
+    assert store.claim([held], "elsewhere.example:1:dead", ttl=3.0)[0] == [held]
+    order: list[str] = []
+    t0 = time.time()
+    LocalExecutor(1, 1).execute(tmp_path, [held, free], on_finished=lambda rid, st: order.append(rid))
+    waited = time.time() - t0
+    assert order == [free, held]  # the free run first; the held one after its lease went stale
+    assert waited >= 2.5  # it waited for the ttl (3 s from the claim) rather than training it at once
+    assert all(store.run(r)["status"] == "done" and store.run(r)["attempts"] == 1 for r in (held, free))
+    assert any("lease taken over" in e and "elsewhere.example" in e for e in store.events(held))
+    assert store.leases() == []
+
+
 def test_a_killed_drivers_run_is_taken_over_and_resumed(tmp_path):
     text = SUITE.format(steps=600, seeds=[0, 1], lrs=[3e-3])
     (tmp_path / "shared.toml").write_text(text)
     root = tmp_path / "store"
     args = ("run", str(tmp_path / "shared.toml"), "--store", str(root), "--threads", "1")
-    doomed = _layerlab(*args, "--lease-ttl", "2")
+    doomed = _layerlab(*args)
     deadline, victim = time.time() + 180, None
     while time.time() < deadline and victim is None:
-        time.sleep(0.2)
+        time.sleep(0.05)
         assert doomed.poll() is None, doomed.stderr.read().decode()
         if (root / "store.sqlite").exists():
-            mid = [r for r in Store(root).runs() if r["status"] == "running" and r["step"] > 100]
+            mid = [r for r in Store(root).runs() if r["status"] == "running" and 100 < r["step"] < 500]
             if mid:
                 victim = mid[0]["run_id"]
+                os.killpg(doomed.pid, signal.SIGKILL)  # mid-run, past its first checkpoints
+                doomed.wait(10)
     assert victim is not None, "the first driver never got a run past its first checkpoint"
+    assert Store(root).leases()[0]["run_id"] == victim  # the dead driver's lease is still there
     rescuer = _layerlab(*args)
-    time.sleep(1.0)  # the rescuer sees a live lease on the victim and trains the other runs
-    os.killpg(doomed.pid, signal.SIGKILL)
-    doomed.wait(10)
     _, err = rescuer.communicate(timeout=300)
     assert rescuer.returncode == 0, err.decode()
 
@@ -165,7 +184,8 @@ def test_a_killed_drivers_run_is_taken_over_and_resumed(tmp_path):
     assert runs[victim]["attempts"] == 2
     assert all(r["attempts"] == 1 for rid, r in runs.items() if rid != victim)
     events = store.events(victim)
-    assert any("lease taken over" in e for e in events) and any("resumed from checkpoint" in e for e in events)
+    assert any("lease taken over" in e and "its process is gone" in e for e in events)
+    assert any("resumed from checkpoint" in e for e in events)
     for rid in runs:  # every step once: nothing lost, nothing duplicated
         steps = [m["step"] for m in store.metrics(rid, split="train", name="loss")]
         assert steps == list(range(1, 601))
