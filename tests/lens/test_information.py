@@ -65,3 +65,17 @@ def test_errors():
         info.information_plane({"t": torch.zeros(3, 2)}, torch.zeros(4))
     with pytest.raises(ConfigError, match="n_bins"):
         info.bin_edges(torch.zeros(3), 0)
+
+
+def test_quantiles_by_selection_equal_torch_quantile_bit_for_bit():
+    q = torch.linspace(0, 1, 31, dtype=torch.float64)
+    for seed in range(60):
+        g = torch.Generator().manual_seed(seed)
+        v = torch.randn(int(torch.randint(1, 3000, (1,), generator=g)), generator=g, dtype=torch.float64)
+        if seed % 3 == 0:
+            v = v.relu()  # a block of ties at 0, as a ReLU layer gives
+        if seed % 5 == 0:
+            v = (3 * v).round()  # many ties everywhere
+        assert torch.equal(info.quantiles(v, q), torch.quantile(v, q))
+    v = torch.tensor([1.0, float("nan"), 2.0], dtype=torch.float64)  # NaN: the reference's answer
+    assert torch.equal(info.quantiles(v, q).isnan(), torch.quantile(v, q).isnan())

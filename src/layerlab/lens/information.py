@@ -29,6 +29,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -91,8 +92,24 @@ def bin_edges(t: Tensor, n_bins: int, method: str = "adaptive", value_range: tup
     if method == "fixed":
         lo, hi = (float(v.min()), float(v.max())) if value_range is None else map(float, value_range)
         return torch.linspace(lo, hi, n_bins + 1, dtype=torch.float64)
-    return torch.quantile(v, torch.linspace(0, 1, n_bins + 1, dtype=torch.float64)).unique()  # a repeated value
+    return quantiles(v, torch.linspace(0, 1, n_bins + 1, dtype=torch.float64)).unique()  # a repeated value
     # (e.g. a ReLU's zeros) fills one bin: equal edges would leave empty bins between them
+
+
+def quantiles(v: Tensor, q: Tensor) -> Tensor:
+    """``torch.quantile(v, q)`` (linear interpolation) of a 1-D float64 tensor, bit for bit.
+
+    The reference sorts all of ``v``; on the CPU this selects only the order statistics it needs
+    (NumPy's partial sort around the ranks ``floor`` and ``ceil`` of ``q (n - 1)``; about 2.5x
+    faster for the probe's 130k values) and interpolates them with the same ``lerp``. Elsewhere,
+    or with NaNs, it is the reference."""
+    if v.device.type != "cpu" or bool(torch.isnan(v).any()):
+        return torch.quantile(v, q)
+    ranks = q * (v.numel() - 1)
+    below, above = ranks.floor(), ranks.ceil()
+    kth = torch.cat([below, above]).long().unique().numpy()
+    selected = torch.from_numpy(np.partition(v.numpy(), kth))
+    return torch.lerp(selected[below.long()], selected[above.long()], ranks - below)
 
 
 def binned(t: Tensor, edges: Tensor) -> Tensor:
