@@ -17,7 +17,7 @@ from typing import ClassVar
 import torch
 from torch import Tensor
 
-from ..errors import ShapeError
+from ..errors import ConfigError, ShapeError
 from .base import Batch, Task, split_generator
 
 
@@ -91,6 +91,15 @@ class FunctionTask(Task):
     def summarize(self, sums: dict[str, float]) -> dict[str, float]:
         mse = sums["se"] / max(sums.get("points", sums["n"]), 1.0)
         return {"loss": mse, "mse": mse, "rel_l2": sums["rel"] / max(sums["n"], 1.0)}
+
+
+def check_field_sizes(where: str, length_scale: float, features: int, n_train: int, n_eval: int) -> None:
+    """The options every task drawing its functions by ``rff_coefficients`` shares."""
+    if not (math.isfinite(length_scale) and length_scale > 0):
+        raise ConfigError(f"{where}: length_scale must be finite and > 0, got {length_scale}")
+    if features < 1 or n_train < 1 or n_eval < 1:
+        raise ConfigError(f"{where}: features, n_train and n_eval must be >= 1, got {features}, "
+                          f"{n_train}, {n_eval}")
 
 
 def rff_coefficients(n: int, features: int, length_scale: float, gen: torch.Generator) -> tuple[Tensor, Tensor, Tensor]:

@@ -9,7 +9,7 @@ import torch
 from torch import Tensor
 
 from ..errors import ConfigError
-from ._function import FunctionTask, rff_coefficients, rff_values
+from ._function import FunctionTask, check_field_sizes, rff_coefficients, rff_values
 from .base import Batch
 from .registry import register_task
 
@@ -59,11 +59,7 @@ class Antiderivative(FunctionTask):
         where = f"task {self.name!r}"
         if self.m < 2:
             raise ConfigError(f"{where}: m must be >= 2 (a grid on [0, 1]), got {self.m}")
-        if not (math.isfinite(self.length_scale) and self.length_scale > 0):
-            raise ConfigError(f"{where}: length_scale must be finite and > 0, got {self.length_scale}")
-        if self.features < 1 or self.n_train < 1 or self.n_eval < 1:
-            raise ConfigError(f"{where}: features, n_train and n_eval must be >= 1, got {self.features}, "
-                              f"{self.n_train}, {self.n_eval}")
+        check_field_sizes(where, self.length_scale, self.features, self.n_train, self.n_eval)
 
     # --- sizes --------------------------------------------------------------------------
     @property

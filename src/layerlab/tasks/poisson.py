@@ -1,7 +1,6 @@
 """The 1-D Poisson problem -u'' = f, u(0) = u(1) = 0: learn the solution operator f -> u."""
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -9,7 +8,7 @@ import torch
 from torch import Tensor
 
 from ..errors import ConfigError
-from ._function import FunctionTask, rff_coefficients, rff_values
+from ._function import FunctionTask, check_field_sizes, rff_coefficients, rff_values
 from .base import Batch
 from .registry import register_task
 
@@ -48,11 +47,7 @@ class Poisson1D(FunctionTask):
         where = f"task {self.name!r}"
         if self.n < 1:
             raise ConfigError(f"{where}: n (interior grid points) must be >= 1, got {self.n}")
-        if not (math.isfinite(self.length_scale) and self.length_scale > 0):
-            raise ConfigError(f"{where}: length_scale must be finite and > 0, got {self.length_scale}")
-        if self.features < 1 or self.n_train < 1 or self.n_eval < 1:
-            raise ConfigError(f"{where}: features, n_train and n_eval must be >= 1, got {self.features}, "
-                              f"{self.n_train}, {self.n_eval}")
+        check_field_sizes(where, self.length_scale, self.features, self.n_train, self.n_eval)
 
     @property
     def sensors(self) -> Tensor:
