@@ -94,3 +94,12 @@ def causal_depthwise_conv(u: Tensor, weight: Tensor, bias: Tensor | None = None)
     for j in range(1, K):
         out = torch.addcmul(out, padded[:, j:j + L], w[:, j])
     return out
+
+
+def causal_fft_conv(u: Tensor, k: Tensor, dim: int = -1) -> Tensor:
+    """Causal convolution along ``dim`` by FFT: ``y_t = sum_{j<=t} k_j u_{t-j}`` (``u`` and ``k`` of the
+    same length L there, broadcasting elsewhere). Both are zero-padded to 2L, so nothing wraps
+    around: O(L log L) instead of the O(L^2) sum it equals."""
+    n = 2 * u.shape[dim]
+    y = torch.fft.irfft(torch.fft.rfft(u, n=n, dim=dim) * torch.fft.rfft(k, n=n, dim=dim), n=n, dim=dim)
+    return y.narrow(dim, 0, u.shape[dim])

@@ -8,7 +8,7 @@ from torch import Tensor, nn
 
 from ...errors import ConfigError, ShapeError
 from ...registry import Paper, register
-from .._common import wide_dtype
+from .._common import causal_fft_conv, wide_dtype
 from .base import Mixer
 from .lru import uninitialized_linear
 
@@ -115,8 +115,7 @@ class HyperZZW(Mixer):
         Z = x.to(real)
         Wc = self.hyper_kernel(L, real) * Z  # (B, L, D): W~_j = W_j ⊙ Z_j
         if mode == "fft":
-            n = 2 * L
-            y = torch.fft.irfft(torch.fft.rfft(Z, n=n, dim=1) * torch.fft.rfft(Wc, n=n, dim=1), n=n, dim=1)[:, :L]
+            y = causal_fft_conv(Z, Wc, dim=1)
         else:
             t = torch.arange(L, device=x.device)
             lag = t[:, None] - t[None, :]  # [t, i] -> t - i, the kernel index j with Z_i = Z_{t-j}

@@ -9,7 +9,7 @@ from torch import Tensor, nn
 
 from ...errors import ConfigError
 from ...registry import Paper, register
-from .._common import wide_dtype
+from .._common import causal_fft_conv, wide_dtype
 from .base import Mixer, State
 from .hippo import hippo_legs, ptd
 from .lru import complex_dtype, uninitialized_linear
@@ -191,7 +191,7 @@ class S4D(Mixer):
         real = wide_dtype(x.dtype)
         u = x.to(real).transpose(1, 2)  # (B, H, L)
         K = self.kernel(L, real)
-        y = torch.fft.irfft(torch.fft.rfft(u, n=2 * L) * torch.fft.rfft(K, n=2 * L), n=2 * L)[..., :L]
+        y = causal_fft_conv(u, K)
         y = y + self.D.to(real).unsqueeze(-1) * u
         return self._mix(y.transpose(1, 2)).to(x.dtype)
 
