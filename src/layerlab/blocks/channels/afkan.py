@@ -11,6 +11,7 @@ from torch import Tensor, nn
 from ...errors import ConfigError
 from ...registry import Paper, register
 from .._common import check_last_dim, wide_dtype
+from ._two_layer import TwoLayerChannel
 
 AFKAN_PAPER = Paper("AF-KAN: Activation Function-Based Kolmogorov-Arnold Networks for Efficient Representation Learning",
                     2025, "2503.06112")
@@ -140,7 +141,7 @@ class AFKANLayer(nn.Module):
 
 
 @register("channel", "af_kan", paper=AFKAN_PAPER)
-class AFKAN(nn.Module):
+class AFKAN(TwoLayerChannel):
     r"""Two AF-KAN layers in place of the MLP: ``d_model -> hidden -> d_model``.
 
     Paper: Ta & Tran, "AF-KAN: Activation Function-Based Kolmogorov-Arnold Networks for Efficient
@@ -186,14 +187,3 @@ class AFKAN(nn.Module):
         self.layer1 = AFKANLayer(self.d_model, self.hidden, **opts)
         self.layer2 = AFKANLayer(self.hidden, self.d_model, **opts)
         self.dropout = nn.Dropout(dropout)
-
-    def reset_parameters(self) -> None:
-        self.layer1.reset_parameters()
-        self.layer2.reset_parameters()
-
-    def forward(self, x: Tensor) -> Tensor:
-        check_last_dim(self, x)
-        return self.dropout(self.layer2(self.layer1(x)))
-
-    def extra_repr(self) -> str:
-        return f"d_model={self.d_model}, hidden={self.hidden}"

@@ -18,6 +18,7 @@ from torch import Tensor, nn
 from ...errors import ConfigError
 from ...registry import Paper, register
 from .._common import check_last_dim, wide_dtype
+from ._two_layer import TwoLayerChannel
 
 __all__ = [
     "GRKAN",
@@ -253,7 +254,7 @@ class GRKANLayer(nn.Module):
 
 
 @register("channel", "grkan", paper=KAT_PAPER)
-class GRKAN(nn.Module):
+class GRKAN(TwoLayerChannel):
     r"""Group-rational KAN in place of the MLP: two GR-KAN layers ``d_model -> hidden -> d_model``.
 
     Paper: Yang & Wang, "Kolmogorov-Arnold Transformer", 2024, arXiv:2409.10594 (KAT).
@@ -345,14 +346,3 @@ class GRKAN(nn.Module):
     @classmethod
     def width_multiple(cls, *, groups: int = 8, **_: object) -> int:
         return int(groups)
-
-    def reset_parameters(self) -> None:
-        self.layer1.reset_parameters()
-        self.layer2.reset_parameters()
-
-    def forward(self, x: Tensor) -> Tensor:
-        check_last_dim(self, x)
-        return self.dropout(self.layer2(self.layer1(x)))
-
-    def extra_repr(self) -> str:
-        return f"d_model={self.d_model}, hidden={self.hidden}"

@@ -25,6 +25,7 @@ from ...errors import ConfigError, ShapeError
 from ...kernels import bspline as bspline_kernel
 from ...registry import Paper, register
 from .._common import WideBuffers, check_last_dim, wide_dtype
+from ._two_layer import TwoLayerChannel
 
 __all__ = [
     "KAN",
@@ -668,7 +669,7 @@ def kan_hidden(d_model: int, grid_size: int = 5, spline_order: int = 3) -> int:
 
 
 @register("channel", "kan", paper=KAN_PAPER)
-class KAN(nn.Module):
+class KAN(TwoLayerChannel):
     r"""Two B-spline KAN layers in place of the MLP: ``d_model -> hidden -> d_model``.
 
     Paper: Liu et al., "KAN: Kolmogorov-Arnold Networks", 2024, arXiv:2404.19756.
@@ -745,13 +746,8 @@ class KAN(nn.Module):
         self.layer2 = KANLayer(self.hidden, self.d_model, **opts)
         self.dropout = nn.Dropout(dropout)
 
-    def reset_parameters(self) -> None:
-        self.layer1.reset_parameters()
-        self.layer2.reset_parameters()
-
     def forward(self, x: Tensor, mode: str = "fast") -> Tensor:
-        check_last_dim(self, x)
-        return self.dropout(self.layer2(self.layer1(x, mode), mode))
+        return super().forward(x, mode)
 
     @torch.no_grad()
     def update_grid(self, x: Tensor, grid_size: int | None = None, grid_eps: float = 0.02) -> None:
@@ -761,6 +757,3 @@ class KAN(nn.Module):
         samples = x.reshape(-1, self.d_model)
         self.layer1.update_grid(samples, grid_size=grid_size, grid_eps=grid_eps)
         self.layer2.update_grid(self.layer1(samples), grid_size=grid_size, grid_eps=grid_eps)
-
-    def extra_repr(self) -> str:
-        return f"d_model={self.d_model}, hidden={self.hidden}"

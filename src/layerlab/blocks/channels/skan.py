@@ -11,6 +11,7 @@ from ...errors import ConfigError
 from ...registry import Paper, register
 from .._common import WideBuffers, check_last_dim, wide_dtype
 from .kan import MODES, _check_grid_options, b_spline_basis, uniform_grid
+from ._two_layer import TwoLayerChannel
 
 SKAN_PAPER = Paper("Activation Space Selectable Kolmogorov-Arnold Networks", 2024, "2408.08338")
 SPACES = ("bspline", "chebyshev", "fourier", "rbf", "silu")
@@ -198,7 +199,7 @@ def skan_hidden(d_model: int, features: int) -> int:
 
 
 @register("channel", "skan", paper=SKAN_PAPER)
-class SKAN(nn.Module):
+class SKAN(TwoLayerChannel):
     r"""Two S-KAN layers in place of the MLP: ``d_model -> hidden -> d_model``.
 
     Paper: Yang, Zhang, Luo, Lu & Shen, "Activation Space Selectable Kolmogorov-Arnold Networks",
@@ -258,18 +259,10 @@ class SKAN(nn.Module):
         self.layer2 = SKANLayer(self.hidden, self.d_model, **opts)
         self.dropout = nn.Dropout(dropout)
 
-    def reset_parameters(self) -> None:
-        self.layer1.reset_parameters()
-        self.layer2.reset_parameters()
-
     def forward(self, x: Tensor, mode: str = "fast") -> Tensor:
-        check_last_dim(self, x)
-        return self.dropout(self.layer2(self.layer1(x, mode), mode))
+        return super().forward(x, mode)
 
     def select(self, k: int = 1) -> None:
         """``SKANLayer.select(k)`` on both layers."""
         self.layer1.select(k)
         self.layer2.select(k)
-
-    def extra_repr(self) -> str:
-        return f"d_model={self.d_model}, hidden={self.hidden}"
