@@ -452,21 +452,21 @@ def cmd_plot(args: argparse.Namespace, console: Console) -> int:
         if not any(r["status"] == "done" for r in store.derived_runs(parent)):
             raise ConfigError(f"run {parent} has no finished derived runs yet: `layerlab compress {parent} "
                               f"--technique NAME --levels L1,L2` makes some (`layerlab compress --list`)")
-        try:
-            path = plot_compression(store, parent, args.output)
-        except OSError as e:
-            raise ConfigError(f"cannot write the plot to {str(args.output or parent)!r}: {e.strerror or e}") from None
-        _say(console, f"wrote {path}")
+        _say(console, f"wrote {_plot_written(lambda: plot_compression(store, parent, args.output), args.output or parent)}")
         return 0
     if not store.metrics(run_id):
         raise ConfigError(f"run {run_id} has no recorded metrics yet (status {store.run(run_id)['status']}): "
                           f"nothing to plot")
-    try:
-        path = plot_run(store, run_id, args.output)
-    except OSError as e:
-        raise ConfigError(f"cannot write the plot to {str(args.output or run_id)!r}: {e.strerror or e}") from None
-    _say(console, f"wrote {path}")
+    _say(console, f"wrote {_plot_written(lambda: plot_run(store, run_id, args.output), args.output or run_id)}")
     return 0
+
+
+def _plot_written(plot, target: str | Path):
+    """The path ``plot()`` wrote; a ConfigError naming ``target`` when it cannot be written."""
+    try:
+        return plot()
+    except OSError as e:
+        raise ConfigError(f"cannot write the plot to {str(target)!r}: {e.strerror or e}") from None
 
 
 PLOT_FORMATS = (".png", ".svg", ".pdf")

@@ -64,15 +64,14 @@ class Executor(ABC):
         """Run every id to a final status (done, diverged, failed): the runs this driver leases, it
         trains; runs another live driver holds, it waits for and reports as that driver recorded them."""
         jobs = seed_groups(store_root, run_ids) if self.vmap_seeds else [[rid] for rid in run_ids]
-        store = Store(store_root)
-
-        def report(rids: Sequence[str], statuses: dict[str, str] | None = None) -> None:
-            for rid in rids:
-                if on_finished:
-                    on_finished(rid, statuses[rid] if statuses else store.run(rid)["status"])
-
         with Leases(store_root, self.lease_ttl_s) as leases, \
                 self.session(store_root, device=device, on_progress=on_progress) as workers:
+
+            def report(rids: Sequence[str], statuses: dict[str, str] | None = None) -> None:
+                for rid in rids:
+                    if on_finished:
+                        on_finished(rid, statuses[rid] if statuses else leases.store.run(rid)["status"])
+
             waiting, in_flight = list(jobs), {}
             while waiting or in_flight:
                 for job in list(waiting):
@@ -96,7 +95,6 @@ class Executor(ABC):
                     time.sleep(WAIT_S)  # every job left is another driver's: look again shortly
                 if on_poll:
                     on_poll()
-        store.close()
 
 
 def seed_groups(store_root: str | Path, run_ids: Sequence[str]) -> list[list[str]]:
